@@ -1,0 +1,264 @@
+"""The dataset format: a folder with ``manifest.csv``, one row per image.
+
+Columns
+-------
+subject_id : str        person identifier; both views of a person share it
+view : lateral|posterior
+image : str             path of the photo, relative to the dataset folder
+sex : M|F
+age : float             years
+height_cm : float       standing height, cm
+smi : float             skeletal muscle index, kg/m^2 (required to train or evaluate)
+
+Optional: ``weight_kg``, ``px_per_cm`` (pixels per centimetre at the leg),
+``side`` (L|R), ``reference_device`` (BIA|DXA). Unknown extra columns are kept and
+passed through to outputs.
+
+Models do not see manifest rows directly: :func:`to_samples` turns the manifest into
+a *sample table*, one row per prediction unit (one image for a single view, one person
+for ``both``), which is what every estimator's ``fit``/``predict`` takes.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .images import ImageError, resolve_inside
+
+MANIFEST_NAME = "manifest.csv"
+REQUIRED_COLUMNS = ("subject_id", "view", "image", "sex", "age", "height_cm")
+LABEL_COLUMN = "smi"
+OPTIONAL_COLUMNS = ("weight_kg", "px_per_cm", "side", "reference_device")
+VIEWS = ("lateral", "posterior")
+VIEW_CHOICES = ("lateral", "posterior", "both")
+SEXES = ("M", "F")
+DEVICES = ("BIA", "DXA")
+#: Columns that describe the person, identical on every row of one subject.
+SUBJECT_COLUMNS = ("sex", "age", "height_cm", "weight_kg", "smi", "side", "reference_device")
+#: Per-image columns that become ``<name>_<view>`` in the sample table.
+IMAGE_COLUMNS = ("image_path", "px_per_cm")
+
+#: Plausible ranges (inclusive) for numeric columns.
+RANGES = {
+    "height_cm": (100.0, 230.0),
+    "age": (0.0, 120.0),
+    "smi": (2.0, 20.0),
+    "weight_kg": (20.0, 300.0),
+}
+
+
+class ManifestError(ValueError):
+    """A manifest that cannot be used; ``problems`` lists every problem found."""
+
+    def __init__(self, problems: list[str]):
+        self.problems = list(problems)
+        super().__init__("\n".join(self.problems))
+
+
+def manifest_path(dataset_dir: str | os.PathLike) -> Path:
+    return Path(dataset_dir) / MANIFEST_NAME
+
+
+def read_manifest_raw(dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """Read ``manifest.csv`` as strings, without any checking."""
+    path = manifest_path(dataset_dir)
+    if not Path(dataset_dir).is_dir():
+        raise ManifestError([f"{dataset_dir}: not a folder; give the dataset folder that holds {MANIFEST_NAME}"])
+    if not path.is_file():
+        raise ManifestError([f"{path}: no {MANIFEST_NAME} in the dataset folder"])
+    try:
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    except Exception as exc:  # pandas raises several types for malformed CSV
+        raise ManifestError([f"{path}: cannot parse as CSV ({exc})"]) from None
+    df.columns = [c.strip() for c in df.columns]
+    return df
+
+
+def read_manifest(dataset_dir: str | os.PathLike, *, require_label: bool = True) -> pd.DataFrame:
+    """Read and type a manifest, failing with every structural problem at once.
+
+    This checks what the models need (columns, values, ranges, paths inside the
+    folder); it does not open the images. ``legsmi validate`` does the full check.
+
+    Returns
+    -------
+    DataFrame
+        The manifest with typed columns, ``subject_id`` as str, and an added
+        ``image_path`` column holding the absolute path of each image.
+    """
+    dataset_dir = Path(dataset_dir)
+    df = read_manifest_raw(dataset_dir)
+    problems = check_table(df, dataset_dir, require_label=require_label)
+    if problems:
+        raise ManifestError([f"{manifest_path(dataset_dir)}: {p}" for p in problems])
+    return type_manifest(df, dataset_dir)
+
+
+def _row_label(i: int) -> str:
+    # Row numbers as a person sees them in a spreadsheet: header is line 1.
+    return f"row {i + 2}"
+
+
+def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = True) -> list[str]:
+    """Every problem with the manifest's columns and values (no image decoding)."""
+    problems: list[str] = []
+    required = list(REQUIRED_COLUMNS) + ([LABEL_COLUMN] if require_label else [])
+    missing = [c for c in required if c not in df.columns]
+    if missing:
+        problems.append(
+            f"missing required column(s) {', '.join(missing)}; required: {', '.join(required)}"
+        )
+    if len(df) == 0:
+        problems.append("manifest has no rows")
+    numeric = ["age", "height_cm"] + [c for c in ("smi", "weight_kg") if c in df.columns]
+    optional_numeric = {"weight_kg", "px_per_cm"} | ({"smi"} if not require_label else set())
+    for i, row in df.iterrows():
+        where = _row_label(int(i))
+        if "view" in df.columns and row["view"] not in VIEWS:
+            problems.append(f"{where}: view '{row['view']}' is not one of {', '.join(VIEWS)}")
+        if "sex" in df.columns and row["sex"] not in SEXES:
+            problems.append(f"{where}: sex '{row['sex']}' is not one of {', '.join(SEXES)}")
+        if "subject_id" in df.columns and str(row["subject_id"]).strip() == "":
+            problems.append(f"{where}: subject_id is empty")
+        for col in numeric + (["px_per_cm"] if "px_per_cm" in df.columns else []):
+            if col not in df.columns:
+                continue
+            raw = str(row[col]).strip()
+            if raw == "":
+                if col in optional_numeric:
+                    continue
+                problems.append(f"{where}: {col} is empty; a number is required")
+                continue
+            try:
+                value = float(raw)
+            except ValueError:
+                problems.append(f"{where}: {col} '{raw}' is not a number")
+                continue
+            if not np.isfinite(value):
+                problems.append(f"{where}: {col} '{raw}' is not a finite number")
+            elif col == "px_per_cm":
+                if value <= 0:
+                    problems.append(f"{where}: px_per_cm {value:g} must be greater than 0")
+            elif col in RANGES:
+                lo, hi = RANGES[col]
+                if not lo <= value <= hi:
+                    unit = {"age": "years", "height_cm": "cm", "smi": "kg/m^2", "weight_kg": "kg"}[col]
+                    problems.append(f"{where}: {col} {value:g} {unit} is outside the plausible range {lo:g}-{hi:g}")
+        if "side" in df.columns and str(row["side"]).strip() not in ("", "L", "R"):
+            problems.append(f"{where}: side '{row['side']}' is not L or R")
+        if "reference_device" in df.columns and str(row["reference_device"]).strip() not in ("",) + DEVICES:
+            problems.append(f"{where}: reference_device '{row['reference_device']}' is not BIA or DXA")
+        if "image" in df.columns:
+            rel = str(row["image"]).strip()
+            if rel == "":
+                problems.append(f"{where}: image is empty")
+            else:
+                try:
+                    resolve_inside(dataset_dir, rel)
+                except ImageError as exc:
+                    problems.append(f"{where}: image {exc}")
+    if {"subject_id", "view"} <= set(df.columns):
+        dup = df[df.duplicated(["subject_id", "view"], keep=False)]
+        for (sid, view), grp in dup.groupby(["subject_id", "view"]):
+            rows = ", ".join(_row_label(int(i)) for i in grp.index)
+            problems.append(f"{rows}: duplicate (subject_id, view) = ({sid}, {view}); keep one image per view")
+        for col in [c for c in SUBJECT_COLUMNS if c in df.columns]:
+            for sid, grp in df.groupby("subject_id"):
+                values = grp[col].astype(str).str.strip()
+                if col in ("age", "height_cm", "weight_kg", "smi"):
+                    values = values.map(_norm_number)
+                if values.nunique() > 1:
+                    rows = ", ".join(_row_label(int(i)) for i in grp.index)
+                    problems.append(
+                        f"{rows}: subject {sid} has different {col} values ({', '.join(sorted(set(values)))})"
+                    )
+    return problems
+
+
+def _norm_number(s: str) -> str:
+    try:
+        return f"{float(s):g}"
+    except ValueError:
+        return s
+
+
+def type_manifest(df: pd.DataFrame, dataset_dir: Path) -> pd.DataFrame:
+    """Convert a checked manifest's columns to their types and add ``image_path``."""
+    out = df.copy()
+    out["subject_id"] = out["subject_id"].astype(str).str.strip()
+    for col in ("age", "height_cm", "smi", "weight_kg", "px_per_cm"):
+        if col in out.columns:
+            out[col] = pd.to_numeric(out[col].replace("", np.nan), errors="coerce").astype(float)
+    for col in ("view", "sex", "side", "reference_device"):
+        if col in out.columns:
+            out[col] = out[col].astype(str).str.strip()
+    out["image_path"] = [str(resolve_inside(dataset_dir, str(r).strip())) for r in out["image"]]
+    return out.reset_index(drop=True)
+
+
+def to_samples(manifest: pd.DataFrame, view: str) -> pd.DataFrame:
+    """Turn manifest rows into the sample table every model takes.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        From :func:`read_manifest` (needs ``image_path``).
+    view : {'lateral', 'posterior', 'both'}
+        ``lateral``/``posterior``: one sample per image of that view.
+        ``both``: one sample per subject that has both views (others are dropped).
+
+    Returns
+    -------
+    DataFrame
+        One row per sample, indexed 0..n-1, with ``sample_id`` (``subject:view``),
+        ``subject_id``, ``view``, the subject columns present in the manifest
+        (``sex``, ``age``, ``height_cm``, optional ``weight_kg``, ``smi``, ...),
+        the pass-through extra columns, and per view ``image_lateral``,
+        ``image_posterior`` (absolute path or None), ``px_per_cm_lateral``,
+        ``px_per_cm_posterior`` (float or NaN). Sorted by subject for stability.
+    """
+    if view not in VIEW_CHOICES:
+        raise ValueError(f"view must be one of {VIEW_CHOICES}, got {view!r}")
+    if "image_path" not in manifest.columns:
+        raise ValueError("manifest lacks image_path; read it with read_manifest()")
+    known = set(REQUIRED_COLUMNS) | {LABEL_COLUMN, "image_path"} | set(OPTIONAL_COLUMNS)
+    extras = [c for c in manifest.columns if c not in known]
+    subject_cols = [c for c in SUBJECT_COLUMNS if c in manifest.columns] + extras
+    rows = []
+    for sid, grp in manifest.groupby("subject_id", sort=True):
+        by_view = {v: grp[grp["view"] == v] for v in VIEWS}
+        wanted = VIEWS if view == "both" else (view,)
+        if any(by_view[v].empty for v in wanted):
+            continue
+        first = grp.iloc[0]
+        rec = {"sample_id": f"{sid}:{view}", "subject_id": str(sid), "view": view}
+        for c in subject_cols:
+            rec[c] = first[c]
+        for v in VIEWS:
+            present = v in wanted and not by_view[v].empty
+            r = by_view[v].iloc[0] if present else None
+            rec[f"image_{v}"] = r["image_path"] if present else None
+            ppc = r["px_per_cm"] if (present and "px_per_cm" in grp.columns) else np.nan
+            rec[f"px_per_cm_{v}"] = float(ppc) if ppc is not None and ppc == ppc else np.nan
+        rows.append(rec)
+    cols = (
+        ["sample_id", "subject_id", "view"]
+        + subject_cols
+        + [f"{c}_{v}" for c in ("image", "px_per_cm") for v in VIEWS]
+    )
+    return pd.DataFrame(rows, columns=cols)
+
+
+def sample_images(samples: pd.DataFrame) -> list[tuple[int, str, str]]:
+    """``(row position, view, image path)`` for every image a sample table refers to."""
+    out = []
+    for pos, (_, row) in enumerate(samples.iterrows()):
+        for v in VIEWS:
+            p = row.get(f"image_{v}")
+            if isinstance(p, str) and p:
+                out.append((pos, v, p))
+    return out
