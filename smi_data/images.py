@@ -37,7 +37,10 @@ def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike) -> Path
     rel = Path(str(relative))
     if rel.is_absolute() or str(relative).startswith(("/", "\\")):
         raise ImageError(f"{relative}: absolute paths are not allowed; give the path relative to the dataset folder")
-    full = (root_resolved / rel).resolve()
+    try:
+        full = (root_resolved / rel).resolve()
+    except (OSError, ValueError, RuntimeError) as exc:  # NUL byte, symlink loop, name too long
+        raise ImageError(f"{relative!r}: not a usable path ({exc})") from None
     try:
         full.relative_to(root_resolved)
     except ValueError:
@@ -49,14 +52,80 @@ def resolve_inside(root: str | os.PathLike, relative: str | os.PathLike) -> Path
 
 
 def image_size(path: str | os.PathLike) -> tuple[int, int] | None:
-    """Width and height from the file header without decoding pixels (PIL), or None if unknown."""
+    """Width and height in pixels from the file header, without decoding any pixel.
+
+    PNG and JPEG headers are read directly; other formats go through PIL's lazy
+    ``Image.open``. PIL's own decompression-bomb guard is bypassed here on purpose
+    (it would hide the size of a huge image behind a generic error); the caller
+    compares the size with its own limit.
+
+    Returns
+    -------
+    (int, int) or None
+        ``(width, height)``, or None if the file is not an image this can read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64 * 1024)
+    except OSError:
+        return None
+    size = _png_size(head) or _jpeg_size(head)
+    if size is not None:
+        return size
+    import warnings
+
     from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return int(im.size[0]), int(im.size[1])
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
+            with Image.open(path) as im:
+                return int(im.size[0]), int(im.size[1])
+    except Image.DecompressionBombError as exc:
+        # Only raised above 2 x PIL's limit, far over ours; report the size PIL saw.
+        import re
+
+        m = re.search(r"\((\d+) pixels\)", str(exc))
+        n = int(m.group(1)) if m else 2**62
+        return n, 1
     except Exception:
         return None
+
+
+def _png_size(head: bytes) -> tuple[int, int] | None:
+    # Signature, then the IHDR chunk: length (4), type (4), width (4), height (4).
+    if head[:8] != b"\x89PNG\r\n\x1a\n" or len(head) < 24 or head[12:16] != b"IHDR":
+        return None
+    w, h = int.from_bytes(head[16:20], "big"), int.from_bytes(head[20:24], "big")
+    return (w, h) if w > 0 and h > 0 else None
+
+
+def _jpeg_size(head: bytes) -> tuple[int, int] | None:
+    # Walk the marker segments up to the first start-of-frame (SOF0..SOF15 except DHT/JPG/DAC).
+    if head[:2] != b"\xff\xd8":
+        return None
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return None
+        marker = head[i + 1]
+        if marker == 0xFF:  # fill byte
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:  # no length field
+            i += 2
+            continue
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if 0xC0 <= marker <= 0xCF and marker not in (0xC4, 0xC8, 0xCC):
+            if i + 9 > len(head):
+                return None
+            h = int.from_bytes(head[i + 5:i + 7], "big")
+            w = int.from_bytes(head[i + 7:i + 9], "big")
+            return (w, h) if w > 0 and h > 0 else None
+        if marker == 0xDA or length < 2:  # start of scan before any frame header: give up
+            return None
+        i += 2 + length
+    return None
 
 
 def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, color: bool = True) -> np.ndarray:

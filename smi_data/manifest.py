@@ -71,11 +71,18 @@ def read_manifest_raw(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise ManifestError([f"{path}: no {MANIFEST_NAME} in the dataset folder"])
     try:
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+        # utf-8-sig: spreadsheets often write a byte-order mark before the first column name.
+        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
+                         encoding="utf-8-sig", skip_blank_lines=False)
     except Exception as exc:  # pandas raises several types for malformed CSV
         raise ManifestError([f"{path}: cannot parse as CSV ({exc})"]) from None
-    df.columns = [c.strip() for c in df.columns]
-    return df
+    df.columns = [str(c).strip() for c in df.columns]
+    # A row with fewer fields than the header gets NaN in the missing cells: treat as empty.
+    # Strip every cell so ' S1' and 'S1 ' are the same subject everywhere.
+    df = df.fillna("").apply(lambda col: col.astype(str).str.strip())
+    # Blank lines are kept above so row numbers match the spreadsheet; drop them now.
+    blank = (df == "").all(axis=1)
+    return df[~blank]
 
 
 def read_manifest(dataset_dir: str | os.PathLike, *, require_label: bool = True) -> pd.DataFrame:
@@ -160,7 +167,8 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
                 try:
                     resolve_inside(dataset_dir, rel)
                 except ImageError as exc:
-                    problems.append(f"{where}: image {exc}")
+                    reason = str(exc).removeprefix(f"{rel}: ").removeprefix(f"{rel!r}: ")
+                    problems.append(f"{where}: image '{rel}': {reason}")
     if {"subject_id", "view"} <= set(df.columns):
         dup = df[df.duplicated(["subject_id", "view"], keep=False)]
         for (sid, view), grp in dup.groupby(["subject_id", "view"]):
