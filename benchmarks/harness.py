@@ -1,0 +1,544 @@
+"""Run models x views x folds x repeats under one saved splits file.
+
+The harness is the only place where data are divided into training and test sets,
+so the guarantees live here:
+
+* Folds come from ``splits.json`` (``smi_data.splits``), made once and read by every
+  model; folds are by subject, so both views of a person are in the same fold.
+* Every model is built afresh (a new estimator from its factory) and fitted on the
+  training fold only; whatever it learns (feature scaling, target scaling, early
+  stopping, hyper-parameters) it learns from the rows it is given. The test rows are
+  handed to ``predict`` without the ``smi`` column.
+* Each fit gets ``random_state`` derived from the run seed, the repeat and the fold
+  (not from the model), so every model of one fold sees the same seed and the same
+  seed gives the same numbers.
+* A model that fails (an exception, NaN for some samples, the wrong number of
+  predictions) is recorded and the run goes on: its rows get NaN and a reason.
+
+The public entry points are :func:`run_folds` (the loop, returns tables) and
+:func:`benchmarks.harness.run_benchmark` (the ``legsmi benchmark`` command: run folder,
+metrics, report).
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any, Iterable
+
+import numpy as np
+import pandas as pd
+
+from . import registry
+
+#: Views a benchmark can run.
+ALL_VIEWS = ("lateral", "posterior", "both")
+#: ``--views auto``: every model on the study's two views, cheap models also on ``both``.
+AUTO_VIEWS = "auto"
+#: Sample-table columns that are inputs only and do not go into predictions.csv.
+_INPUT_ONLY = ("image_lateral", "image_posterior", "px_per_cm_lateral", "px_per_cm_posterior", "smi")
+
+
+class BenchmarkError(ValueError):
+    """A benchmark that cannot start (bad splits, unknown model, ...), with what to do."""
+
+
+# --------------------------------------------------------------------------- seeds and tasks
+def fold_seed(seed: int, repeat: int, fold: int) -> int:
+    """The ``random_state`` of every model fitted in (repeat, fold) of a run seeded ``seed``."""
+    return int(np.random.SeedSequence([int(seed), int(repeat), int(fold)]).generate_state(1)[0] % (2**31 - 1))
+
+
+@dataclass(frozen=True)
+class Task:
+    """One fit and predict: a model on one view, one fold of one repeat.
+
+    ``arm`` names an ablation arm (empty for the main benchmark); ``overrides`` are
+    parameters passed to the model's factory; ``train_fraction`` < 1 keeps that share
+    of the training fold's subjects (a learning curve).
+    """
+
+    model: str
+    view: str
+    repeat: int
+    fold: int
+    arm: str = ""
+    overrides: tuple = ()
+    train_fraction: float = 1.0
+
+
+@dataclass
+class FoldResult:
+    """What one :class:`Task` produced."""
+
+    task: Task
+    predictions: pd.DataFrame
+    status: str
+    fit_s: float
+    predict_s: float
+    n_train: int
+    n_test: int
+    n_failed: int
+    estimator: Any = field(default=None, repr=False)
+
+    def record(self) -> dict:
+        t = self.task
+        return {"arm": t.arm, "model": t.model, "view": t.view, "repeat": t.repeat, "fold": t.fold,
+                "train_fraction": t.train_fraction, "status": self.status, "n_train": self.n_train,
+                "n_test": self.n_test, "n_failed": self.n_failed,
+                "fit_s": round(self.fit_s, 3), "predict_s": round(self.predict_s, 3)}
+
+
+def parse_views(views: str | Iterable[str]) -> list[str] | str:
+    """``'lateral,posterior'`` -> ``['lateral', 'posterior']``; ``'auto'`` stays ``'auto'``."""
+    if isinstance(views, str):
+        if views.strip().lower() == AUTO_VIEWS:
+            return AUTO_VIEWS
+        views = [v.strip() for v in views.split(",") if v.strip()]
+    views = list(dict.fromkeys(views))
+    bad = [v for v in views if v not in ALL_VIEWS]
+    if bad or not views:
+        raise BenchmarkError(f"unknown view(s) {', '.join(bad) or '(none given)'}; choose from "
+                             f"{', '.join(ALL_VIEWS)} or 'auto'")
+    return views
+
+
+def parse_overrides(items: Iterable[str]) -> dict[str, dict]:
+    """``['cnn-lite.epochs=3', 'xgb-features.n_estimators=50']`` -> ``{model: {param: value}}``.
+
+    Values are read as JSON where they parse (numbers, true/false, lists), else kept as text.
+    """
+    import json
+
+    out: dict[str, dict] = {}
+    for item in items or ():
+        head, sep, raw = str(item).partition("=")
+        model, dot, param = head.strip().rpartition(".")
+        if not sep or not dot or not model or not param:
+            raise BenchmarkError(f"--set {item!r}: expected MODEL.PARAM=VALUE, e.g. cnn-lite.epochs=3")
+        try:
+            value = json.loads(raw)
+        except json.JSONDecodeError:
+            value = raw
+        if isinstance(value, list):
+            value = tuple(value)
+        out.setdefault(model, {})[param] = value
+    return out
+
+
+def plan_views(models: list[str], views, specs: dict | None = None) -> tuple[dict[str, list[str]], list[str]]:
+    """Which views each model runs on, and notes about combinations left out.
+
+    ``views='auto'``: lateral and posterior for every model, ``both`` for cheap models
+    only (the CNNs are the slow part of the quick start). An explicit list runs every
+    model on every listed view it supports.
+    """
+    plan, notes = {}, []
+    for name in models:
+        spec = registry.get_spec(name, specs)
+        if views == AUTO_VIEWS:
+            wanted = ["lateral", "posterior"] + (["both"] if spec.cheap else [])
+            left = [] if spec.cheap else ["both"]
+            if left and "both" in spec.views:
+                notes.append(f"{name}: 'both' view left out by --views auto (slow model); "
+                             f"pass --views lateral,posterior,both to include it")
+        else:
+            wanted = list(views)
+        plan[name] = [v for v in wanted if v in spec.views]
+        for v in wanted:
+            if v not in spec.views:
+                notes.append(f"{name}: does not take the '{v}' view; skipped")
+    return plan, notes
+
+
+# --------------------------------------------------------------------------- splits
+def n_repeats(splits) -> int:
+    """Number of repeats (seeds) in a :class:`smi_data.splits.Splits`."""
+    return int(splits.n_repeats)
+
+
+def fold_table(splits, repeats: int) -> list[tuple[int, int, list[str], list[str]]]:
+    """``[(repeat, fold, train_subjects, test_subjects), ...]`` for ``repeats`` repeats."""
+    from smi_data.splits import iter_folds
+
+    out = []
+    for r in range(repeats):
+        for fold, train, test in iter_folds(splits, r):
+            out.append((r, int(fold), sorted(map(str, train)), sorted(map(str, test))))
+    return out
+
+
+def check_folds(folds, subjects: Iterable[str], source: str = "splits") -> None:
+    """Refuse splits that leak (a subject in train and test) or do not fit the dataset.
+
+    Raises
+    ------
+    BenchmarkError
+        With the subjects concerned and what to do.
+    """
+    subjects = set(map(str, subjects))
+    by_repeat: dict[int, set] = {}
+    for r, fold, train, test in folds:
+        overlap = set(train) & set(test)
+        if overlap:
+            raise BenchmarkError(f"{source}: repeat {r} fold {fold} has subject(s) in both training and test "
+                                 f"({', '.join(sorted(overlap)[:5])}); remake the splits with `legsmi splits`")
+        seen = by_repeat.setdefault(r, set())
+        dup = seen & set(test)
+        if dup:
+            raise BenchmarkError(f"{source}: repeat {r}: subject(s) {', '.join(sorted(dup)[:5])} are in more than "
+                                 f"one test fold; remake the splits with `legsmi splits`")
+        seen |= set(test)
+        unknown = (set(train) | set(test)) - subjects
+        if unknown:
+            raise BenchmarkError(f"{source}: subject(s) {', '.join(sorted(unknown)[:5])} are not in the dataset; "
+                                 "these splits were made for another dataset (make them again for this one)")
+    for r, seen in by_repeat.items():
+        missing = subjects - seen
+        if missing:
+            raise BenchmarkError(f"{source}: repeat {r}: {len(missing)} subject(s) of the dataset are in no test "
+                                 f"fold ({', '.join(sorted(missing)[:5])}); these splits were made for another "
+                                 "dataset (make them again for this one)")
+
+
+# --------------------------------------------------------------------------- one fold
+def subsample_subjects(subjects: list[str], fraction: float, seed: int, repeat: int, fold: int) -> list[str]:
+    """The first ``round(fraction * n)`` (at least 2) subjects of a seeded permutation.
+
+    The permutation depends on (seed, repeat, fold) only, so a smaller fraction's
+    subjects are a subset of a larger one's: a learning curve adds people, it does not
+    swap them.
+    """
+    subjects = sorted(subjects)
+    if fraction >= 1.0:
+        return subjects
+    if not 0.0 < fraction < 1.0:
+        raise BenchmarkError(f"train fraction must be in (0, 1], got {fraction}")
+    rng = np.random.default_rng(np.random.SeedSequence([int(seed), int(repeat), int(fold), 7]))
+    order = rng.permutation(len(subjects))
+    k = max(2, int(round(fraction * len(subjects))))
+    return sorted(subjects[i] for i in order[:k])
+
+
+def _pass_through(samples: pd.DataFrame) -> list[str]:
+    return [c for c in samples.columns if c not in _INPUT_ONLY]
+
+
+def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_subjects: list[str],
+             seed: int, specs: dict | None = None, keep_estimator: bool = False) -> FoldResult:
+    """Fit one model on the training subjects' samples and predict the test subjects' samples.
+
+    Never raises for a model's own failure: the result's ``status`` says what went
+    wrong and the predictions are NaN with the reason in ``failure``.
+    """
+    overlap = set(train_subjects) & set(test_subjects)
+    if overlap:  # check_folds already refuses this; a second guard costs nothing
+        raise BenchmarkError(f"subjects in both training and test: {sorted(overlap)[:5]}")
+    train_subjects = subsample_subjects(list(train_subjects), task.train_fraction, seed, task.repeat, task.fold)
+    sid = samples["subject_id"].astype(str)
+    train = samples[sid.isin(set(train_subjects))].reset_index(drop=True)
+    test = samples[sid.isin(set(test_subjects))].reset_index(drop=True)
+    y_train = train["smi"].to_numpy(dtype=float)
+    X_train = train.drop(columns=["smi"])
+    X_test = test.drop(columns=["smi"])
+
+    pred = np.full(len(test), np.nan)
+    reasons: dict[str, str] = {}
+    fit_s = predict_s = 0.0
+    estimator = None
+    status = "ok"
+    try:
+        spec = registry.get_spec(task.model, specs)
+        estimator = spec.build(fold_seed(seed, task.repeat, task.fold), **dict(task.overrides))
+        t0 = time.perf_counter()
+        estimator.fit(X_train, y_train)
+        fit_s = time.perf_counter() - t0
+        t0 = time.perf_counter()
+        out = np.asarray(estimator.predict(X_test), dtype=float).ravel()
+        predict_s = time.perf_counter() - t0
+        if out.shape[0] != len(X_test):
+            raise ValueError(f"predict returned {out.shape[0]} values for {len(X_test)} samples")
+        pred = out
+        reasons = {str(k): str(v) for k, v in (getattr(estimator, "failures_", None) or {}).items()}
+    except (KeyboardInterrupt, SystemExit, MemoryError):
+        raise
+    except Exception as exc:  # a failing model is reported, never fatal
+        status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
+        pred = np.full(len(test), np.nan)
+        estimator = None
+
+    bad = ~np.isfinite(pred)
+    failure = np.full(len(test), "", dtype=object)
+    for i in np.flatnonzero(bad):
+        s = str(test["sample_id"].iloc[i])
+        failure[i] = status if status != "ok" else reasons.get(s, "non-finite prediction (no reason given)")
+    pred = np.where(bad, np.nan, pred)
+    if status == "ok" and bad.all() and len(test):
+        status = "failed: every prediction is NaN"
+    elif status == "ok" and bad.any():
+        status = f"ok ({int(bad.sum())} of {len(test)} samples not scored)"
+
+    cols = _pass_through(test)
+    rows = test[cols].copy()
+    rows.insert(0, "fold", task.fold)
+    rows.insert(0, "repeat", task.repeat)
+    rows.insert(0, "view_run", task.view)
+    rows.insert(0, "model", task.model)
+    rows.insert(0, "arm", task.arm)
+    rows = rows.drop(columns=["view"]).rename(columns={"view_run": "view"})
+    rows["y_true"] = test["smi"].to_numpy(dtype=float)
+    rows["y_pred"] = pred
+    rows["failure"] = failure
+    return FoldResult(task, rows, status, fit_s, predict_s, len(train), len(test), int(bad.sum()),
+                      estimator if keep_estimator else None)
+
+
+# --------------------------------------------------------------------------- the loop
+def progress_bar(total: int, desc: str, enabled: bool | None = None):
+    """A tqdm bar on stderr, shown only when stderr is a terminal (or ``enabled=True``)."""
+    from tqdm.auto import tqdm
+
+    if enabled is None:
+        enabled = sys.stderr.isatty()
+    return tqdm(total=total, desc=desc, disable=not enabled, leave=False, file=sys.stderr,
+                dynamic_ncols=True)
+
+
+def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, specs: dict | None = None,
+              jobs: int = 1, progress: bool | None = None, keep: Iterable[Task] = (),
+              log=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+    """Run every task and gather predictions and per-fold records.
+
+    Parameters
+    ----------
+    manifest : DataFrame
+        From ``smi_data.manifest.read_manifest`` (with labels).
+    folds : list
+        From :func:`fold_table` (checked with :func:`check_folds`).
+    tasks : list of Task
+    seed : int
+        The run seed (see :func:`fold_seed`).
+    specs : dict, optional
+        Extra :class:`~benchmarks.registry.ModelSpec` by name (tests, plug-ins).
+    jobs : int
+        Tasks run in parallel processes when > 1 (each task is seeded on its own, so
+        the numbers do not depend on ``jobs``).
+    progress : bool or None
+        Progress bar; None shows it only when stderr is a terminal.
+    keep : iterable of Task
+        Tasks whose fitted estimator is returned (for SHAP plots).
+    log : callable or None
+        Called with one line per failed task.
+
+    Returns
+    -------
+    predictions : DataFrame
+        A row per (task, test sample), in task order.
+    records : DataFrame
+        A row per task: status, sizes, fit and predict seconds.
+    kept : dict
+        ``{task: (estimator, X_test)}`` for the tasks in ``keep`` that fitted.
+    """
+    from smi_data.manifest import to_samples
+
+    fold_by_key = {(r, f): (train, test) for r, f, train, test in folds}
+    views = sorted({t.view for t in tasks})
+    samples = {v: to_samples(manifest, v) for v in views}
+    keep = set(keep)
+
+    def args(t: Task):
+        train, test = fold_by_key[(t.repeat, t.fold)]
+        return (t, samples[t.view], train, test, seed, specs, t in keep)
+
+    results: list[FoldResult] = []
+    bar = progress_bar(len(tasks), "benchmark", progress)
+    try:
+        if jobs and jobs > 1 and len(tasks) > 1:
+            from joblib import Parallel, delayed
+
+            gen = Parallel(n_jobs=int(jobs), return_as="generator")(delayed(run_task)(*args(t)) for t in tasks)
+            for res in gen:
+                results.append(res)
+                bar.set_postfix_str(f"{res.task.model}/{res.task.view}")
+                bar.update(1)
+        else:
+            for t in tasks:
+                bar.set_postfix_str(f"{t.model}/{t.view} r{t.repeat} f{t.fold}")
+                results.append(run_task(*args(t)))
+                bar.update(1)
+    finally:
+        bar.close()
+    for res in results:
+        if res.status != "ok" and log is not None:
+            t = res.task
+            log(f"{t.arm + ' ' if t.arm else ''}{t.model} / {t.view} / repeat {t.repeat} fold {t.fold}: {res.status}")
+    preds = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
+    records = pd.DataFrame([r.record() for r in results])
+    kept = {}
+    for r in results:
+        if r.task in keep and r.estimator is not None:
+            train, test = fold_by_key[(r.task.repeat, r.task.fold)]
+            smp = samples[r.task.view]
+            kept[r.task] = (r.estimator, smp[smp["subject_id"].astype(str).isin(set(test))]
+                            .drop(columns=["smi"]).reset_index(drop=True))
+    return preds, records, kept
+
+
+# --------------------------------------------------------------------------- the benchmark command
+@dataclass
+class BenchmarkConfig:
+    """Everything ``legsmi benchmark`` needs; stored in run.json so a run can be repeated."""
+
+    dataset: str
+    out: str
+    models: list[str] = field(default_factory=lambda: list(registry.DEFAULT_MODELS))
+    views: Any = AUTO_VIEWS
+    folds: int = 5
+    repeats: int = 1
+    seed: int = 0
+    splits: str | None = None
+    overwrite: bool = False
+    jobs: int = 1
+    overrides: dict = field(default_factory=dict)
+    progress: bool | None = None
+    report: bool = True
+    ceiling: bool = True
+
+    def to_json(self) -> dict:
+        d = asdict(self)
+        d.pop("progress")
+        return d
+
+
+def load_or_make_splits(manifest: pd.DataFrame, cfg: BenchmarkConfig, out_dir: Path):
+    """Read ``cfg.splits`` or make the splits; either way write ``out_dir/splits.json``."""
+    from smi_data.runs import atomic_write_text
+    from smi_data.splits import load_splits, make_splits, save_splits
+
+    if cfg.splits:
+        path = Path(cfg.splits)
+        if not path.is_file():
+            raise BenchmarkError(f"{path}: no such splits file; make one with `legsmi splits` or leave out --splits")
+        splits = load_splits(path, manifest)
+        atomic_write_text(out_dir / "splits.json", path.read_text(encoding="utf-8"))
+    else:
+        splits = make_splits(manifest, n_folds=cfg.folds, seeds=list(range(cfg.seed, cfg.seed + cfg.repeats)),
+                             dataset=cfg.dataset)
+        save_splits(splits, out_dir / "splits.json")
+    return splits
+
+
+def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None) -> dict:
+    """The ``legsmi benchmark`` command as a function: run, aggregate, report.
+
+    Writes into ``cfg.out``: ``splits.json``, ``predictions.csv``, ``folds.csv`` (status
+    and timings per fit), ``metrics.csv``, ``table.csv`` (the study's layout),
+    ``report.md``, ``report.html``, ``plots/`` and ``run.json``.
+
+    Returns
+    -------
+    dict
+        ``out``, ``table`` (DataFrame), ``metrics``, ``predictions``, ``records``,
+        ``notes`` (list of str), ``seconds``.
+    """
+    from smi_data.manifest import read_manifest
+    from smi_data.runs import RunRecord, atomic_write_csv, prepare_output_dir
+
+    from . import aggregate
+
+    echo = echo or (lambda s: None)
+    models = list(dict.fromkeys(cfg.models))
+    if not models:
+        raise BenchmarkError("no models given; choose from " + ", ".join(registry.model_names()))
+    unknown = [m for m in models if m not in {**registry.MODELS, **(specs or {})}]
+    if unknown:
+        raise BenchmarkError(f"unknown model(s) {', '.join(unknown)}; known: "
+                             f"{', '.join({**registry.MODELS, **(specs or {})})}")
+    views = parse_views(cfg.views)
+    stray = [m for m in cfg.overrides if m not in models]
+    if stray:
+        raise BenchmarkError(f"--set names model(s) not in this run: {', '.join(stray)} "
+                             f"(models: {', '.join(models)})")
+    unavailable = registry.check_available(models, specs)
+    if unavailable:
+        raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+    manifest = read_manifest(cfg.dataset)
+    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite)
+    started = time.perf_counter()
+    with RunRecord(out_dir, "benchmark", cfg.to_json(), seed=cfg.seed) as rec:
+        splits = load_or_make_splits(manifest, cfg, out_dir)
+        reps = n_repeats(splits) if cfg.splits else cfg.repeats
+        if cfg.splits and cfg.repeats > reps:
+            raise BenchmarkError(f"{cfg.splits}: holds {reps} repeat(s) but --repeats {cfg.repeats} was asked")
+        reps = min(reps, cfg.repeats)
+        folds = fold_table(splits, reps)
+        check_folds(folds, manifest["subject_id"].astype(str).unique(), cfg.splits or "splits")
+        plan, notes = plan_views(models, views, specs)
+        tasks = [Task(m, v, r, f, overrides=tuple(sorted((cfg.overrides.get(m) or {}).items())))
+                 for m in models for v in plan[m] for (r, f, _, _) in folds]
+        keep = {t for t in tasks if t.model == "xgb-features" and t.repeat == 0 and t.fold == folds[0][1]
+                and t.view == plan["xgb-features"][0]} if "xgb-features" in plan and plan["xgb-features"] else set()
+        echo(f"benchmark: {len(models)} model(s), {len(tasks)} fits on {manifest['subject_id'].nunique()} subjects "
+             f"({reps} repeat(s) x {len(folds) // max(reps, 1)} folds)")
+        preds, records, kept = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=cfg.jobs,
+                                         progress=cfg.progress, keep=keep, log=lambda s: notes.append(s))
+        preds = preds.sort_values(["model", "view", "repeat", "fold", "sample_id"], kind="stable",
+                                  key=_model_order_key(models)).reset_index(drop=True)
+        preds = preds.drop(columns=["arm"], errors="ignore")
+        atomic_write_csv(preds, out_dir / "predictions.csv")
+        atomic_write_csv(records, out_dir / "folds.csv")
+        metrics = aggregate.compute_metrics(preds, model_order=models)
+        atomic_write_csv(metrics, out_dir / "metrics.csv")
+        ceiling = compute_ceiling_safe(cfg.dataset, cfg.folds, cfg.seed, notes) if cfg.ceiling else None
+        table = aggregate.study_table(metrics, models, ceiling=ceiling)
+        atomic_write_csv(table, out_dir / "table.csv")
+        seconds = time.perf_counter() - started
+        if cfg.report:
+            from . import report
+
+            report.write_report(out_dir, predictions=preds, metrics=metrics, records=records, models=models,
+                                ceiling=ceiling, notes=notes, kept=kept, config=cfg.to_json(), seconds=seconds)
+        rec.data["results"] = {
+            "n_subjects": int(manifest["subject_id"].nunique()),
+            "n_fits": len(tasks),
+            "failed_fits": int((~records["status"].str.startswith("ok")).sum()) if len(records) else 0,
+            "seconds": round(time.perf_counter() - started, 1),
+            "ceiling": ceiling,
+            "notes": notes,
+            "table": table.to_dict(orient="records"),
+        }
+    return {"out": out_dir, "table": table, "metrics": metrics, "predictions": preds, "records": records,
+            "notes": notes, "seconds": time.perf_counter() - started, "ceiling": ceiling}
+
+
+def _model_order_key(models: list[str]):
+    order = {m: i for i, m in enumerate(models)}
+    view_order = {v: i for i, v in enumerate(ALL_VIEWS)}
+
+    def key(col: pd.Series):
+        if col.name == "model":
+            return col.map(lambda m: order.get(m, len(order)))
+        if col.name == "view":
+            return col.map(lambda v: view_order.get(v, 9))
+        return col
+
+    return key
+
+
+def compute_ceiling_safe(dataset: str | os.PathLike, folds: int, seed: int, notes: list[str]) -> dict | None:
+    """The cohort ceiling from ``smi_data.phantom.ceiling`` when the dataset has truth.csv, else None."""
+    if not (Path(dataset) / "truth.csv").is_file():
+        return None
+    try:
+        from smi_data.phantom.ceiling import compute_ceiling
+    except ImportError as exc:
+        notes.append(f"cohort ceiling not computed: {exc}")
+        return None
+    try:
+        return dict(compute_ceiling(dataset, folds=folds, seed=seed))
+    except Exception as exc:  # the ceiling is extra information; its failure must not sink the run
+        notes.append(f"cohort ceiling not computed: {type(exc).__name__}: {exc}")
+        return None

@@ -1,0 +1,187 @@
+"""Model names -> factories: every model the benchmark knows, built the same way.
+
+A factory is called as ``factory(random_state=seed, **overrides)`` and returns an
+unfitted scikit-learn regressor that takes the sample table. Families are imported
+only when a model of theirs is built, so importing this module stays cheap.
+
+=============  ==========  ================================================================
+name           family      what it is
+=============  ==========  ================================================================
+mean           baseline    training-fold mean SMI for everyone
+covariates     baseline    linear regression on sex, age, height
+tape           baseline    calf circumference from the photos, one line per sex
+xgb-features   features    leg dimensions from the silhouette -> XGBoost (smi_features)
+cnn-paper      deep        the study's CNN on Canny-edge images (smi_deep)
+cnn-lite       deep        a smaller, faster CNN for CPUs (smi_deep)
+=============  ==========  ================================================================
+
+``cheap`` models are also run on the ``both`` view (one sample per person, both
+photos) in the default benchmark; the CNNs run on ``lateral`` and ``posterior``, the
+study's two views, so the quick start stays within its time budget on 2 cores.
+"""
+
+from __future__ import annotations
+
+import importlib
+import os
+from dataclasses import dataclass, field
+from typing import Any, Callable
+
+#: The default model list of ``legsmi benchmark``.
+DEFAULT_MODELS = ("mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite")
+
+
+class ModelUnavailableError(RuntimeError):
+    """A named model whose implementation cannot be imported here."""
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """How to build one named model.
+
+    Attributes
+    ----------
+    name : str
+    family : str
+        ``baseline``, ``features`` or ``deep``: the value of ``family`` in model.json.
+    factory : callable
+        ``factory(random_state=int, **overrides) -> estimator``.
+    description : str
+    cheap : bool
+        True if a fold takes well under a second or two; cheap models also run on
+        the ``both`` view by default.
+    views : tuple of str
+        Views the model accepts.
+    """
+
+    name: str
+    family: str
+    factory: Callable[..., Any]
+    description: str = ""
+    cheap: bool = True
+    views: tuple[str, ...] = ("lateral", "posterior", "both")
+    defaults: dict = field(default_factory=dict)
+
+    def build(self, random_state: int = 0, **overrides):
+        """An unfitted estimator with ``random_state`` and the given parameter overrides."""
+        params = {**self.defaults, **overrides}
+        return self.factory(random_state=int(random_state), **params)
+
+
+# --------------------------------------------------------------------------- factories
+def _mean(random_state: int = 0, **overrides):
+    from .baselines import MeanRegressor
+
+    return MeanRegressor(**overrides)
+
+
+def _covariates(random_state: int = 0, **overrides):
+    from .baselines import CovariatesRegressor
+
+    return CovariatesRegressor(**overrides)
+
+
+def _tape(random_state: int = 0, **overrides):
+    from .baselines import TapeRegressor
+
+    return TapeRegressor(**overrides)
+
+
+def _import(module: str, what: str):
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelUnavailableError(f"{module} cannot be imported ({exc}); install legsmi with its "
+                                    f"model families (pip install -e .)") from None
+    try:
+        return getattr(mod, what)
+    except AttributeError:
+        raise ModelUnavailableError(f"{module} has no {what}; this legsmi checkout lacks that model") from None
+
+
+def _xgb_features(random_state: int = 0, **overrides):
+    cls = _import("smi_features", "XGBFeaturesRegressor")
+    return cls(random_state=random_state, **overrides)
+
+
+def _cnn(variant: str):
+    def factory(random_state: int = 0, **overrides):
+        make = _import("smi_deep", "make_cnn")
+        return make(variant, random_state=random_state, **overrides)
+
+    factory.__name__ = f"_{variant.replace('-', '_')}"
+    return factory
+
+
+MODELS: dict[str, ModelSpec] = {
+    spec.name: spec
+    for spec in (
+        ModelSpec("mean", "baseline", _mean, "training-fold mean for everyone"),
+        ModelSpec("covariates", "baseline", _covariates, "linear regression on sex, age, height"),
+        ModelSpec("tape", "baseline", _tape, "calf circumference from the photos, a line per sex"),
+        ModelSpec("xgb-features", "features", _xgb_features, "silhouette dimensions -> XGBoost"),
+        ModelSpec("cnn-paper", "deep", _cnn("cnn-paper"), "the study's CNN on Canny edges", cheap=False),
+        ModelSpec("cnn-lite", "deep", _cnn("cnn-lite"), "a small CNN for CPUs", cheap=False),
+    )
+}
+
+
+def model_names() -> list[str]:
+    return list(MODELS)
+
+
+def get_spec(name: str, extra: dict[str, ModelSpec] | None = None) -> ModelSpec:
+    """The :class:`ModelSpec` called ``name`` (``extra`` specs first), or a clear KeyError."""
+    table = {**MODELS, **(extra or {})}
+    if name not in table:
+        raise KeyError(f"unknown model {name!r}; known models: {', '.join(table)}")
+    return table[name]
+
+
+def make_model(name: str, random_state: int = 0, **overrides):
+    """Build the unfitted estimator called ``name``."""
+    return get_spec(name).build(random_state, **overrides)
+
+
+def check_available(names, extra: dict[str, ModelSpec] | None = None) -> dict[str, str]:
+    """``{name: reason}`` for each named model that cannot be built here (empty if all can)."""
+    problems = {}
+    for name in names:
+        try:
+            get_spec(name, extra).build(0)
+        except (KeyError, ModelUnavailableError) as exc:
+            problems[name] = str(exc).strip("'\"")
+    return problems
+
+
+_LOADERS = {
+    "baseline": ("benchmarks.baselines", "load_model"),
+    "features": ("smi_features", "load_model"),
+    "deep": ("smi_deep", "load_model"),
+}
+
+
+def load_any_model(model_dir: str | os.PathLike):
+    """Load a fitted model from a model folder, whatever its family.
+
+    Reads and checks ``model.json`` (format, version), then hands the folder to the
+    family's ``load_model``, which checks its own metadata again.
+
+    Raises
+    ------
+    smi_data.modelfile.ModelFileError
+        Not a legsmi model folder, or a family this legsmi does not know.
+    """
+    from smi_data.modelfile import ModelFileError, read_model_meta
+
+    meta = read_model_meta(model_dir)
+    family = meta.get("family")
+    if family not in _LOADERS:
+        raise ModelFileError(f"{model_dir}/model.json: unknown model family {family!r}; "
+                             f"known families: {', '.join(_LOADERS)}")
+    module, func = _LOADERS[family]
+    try:
+        loader = _import(module, func)
+    except ModelUnavailableError as exc:
+        raise ModelFileError(f"{model_dir}: cannot load a {family} model: {exc}") from None
+    return loader(model_dir)

@@ -1,0 +1,337 @@
+"""The benchmark report: ``report.md``, a self-contained ``report.html`` and the plots.
+
+Plots (``plots/``, matplotlib Agg, one figure per file, each closed after saving):
+
+``pred_vs_ref_<view>.png``
+    Predicted against reference SMI, one panel per model, the identity line, men and
+    women in two colours (all test predictions of the first repeat).
+``bland_altman_<view>.png``
+    Difference (predicted - reference) against the mean of the two, one panel per
+    model, with the bias and the 95 % limits of agreement.
+``fold_metrics.png``
+    MAPE and CCC of every fold as dots, per model and view, with the study's published
+    ranges as bands.
+``shap_xgb-features.png``
+    SHAP summary of the xgb-features model fitted on the first fold's training set,
+    explaining its test set (when that model was run).
+
+``report.html`` carries the plots as base64 PNGs, so the one file can be mailed or
+archived on its own.
+"""
+
+from __future__ import annotations
+
+import base64
+import html
+import math
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from smi_data.runs import atomic_write_text
+
+from . import aggregate
+
+SEX_COLOURS = {"M": "#1f77b4", "F": "#d62728"}
+VIEW_COLOURS = {"lateral": "#1f77b4", "posterior": "#ff7f0e", "both": "#2ca02c"}
+
+
+# --------------------------------------------------------------------------- plots
+def _plt():
+    import matplotlib
+
+    matplotlib.use("Agg", force=True)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def _grid(n: int, ncols: int = 3):
+    ncols = max(1, min(ncols, n))
+    nrows = int(math.ceil(n / ncols))
+    return nrows, ncols
+
+
+def plot_pred_vs_ref(predictions: pd.DataFrame, view: str, models: list[str], path: Path) -> Path | None:
+    """Scatter of predicted against reference SMI per model on one view, with the identity line."""
+    d = predictions[(predictions["view"] == view) & (predictions["repeat"] == predictions["repeat"].min())]
+    models = [m for m in models if (d["model"] == m).any()]
+    if not models:
+        return None
+    plt = _plt()
+    nrows, ncols = _grid(len(models))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.5 * nrows), squeeze=False)
+    lo = float(np.nanmin(d[["y_true", "y_pred"]].to_numpy(dtype=float))) - 0.3
+    hi = float(np.nanmax(d[["y_true", "y_pred"]].to_numpy(dtype=float))) + 0.3
+    for ax, m in zip(axes.flat, models):
+        g = d[d["model"] == m]
+        for sex, gs in g.groupby("sex"):
+            ax.scatter(gs["y_true"], gs["y_pred"], s=12, alpha=0.75, color=SEX_COLOURS.get(str(sex), "grey"),
+                       label={"M": "men", "F": "women"}.get(str(sex), str(sex)))
+        ax.plot([lo, hi], [lo, hi], color="black", lw=1, ls="--", label="identity")
+        ok = np.isfinite(g["y_pred"].to_numpy(dtype=float))
+        title = m
+        if ok.sum() >= 2:
+            stats = aggregate.group_metrics(g["y_true"], g["y_pred"])
+            title += f"\nMAPE {stats['mape']:.2f} %, CCC {stats['ccc']:.3f}"
+        if (~ok).any():
+            title += f" ({int((~ok).sum())} failed)"
+        ax.set_title(title, fontsize=9)
+        ax.set_xlim(lo, hi)
+        ax.set_ylim(lo, hi)
+        ax.set_aspect("equal")
+        ax.set_xlabel("reference SMI (kg/m²)", fontsize=8)
+        ax.set_ylabel("predicted SMI (kg/m²)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    axes.flat[0].legend(fontsize=7, loc="upper left")
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    fig.suptitle(f"Predicted vs reference SMI, {view} view (test folds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_bland_altman(predictions: pd.DataFrame, view: str, models: list[str], path: Path) -> Path | None:
+    """Bland-Altman plot per model on one view: difference against mean, bias and 95 % limits."""
+    d = predictions[(predictions["view"] == view) & (predictions["repeat"] == predictions["repeat"].min())]
+    d = d[np.isfinite(d["y_pred"].to_numpy(dtype=float))]
+    models = [m for m in models if (d["model"] == m).sum() >= 2]
+    if not models:
+        return None
+    plt = _plt()
+    nrows, ncols = _grid(len(models))
+    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    for ax, m in zip(axes.flat, models):
+        g = d[d["model"] == m]
+        t = g["y_true"].to_numpy(dtype=float)
+        p = g["y_pred"].to_numpy(dtype=float)
+        mean, diff = (t + p) / 2, p - t
+        bias, sd = float(np.mean(diff)), float(np.std(diff, ddof=1))
+        for sex in ("M", "F"):
+            s = (g["sex"].astype(str) == sex).to_numpy()
+            ax.scatter(mean[s], diff[s], s=10, alpha=0.75, color=SEX_COLOURS[sex])
+        ax.axhline(bias, color="black", lw=1)
+        for lim in (bias - 1.96 * sd, bias + 1.96 * sd):
+            ax.axhline(lim, color="black", lw=0.8, ls="--")
+        ax.axhline(0, color="grey", lw=0.5)
+        ax.set_title(f"{m}\nbias {bias:+.2f}, LoA {bias - 1.96 * sd:+.2f} to {bias + 1.96 * sd:+.2f}", fontsize=9)
+        ax.set_xlabel("mean of reference and predicted (kg/m²)", fontsize=8)
+        ax.set_ylabel("predicted − reference (kg/m²)", fontsize=8)
+        ax.tick_params(labelsize=7)
+    for ax in list(axes.flat)[len(models):]:
+        ax.axis("off")
+    fig.suptitle(f"Bland–Altman, {view} view (test folds)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_fold_metrics(metrics: pd.DataFrame, models: list[str], path: Path) -> Path | None:
+    """MAPE and CCC of each fold as dots per model and view; the study's ranges as bands."""
+    folds = aggregate.fold_rows(metrics)
+    if folds.empty:
+        return None
+    plt = _plt()
+    views = [v for v in aggregate.VIEW_ORDER if v in set(folds["view"])]
+    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(models) + 3), 3.8))
+    width = 0.7 / max(1, len(views))
+    for ax, metric, label in ((axes[0], "mape", "MAPE (%)"), (axes[1], "ccc", "CCC")):
+        for j, view in enumerate(views):
+            study = aggregate.STUDY_RANGES.get((view, metric))
+            if study:
+                ax.axhspan(study[0], study[1], color=VIEW_COLOURS[view], alpha=0.12, lw=0)
+            for i, m in enumerate(models):
+                vals = folds[(folds["model"] == m) & (folds["view"] == view)][metric].to_numpy(dtype=float)
+                vals = vals[np.isfinite(vals)]
+                if vals.size == 0:
+                    continue
+                x = i + (j - (len(views) - 1) / 2) * width
+                jitter = np.linspace(-width / 4, width / 4, vals.size) if vals.size > 1 else np.zeros(1)
+                ax.scatter(x + jitter, vals, s=14, color=VIEW_COLOURS[view], alpha=0.85,
+                           label=view if i == 0 or not ax.get_legend_handles_labels()[1].count(view) else None)
+        ax.set_xticks(range(len(models)))
+        ax.set_xticklabels(models, rotation=30, ha="right", fontsize=8)
+        ax.set_ylabel(label)
+        ax.grid(axis="y", alpha=0.3)
+    handles, labels = axes[0].get_legend_handles_labels()
+    uniq = dict(zip(labels, handles))
+    axes[0].legend(uniq.values(), uniq.keys(), fontsize=7, title="view (bands: study)", title_fontsize=7)
+    fig.suptitle("Per-fold metrics (dots: folds of every repeat)", fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
+
+def plot_shap(kept: dict, path: Path, notes: list[str]) -> Path | None:
+    """SHAP summary of the kept xgb-features model (first fold), via smi_features."""
+    if not kept:
+        return None
+    task, (estimator, X_test) = next(iter(kept.items()))
+    try:
+        from smi_features import shap_summary_plot
+    except ImportError as exc:
+        notes.append(f"SHAP plot not made: {exc}")
+        return None
+    try:
+        shap_summary_plot(estimator, X_test, path)
+    except Exception as exc:  # a plot must not sink a finished benchmark
+        notes.append(f"SHAP plot not made: {type(exc).__name__}: {exc}")
+        return None
+    return Path(path) if Path(path).is_file() else None
+
+
+# --------------------------------------------------------------------------- tables
+def md_table(df: pd.DataFrame) -> str:
+    """A GitHub-flavoured markdown table (no extra dependency)."""
+    if df is None or df.empty:
+        return "_(none)_\n"
+    cols = [str(c) for c in df.columns]
+    lines = ["| " + " | ".join(cols) + " |", "|" + "|".join("---" for _ in cols) + "|"]
+    for _, r in df.iterrows():
+        lines.append("| " + " | ".join(str(v).replace("|", "/") for v in r.tolist()) + " |")
+    return "\n".join(lines) + "\n"
+
+
+def html_table(df: pd.DataFrame) -> str:
+    if df is None or df.empty:
+        return "<p><em>(none)</em></p>"
+    return df.to_html(index=False, border=0, classes="tbl", escape=True)
+
+
+def timing_table(records: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    if records is None or records.empty:
+        return pd.DataFrame()
+    rows = []
+    for m in models:
+        for v in aggregate.VIEW_ORDER:
+            r = records[(records["model"] == m) & (records["view"] == v)]
+            if r.empty:
+                continue
+            ok = r["status"].astype(str).str.startswith("ok")
+            rows.append({"model": m, "view": v, "fits": len(r), "failed fits": int((~ok).sum()),
+                         "fit s/fold (mean)": f"{r['fit_s'].mean():.2f}",
+                         "predict s/fold (mean)": f"{r['predict_s'].mean():.2f}"})
+    return pd.DataFrame(rows)
+
+
+# --------------------------------------------------------------------------- report
+def _ceiling_text(ceiling: dict | None) -> str:
+    if not ceiling:
+        return ("No cohort ceiling: the dataset has no truth.csv (real data), or it could not be computed "
+                "(see notes).")
+    items = ", ".join(f"{k} = {v:.4g}" if isinstance(v, (int, float)) else f"{k} = {v}"
+                      for k, v in ceiling.items() if not isinstance(v, (dict, list)))
+    return ("Cohort ceiling: a cross-validated regression on the true calf geometry and the covariates "
+            f"(truth.csv), the best any image model can hope for on this cohort: {items}.")
+
+
+def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, records: pd.DataFrame,
+                 models: list[str], ceiling: dict | None, notes: list[str], kept: dict, config: dict,
+                 seconds: float) -> dict:
+    """Write plots, report.md and report.html into ``out_dir``; return ``{name: path}``."""
+    out_dir = Path(out_dir)
+    plots_dir = out_dir / "plots"
+    plots_dir.mkdir(parents=True, exist_ok=True)
+    views = [v for v in aggregate.VIEW_ORDER if v in set(predictions["view"])]
+    plots: list[tuple[str, Path]] = []
+    for v in views:
+        p = plot_pred_vs_ref(predictions, v, models, plots_dir / f"pred_vs_ref_{v}.png")
+        if p:
+            plots.append((f"Predicted vs reference, {v} view", p))
+    for v in views:
+        p = plot_bland_altman(predictions, v, models, plots_dir / f"bland_altman_{v}.png")
+        if p:
+            plots.append((f"Bland–Altman, {v} view", p))
+    p = plot_fold_metrics(metrics, models, plots_dir / "fold_metrics.png")
+    if p:
+        plots.append(("Per-fold MAPE and CCC", p))
+    p = plot_shap(kept, plots_dir / "shap_xgb-features.png", notes)
+    if p:
+        task = next(iter(kept))
+        plots.append((f"SHAP summary of xgb-features ({task.view} view, fitted on the training set of "
+                      f"repeat {task.repeat} fold {task.fold}, explaining its test set)", p))
+
+    table = aggregate.study_table(metrics, models, ceiling=ceiling)
+    sections = [
+        ("The study's table: range over folds",
+         "Range (min–max) over the test folds of every repeat. The study's column comes from Hashida et al. "
+         "2026 (doi:10.2490/prm.20260025): 100 real adults photographed in a clinic, a **different population** "
+         "from this dataset, so the columns are side by side for scale, not for a head-to-head ranking. "
+         + _ceiling_text(ceiling), table),
+        ("Pooled agreement by model and view",
+         "All test predictions of a repeat pooled (mean over repeats). MAPE in %; MAE, RMSE, bias and limits of "
+         "agreement in kg/m²; Lin's CCC with its 95 % CI (Fisher z); Bland–Altman bias = mean(predicted − "
+         "reference), limits = bias ± 1.96 SD; prop. slope: regression of the difference on the mean.",
+         aggregate.pooled_table(metrics, models)),
+        ("By sex", "Pooled over folds, men and women apart. Screening at the AWGS 2019 cut-offs "
+         "(SMI < 7.0 kg/m² men; < 5.7 BIA / < 5.4 DXA women).", aggregate.sex_table(metrics, models)),
+        ("Screening for low muscle mass (AWGS 2019)",
+         "A person screens positive when the predicted SMI is below the sex- and device-specific cut-off; "
+         "the reference label decides who truly is low. AUC uses the continuous estimate. n/a where no one in "
+         "the test folds is below the cut-off.", aggregate.screening_table(metrics, models)),
+        ("Fits and time", "Seconds per fold on this machine.", timing_table(records, models)),
+    ]
+    cmd = config_command(config)
+    md = [f"# legsmi benchmark: {Path(str(config.get('dataset'))).name}", "",
+          f"Command: `{cmd}`  ", f"Seed {config.get('seed')}, {config.get('folds')} folds × "
+          f"{config.get('repeats')} repeat(s), {seconds:.0f} s. Every model was refit inside each fold "
+          "under the same `splits.json`.", ""]
+    for title, text, df in sections:
+        md += [f"## {title}", "", text, "", md_table(df)]
+    if notes:
+        md += ["## Notes and failures", ""] + [f"- {n}" for n in notes] + [""]
+    md += ["## Plots", ""] + [f"![{t}](plots/{p.name})" for t, p in plots] + [""]
+    md += ["Files: `predictions.csv` (a row per test sample, model, view, repeat and fold), `metrics.csv` "
+           "(per fold and pooled, by sex), `folds.csv` (status and time per fit), `table.csv`, `splits.json`, "
+           "`run.json`.", ""]
+    md_path = atomic_write_text(out_dir / "report.md", "\n".join(md))
+
+    body = [f"<h1>legsmi benchmark: {html.escape(Path(str(config.get('dataset'))).name)}</h1>",
+            f"<p>Command: <code>{html.escape(cmd)}</code><br>Seed {config.get('seed')}, {config.get('folds')} "
+            f"folds × {config.get('repeats')} repeat(s), {seconds:.0f} s. Every model was refit inside each "
+            "fold under the same <code>splits.json</code>.</p>"]
+    for title, text, df in sections:
+        body += [f"<h2>{html.escape(title)}</h2>", f"<p>{_md_inline(text)}</p>", html_table(df)]
+    if notes:
+        body += ["<h2>Notes and failures</h2>", "<ul>"] + [f"<li>{html.escape(n)}</li>" for n in notes] + ["</ul>"]
+    body.append("<h2>Plots</h2>")
+    for t, p in plots:
+        b64 = base64.b64encode(Path(p).read_bytes()).decode("ascii")
+        body.append(f"<figure><img alt=\"{html.escape(t)}\" src=\"data:image/png;base64,{b64}\">"
+                    f"<figcaption>{html.escape(t)}</figcaption></figure>")
+    page = ("<!DOCTYPE html>\n<html lang=\"en\"><head><meta charset=\"utf-8\">"
+            "<title>legsmi benchmark</title><style>"
+            "body{font-family:system-ui,sans-serif;max-width:1200px;margin:2em auto;padding:0 1em;color:#222}"
+            "table.tbl{border-collapse:collapse;font-size:0.85em;margin:0.5em 0 1.5em}"
+            "table.tbl th,table.tbl td{border-bottom:1px solid #ddd;padding:3px 8px;text-align:left}"
+            "table.tbl th{background:#f3f3f3}figure{margin:1em 0}img{max-width:100%}"
+            "figcaption{font-size:0.85em;color:#555}code{background:#f5f5f5;padding:1px 3px}"
+            "</style></head><body>\n" + "\n".join(body) + "\n</body></html>\n")
+    html_path = atomic_write_text(out_dir / "report.html", page)
+    return {"report.md": md_path, "report.html": html_path, **{p.name: p for _, p in plots}}
+
+
+def _md_inline(text: str) -> str:
+    """Escape for HTML and turn **bold** into <strong>."""
+    import re
+
+    return re.sub(r"\*\*(.+?)\*\*", r"<strong>\1</strong>", html.escape(text))
+
+
+def config_command(config: dict) -> str:
+    """The ``legsmi benchmark`` command line that repeats a run with this config."""
+    parts = ["legsmi benchmark", str(config.get("dataset"))]
+    parts += ["--models", ",".join(config.get("models") or [])]
+    views = config.get("views")
+    parts += ["--views", views if isinstance(views, str) else ",".join(views)]
+    parts += ["--folds", str(config.get("folds")), "--repeats", str(config.get("repeats")),
+              "--seed", str(config.get("seed"))]
+    if config.get("splits"):
+        parts += ["--splits", str(config["splits"])]
+    parts += ["--out", str(config.get("out"))]
+    return " ".join(parts)
