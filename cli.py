@@ -91,7 +91,265 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 
 
 # ----------------------------------------------------------------------------- model commands (train / predict)
-# (section owned by the integration; `train` and `predict` dispatch on --model)
+_FAMILY_MODULES = {"baseline": "benchmarks.baselines", "features": "smi_features", "deep": "smi_deep"}
+
+
+def _model_choices() -> list[str]:
+    # kept in step with benchmarks.registry.MODELS (a test checks it); literal so --help stays instant
+    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite"]
+
+
+def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
+    """Move a finished folder into place; an old one is removed only after the new one is there."""
+    import shutil
+
+    if out.exists():
+        if not overwrite:
+            raise FileExistsError(f"{out}: exists; pass --overwrite or choose another --out")
+        old = out.with_name(out.name + ".old")
+        if old.exists():
+            shutil.rmtree(old)
+        out.rename(old)
+        tmp.rename(out)
+        shutil.rmtree(old, ignore_errors=True)
+    else:
+        tmp.rename(out)
+
+
+@main.command()
+@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@click.option("--model", "model_name", default="xgb-features", type=click.Choice(_model_choices()),
+              help="Model to train.")
+@click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]),
+              help="Photos the model learns from (both: one sample per person with both photos).")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
+@click.option("--seed", default=0, type=int, help="Seed for model initialisation, augmentation and data order.")
+@click.option("--epochs", default=None, type=click.IntRange(1, 10000), help="CNN epochs (default: the variant's).")
+@click.option("--device", "torch_device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
+              help="CNN device: auto picks CUDA, then MPS, then the CPU.")
+@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, overwrite):
+    """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
+    import importlib
+    import os
+
+    import numpy as np
+
+    from smi_data.manifest import ManifestError, read_manifest, to_samples
+    from smi_data.metrics import ccc, mape
+    from smi_data.runs import RunRecord
+
+    dataset = dataset or _default_dataset()
+    out_path = Path(out)
+    if out_path.exists() and any(out_path.iterdir()) and not overwrite:
+        _fail(f"{out_path}: model folder exists; pass --overwrite or choose another --out")
+    try:
+        samples = to_samples(read_manifest(dataset), view)
+    except ManifestError as exc:
+        _fail(f"{exc}\nRun `legsmi validate {dataset}` for a full check.")
+    if len(samples) < 5:
+        _fail(f"{dataset}: only {len(samples)} sample(s) with view {view!r}; need at least 5 to train")
+    from benchmarks.registry import get_spec
+
+    spec = get_spec(model_name)
+    overrides = {}
+    probe = spec.build(seed)
+    params = probe.get_params()
+    if epochs is not None:
+        if "epochs" not in params:
+            _fail(f"--epochs applies to the CNN models, not {model_name}")
+        overrides["epochs"] = epochs
+    if "device" in params:
+        overrides["device"] = torch_device
+    if "n_jobs" in params:
+        overrides["n_jobs"] = jobs
+    model = spec.build(seed, **overrides)
+    config = {"model": model_name, "view": view, "dataset": str(Path(dataset).resolve()), "seed": seed,
+              "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))}}
+    tmp = out_path.with_name(out_path.name + f".tmp-{os.getpid()}")
+    tmp.mkdir(parents=True, exist_ok=False)
+    y = samples["smi"].to_numpy(float)
+    X = samples.drop(columns=["smi"])
+    with RunRecord(tmp, "train", config, seed) as rec:
+        model.fit(X, y)
+        fitted = model.predict(X)
+        ok = np.isfinite(fitted)
+        failures = dict(getattr(model, "failures_", {}) or {})
+        rec.data["results"] = {
+            "n_samples": int(len(samples)), "n_failed": int((~ok).sum()), "failures": failures,
+            "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,
+            "training_ccc": float(ccc(y[ok], fitted[ok]).ccc) if ok.sum() > 2 else None,
+        }
+        family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
+        family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
+                                                         "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed}})
+    try:
+        _swap_into_place(tmp, out_path, overwrite)
+    except FileExistsError as exc:
+        _fail(str(exc))
+    res = rec.data["results"]
+    click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}")
+    if res["n_failed"]:
+        click.echo(f"{res['n_failed']} sample(s) could not be used:")
+        for sid, why in failures.items():
+            click.echo(f"  {sid}: {why}")
+    if res["training_mape"] is not None:
+        click.echo(f"fit on the training data (optimistic; use `legsmi benchmark` for cross-validated figures): "
+                   f"MAPE {res['training_mape']:.2f} %, CCC {res['training_ccc']:.3f}")
+    click.echo(f"wrote {out_path}")
+
+
+def _parse_photos(photos: tuple[str, ...], default_view: str) -> list[tuple[str, str]]:
+    out = []
+    for p in photos:
+        view, sep, path = p.partition("=")
+        if sep and view in ("lateral", "posterior"):
+            out.append((view, path))
+        else:
+            out.append((default_view, p))
+    return out
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False))
+@click.argument("photos", nargs=-1)
+@click.option("--dataset", type=click.Path(file_okay=False), default=None,
+              help="Predict every sample of a dataset folder instead of single photos.")
+@click.option("--sex", type=click.Choice(["M", "F"]), default=None, help="Sex of the person in the photos.")
+@click.option("--age", type=click.FloatRange(0, 120), default=None, help="Age, years.")
+@click.option("--height", "height_cm", type=click.FloatRange(100, 230), default=None, help="Height, cm.")
+@click.option("--weight", "weight_kg", type=click.FloatRange(20, 300), default=None, help="Weight, kg.")
+@click.option("--px-per-cm", type=click.FloatRange(min=0, min_open=True), default=None,
+              help="Image scale if the photo has no ArUco marker.")
+@click.option("--reference-device", default="BIA", type=click.Choice(["BIA", "DXA"]),
+              help="Which AWGS 2019 cut-off to flag against.")
+@click.option("--out", "out", default="legsmi-predictions", type=click.Path(file_okay=False),
+              help="Folder for predictions.csv and annotated photos.")
+@click.option("--no-annotate", is_flag=True, help="Do not write annotated copies of the photos.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_cm, reference_device, out,
+            no_annotate, overwrite):
+    """Estimate SMI from photos with a trained model and flag low muscle mass (AWGS 2019).
+
+    PHOTOS are image files of the view the model was trained on; for a model trained on
+    both views give them as lateral=PATH posterior=PATH. Example:
+
+      legsmi predict MODEL_DIR leg.jpg --sex F --age 70 --height 158
+    """
+    import numpy as np
+    import pandas as pd
+
+    from smi_data.cutoffs import low_muscle_mass, smi_cutoff
+    from smi_data.images import ImageError, read_image
+    from smi_data.manifest import ManifestError, read_manifest, to_samples
+    from smi_data.modelfile import ModelFileError, read_model_meta
+    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, prepare_output_dir
+
+    try:
+        meta = read_model_meta(model_dir)
+        from benchmarks.registry import load_any_model
+
+        model = load_any_model(model_dir)
+    except ModelFileError as exc:
+        _fail(str(exc))
+    view = meta.get("view", "lateral")
+    if dataset:
+        try:
+            samples = to_samples(read_manifest(dataset, require_label=False), view)
+        except ManifestError as exc:
+            _fail(str(exc))
+        if "reference_device" not in samples.columns:
+            samples["reference_device"] = reference_device
+    else:
+        if not photos:
+            _fail("give one or more PHOTOS, or --dataset DIR")
+        missing = [n for n, v in (("--sex", sex), ("--age", age), ("--height", height_cm)) if v is None]
+        if missing:
+            _fail(f"{', '.join(missing)} required with single photos (the model uses them or reports them)")
+        parsed = _parse_photos(photos, "lateral" if view == "both" else view)
+        rows = []
+        base = {"sex": sex, "age": float(age), "height_cm": float(height_cm), "reference_device": reference_device}
+        if weight_kg is not None:
+            base["weight_kg"] = float(weight_kg)
+        def empty():
+            return {f"image_{v}": None for v in ("lateral", "posterior")} | {f"px_per_cm_{v}": float(px_per_cm) if px_per_cm else np.nan for v in ("lateral", "posterior")}
+        if view == "both":
+            by_view = {v: p for v, p in parsed}
+            if set(by_view) != {"lateral", "posterior"} or len(parsed) != 2:
+                _fail("this model was trained on both views: give lateral=PATH posterior=PATH")
+            rec = {"sample_id": Path(by_view["lateral"]).stem + ":both", "subject_id": Path(by_view["lateral"]).stem,
+                   "view": "both", **base, **empty()}
+            for v, p in by_view.items():
+                rec[f"image_{v}"] = str(Path(p).resolve())
+            rows.append(rec)
+        else:
+            for v, p in parsed:
+                if v != view:
+                    _fail(f"{p}: this model was trained on {view} photos, not {v}")
+                rec = {"sample_id": f"{Path(p).stem}:{view}", "subject_id": Path(p).stem, "view": view, **base, **empty()}
+                rec[f"image_{view}"] = str(Path(p).resolve())
+                rows.append(rec)
+        samples = pd.DataFrame(rows)
+    # check images up front so bad ones are reported by name and skipped
+    bad = {}
+    for i, row in samples.iterrows():
+        for v in ("lateral", "posterior"):
+            p = row.get(f"image_{v}")
+            if isinstance(p, str) and p:
+                try:
+                    read_image(p)
+                except ImageError as exc:
+                    bad[row["sample_id"]] = str(exc)
+    good = samples[~samples["sample_id"].isin(bad)].reset_index(drop=True)
+    try:
+        out_dir = prepare_output_dir(out, overwrite=overwrite)
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    config = {"model_dir": str(Path(model_dir).resolve()), "model": meta.get("model_name", meta.get("model")),
+              "view": view, "dataset": dataset, "photos": list(photos), "reference_device": reference_device}
+    with RunRecord(out_dir, "predict", config, None) as rec:
+        pred = model.predict(good.drop(columns=["smi"], errors="ignore")) if len(good) else np.array([])
+        failures = dict(getattr(model, "failures_", {}) or {}) | bad
+        good["smi_pred"] = pred
+        result = pd.concat([good, samples[samples["sample_id"].isin(bad)]], ignore_index=True)
+        result["smi_pred"] = result["smi_pred"].astype(float)
+        devices = result["reference_device"].fillna(reference_device).replace("", reference_device)
+        cut = [smi_cutoff(s, d) for s, d in zip(result["sex"], devices)]
+        result["awgs_cutoff"] = cut
+        ok = np.isfinite(result["smi_pred"].to_numpy())
+        flag = np.full(len(result), None, dtype=object)
+        if ok.any():
+            flag[ok] = low_muscle_mass(result.loc[ok, "smi_pred"].to_numpy(), result.loc[ok, "sex"].to_numpy(),
+                                       devices[ok].to_numpy())
+        result["low_muscle_mass"] = flag
+        result["failure"] = [failures.get(s, "") for s in result["sample_id"]]
+        atomic_write_csv(result, out_dir / "predictions.csv")
+        rec.data["results"] = {"n": int(len(result)), "n_failed": int((~ok).sum())}
+        for _, r in result.iterrows():
+            if not np.isfinite(r["smi_pred"]):
+                click.echo(f"{r['sample_id']}: no estimate: {r['failure']}")
+                continue
+            verdict = "LOW muscle mass" if r["low_muscle_mass"] else "not low"
+            text = (f"SMI {r['smi_pred']:.2f} kg/m2: {verdict} (AWGS 2019 {r['reference_device'] or reference_device}, "
+                    f"{'men' if r['sex'] == 'M' else 'women'} < {r['awgs_cutoff']:.1f})")
+            click.echo(f"{r['sample_id']}: {text}")
+            if not no_annotate:
+                try:
+                    from smi_features.annotate import annotate_photo
+                except ImportError:
+                    continue
+                for v in ("lateral", "posterior"):
+                    p = r.get(f"image_{v}")
+                    if isinstance(p, str) and p:
+                        target = out_dir / f"{Path(p).stem}_annotated.png"
+                        try:
+                            annotate_photo(p, target, result_text=text)
+                        except Exception as exc:  # an annotation failure must not lose the estimate
+                            click.echo(f"  could not annotate {p}: {exc}", err=True)
+    click.echo(f"wrote {out_dir / 'predictions.csv'}")
+    if (~ok).any():
+        sys.exit(1 if not ok.any() else 0)
 
 
 # ----------------------------------------------------------------------------- evaluation commands (benchmarks)
