@@ -155,9 +155,9 @@ class CovariatesRegressor(RegressorMixin, BaseEstimator):
 
 def _default_extractor():
     """smi_features' feature transformer (sample table -> feature table with calf_circumference_cm)."""
-    from smi_features import make_extractor  # noqa: PLC0415  (heavy: OpenCV pipeline)
+    from smi_features.extractor import LegFeatureExtractor
 
-    return make_extractor()
+    return LegFeatureExtractor()
 
 
 def circumference_cm(X: pd.DataFrame, extractor=None) -> tuple[np.ndarray, dict[str, str]]:
@@ -186,13 +186,9 @@ def circumference_cm(X: pd.DataFrame, extractor=None) -> tuple[np.ndarray, dict[
     if len(feats) != len(X):
         raise ValueError(f"the feature extractor returned {len(feats)} rows for {len(X)} samples")
     circ = pd.to_numeric(feats[CIRCUMFERENCE_COLUMN], errors="coerce").to_numpy(dtype=float)
-    reasons = {}
-    failure_col = next((c for c in ("failure", "failure_reason", "error") if c in feats.columns), None)
-    for sid, value, pos in zip(_sample_ids(X), circ, range(len(X))):
-        if not np.isfinite(value):
-            why = feats[failure_col].iloc[pos] if failure_col else None
-            why = str(why) if isinstance(why, str) and why else "calf circumference not measured"
-            reasons[sid] = why
+    known = {str(k): str(v) for k, v in (getattr(extractor, "failures_", None) or {}).items()}
+    reasons = {sid: known.get(sid, "calf circumference not measured")
+               for sid, value in zip(_sample_ids(X), circ) if not np.isfinite(value)}
     return circ, reasons
 
 
