@@ -203,6 +203,21 @@ def html_table(df: pd.DataFrame) -> str:
     return df.to_html(index=False, border=0, classes="tbl", escape=True)
 
 
+def model_table(models: list[str], predictions: pd.DataFrame) -> pd.DataFrame:
+    from . import registry
+
+    rows = []
+    for m in models:
+        try:
+            spec = registry.get_spec(m)
+            family, desc = spec.family, spec.description
+        except KeyError:
+            family, desc = "-", "-"
+        views = [v for v in aggregate.VIEW_ORDER if ((predictions["model"] == m) & (predictions["view"] == v)).any()]
+        rows.append({"model": m, "family": family, "what it is": desc, "views": ", ".join(views)})
+    return pd.DataFrame(rows)
+
+
 def timing_table(records: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     if records is None or records.empty:
         return pd.DataFrame()
@@ -258,6 +273,9 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
 
     table = aggregate.study_table(metrics, models, ceiling=ceiling)
     sections = [
+        ("Models", "Each model was built afresh and fitted on the training fold only; the test fold's labels were "
+         "never passed to it. `--views auto` runs every model on the lateral and posterior photos and the cheap "
+         "ones also on `both` (one sample per person, both photos).", model_table(models, predictions)),
         ("The study's table: range over folds",
          "Range (min–max) over the test folds of every repeat. The study's column comes from Hashida et al. "
          "2026 (doi:10.2490/prm.20260025): 100 real adults photographed in a clinic, a **different population** "

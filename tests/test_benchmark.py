@@ -375,3 +375,10 @@ def test_registry_knows_the_default_models_and_refuses_unknown_ones():
     assert isinstance(registry.make_model("covariates", 3), CovariatesRegressor)
     with pytest.raises(KeyError, match="unknown model"):
         registry.make_model("nope")
+
+
+def test_parallel_jobs_give_the_same_numbers(tmp_path):
+    ds = write_dataset(tmp_path / "ds")
+    a = bench(tmp_path, ds, ["covariates", "noisy"], name="serial", seed=2, views="lateral", report=False)
+    b = bench(tmp_path, ds, ["covariates", "noisy"], name="parallel", seed=2, views="lateral", report=False, jobs=2)
+    assert (a["out"] / "metrics.csv").read_bytes() == (b["out"] / "metrics.csv").read_bytes()

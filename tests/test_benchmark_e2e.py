@@ -68,6 +68,7 @@ def test_benchmark_end_to_end_on_drawn_subjects(toy, tmp_path):
     pooled = metrics[(metrics["fold"] == "pooled") & (metrics["sex"] == "all")].set_index(["model", "view"])
     assert pooled.loc[("tape", "lateral"), "mape"] < pooled.loc[("mean", "lateral"), "mape"]
     assert "lateral" in res.output and "3.70–4.15" in res.output
+    assert "\r" not in res.output  # no progress bar when the output is not a terminal
 
 
 @pytest.mark.slow
