@@ -88,6 +88,98 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 
 # ----------------------------------------------------------------------------- feature commands (smi_features)
 # (section owned by the features work; add `features` and `explain` here)
+@main.command()
+@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@click.option("--out", "out", default="features.csv", type=click.Path(dir_okay=False), help="Output CSV file.")
+@click.option("--per", "per", default="image", type=click.Choice(["image", "lateral", "posterior", "both"]),
+              help="Rows: one per image, or the sample table of a view (both: one row per person, with the "
+                   "two-view ellipse features).")
+@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel extraction processes.")
+@click.option("--no-cache", is_flag=True, help="Measure every image again (ignore and do not fill the cache).")
+@click.option("--no-marker", is_flag=True, help="Do not look for the ArUco marker (manifest px_per_cm, else relative).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+def features(dataset, out, per, jobs, no_cache, no_marker, overwrite):
+    """Measure the lower leg in every photo of a dataset and write the feature table (cm).
+
+    Each row carries the scale mode used (marker, manifest or relative), the silhouette
+    method (canny or the otsu fallback) and, for a photo that could not be measured,
+    the reason (its features are empty).
+    """
+    import time
+
+    from smi_data.manifest import ManifestError, read_manifest, to_samples
+    from smi_data.runs import OutputExistsError, atomic_write_csv, check_output_file
+    from smi_features.extractor import ExtractionSettings, image_features, sample_features
+
+    dataset = dataset or _default_dataset()
+    try:
+        check_output_file(out, overwrite=overwrite)
+        manifest = read_manifest(dataset, require_label=False)
+    except (ManifestError, OutputExistsError) as exc:
+        _fail(str(exc))
+    settings = ExtractionSettings(use_marker=not no_marker)
+    t0 = time.perf_counter()
+    if per == "image":
+        table = image_features(manifest, settings=settings, n_jobs=jobs, cache=not no_cache)
+        failed = table[table["failure"] != ""]
+        reasons = dict(zip(failed["subject_id"] + ":" + failed["view"], failed["failure"]))
+        modes = table["scale_mode"].value_counts(dropna=False).to_dict()
+    else:
+        samples = to_samples(manifest, per)
+        if samples.empty:
+            _fail(f"{dataset}: no samples with the {per} view")
+        table, reasons = sample_features(samples, settings=settings, n_jobs=jobs, cache=not no_cache)
+        modes = {}
+        for p in ("lat_", "post_"):
+            for k, v in table[f"{p}scale_mode"].dropna().value_counts().items():
+                modes[f"{p}{k}"] = modes.get(f"{p}{k}", 0) + int(v)
+    atomic_write_csv(table, out, float_format="%.6g")
+    secs = time.perf_counter() - t0
+    click.echo(f"{len(table)} row(s) from {dataset} in {secs:.1f} s; scale modes: "
+               + ", ".join(f"{k} {v}" for k, v in modes.items()))
+    if reasons:
+        click.echo(f"{len(reasons)} row(s) could not be measured (their features are empty):")
+        for sid, why in reasons.items():
+            click.echo(f"  {sid}: {why}")
+    click.echo(f"wrote {out}")
+
+
+@main.command()
+@click.argument("model_dir", type=click.Path(file_okay=False, exists=True))
+@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder for plots and CSVs.")
+@click.option("--view", default=None, type=click.Choice(["lateral", "posterior", "both"]),
+              help="Samples to explain (default: the view the model was trained on).")
+@click.option("--max-display", default=20, type=click.IntRange(3, 200), help="Features shown in the plots.")
+@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel extraction processes.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def explain(model_dir, dataset, out, view, max_display, jobs, overwrite):
+    """SHAP explanation of an xgb-features model on a dataset (default: the bundled cohort).
+
+    Writes shap_beeswarm.png, shap_bar.png (mean |SHAP| per feature), shap_values.csv
+    (attributions per sample), shap_mean_abs.csv and run.json to --out.
+    """
+    from smi_data.manifest import ManifestError
+    from smi_data.modelfile import ModelFileError
+    from smi_data.runs import OutputExistsError
+    from smi_features.explain import explain_model
+
+    dataset = dataset or _default_dataset()
+    try:
+        summary = explain_model(model_dir, dataset, out, view=view, n_jobs=jobs, overwrite=overwrite,
+                                max_display=max_display)
+    except (ManifestError, ModelFileError, OutputExistsError, ValueError) as exc:
+        _fail(str(exc))
+    click.echo(f"explained {summary['n_explained']} of {summary['n_samples']} sample(s); base value "
+               f"{summary['base_value']:.3f} kg/m^2; SHAP vs XGBoost pred_contribs max |diff| "
+               f"{summary['max_abs_diff_vs_xgboost_pred_contribs']:.2e}")
+    for sid, why in summary["failures"].items():
+        click.echo(f"  not explained {sid}: {why}")
+    click.echo("largest mean |SHAP| (kg/m^2):")
+    for row in summary["top_features"]:
+        click.echo(f"  {row['feature']:<34s} {row['mean_abs_shap']:.4f}")
+    click.echo(f"wrote {out}")
+
 
 
 # ----------------------------------------------------------------------------- model commands (train / predict)

@@ -1,0 +1,197 @@
+"""The features model: leg-shape features and covariates -> XGBoost -> SMI (kg/m^2).
+
+:class:`XGBFeaturesRegressor` is a scikit-learn regressor on the sample table
+(docs/architecture.md): ``fit`` extracts (or reads from the cache) the features of
+every image, keeps the columns of the switched-on feature groups and fits an
+``xgboost.XGBRegressor``; ``predict`` gives NaN for samples whose images failed, with
+the reason in ``failures_``.
+
+Feature groups (``feature_groups``), for the ablation "width only; + area;
++ curvature; + covariates":
+
+* ``width``: width profile, maximum calf width and its level, knee and ankle widths and
+  ratios, knee-to-ankle length, two-view ellipse circumferences and axes,
+  ``calf_circumference_cm``;
+* ``area``: shank area, outline length, convex hull, solidity, compactness, two-view volume;
+* ``curvature``: mean and maximum curvature, bending energy, calf convexity;
+* ``covariates``: sex, age, height, weight, BMI (also switched off by ``use_covariates=False``).
+
+Defaults are for cohorts of about 100 people: shallow trees, a slow learning rate and
+row and column subsampling (Chen & Guestrin 2016, doi:10.1145/2939672.2939785).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, RegressorMixin
+
+from .extractor import ExtractionSettings, FeatureCache, sample_features
+from .features import GROUPS, all_feature_docs
+from .features.base import LevelSettings
+from .silhouette import SilhouetteSettings
+
+
+def feature_columns(table_columns, feature_groups, use_covariates=True, levels: LevelSettings | None = None) -> list[str]:
+    """Model columns of the chosen groups that a feature table has, in documented order."""
+    groups = set(feature_groups)
+    unknown = groups - set(GROUPS)
+    if unknown:
+        raise ValueError(f"unknown feature group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
+    if not use_covariates:
+        groups.discard("covariates")
+    cols = set(table_columns)
+    return [c for c, d in all_feature_docs(levels).items() if d.group in groups and c in cols]
+
+
+class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
+    """Leg-shape features + XGBoost, as a scikit-learn regressor on the sample table.
+
+    Parameters
+    ----------
+    feature_groups : tuple of str
+        Groups of features used: any of ``width``, ``area``, ``curvature``, ``covariates``.
+    use_covariates : bool
+        False drops the covariates even if their group is listed.
+    n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda
+        XGBoost's parameters (squared-error objective, ``hist`` tree method).
+    random_state : int
+        The one seed (XGBoost's ``random_state``).
+    n_jobs : int
+        Threads for XGBoost and processes for feature extraction.
+    cache : bool
+        Use the per-image feature cache.
+    use_marker : bool
+        Look for the ArUco marker in each photo.
+    silhouette_settings, level_settings : dataclass or None
+        Extraction settings (None: the defaults).
+
+    Attributes
+    ----------
+    feature_names_ : list of str
+        Columns the booster was trained on (all-NaN columns of the training table dropped).
+    xgb_ : xgboost.XGBRegressor
+        The fitted booster's wrapper.
+    failures_ : dict
+        ``{sample_id: reason}`` of samples that could not be processed (set by fit and predict).
+    n_train_ : int
+        Samples used for training.
+    """
+
+    def __init__(self, feature_groups=GROUPS, use_covariates=True, n_estimators=400, learning_rate=0.03,
+                 max_depth=3, min_child_weight=2.0, subsample=0.8, colsample_bytree=0.7, reg_lambda=1.0,
+                 random_state=0, n_jobs=1, cache=True, use_marker=True, silhouette_settings=None,
+                 level_settings=None):
+        self.feature_groups = feature_groups
+        self.use_covariates = use_covariates
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+        self.cache = cache
+        self.use_marker = use_marker
+        self.silhouette_settings = silhouette_settings
+        self.level_settings = level_settings
+
+    # ------------------------------------------------------------------ helpers
+    def extraction_settings(self) -> ExtractionSettings:
+        return ExtractionSettings(self.silhouette_settings or SilhouetteSettings(),
+                                  self.level_settings or LevelSettings(), bool(self.use_marker))
+
+    def transform_features(self, X: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        """The feature table of a sample table, and ``{sample_id: reason}`` of failures."""
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("X must be a sample table (pandas DataFrame from smi_data.manifest.to_samples)")
+        return sample_features(X, settings=self.extraction_settings(), n_jobs=self.n_jobs,
+                               cache=bool(self.cache))
+
+    def _xgb(self):
+        from xgboost import XGBRegressor
+
+        return XGBRegressor(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
+            min_child_weight=self.min_child_weight, subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda, objective="reg:squarederror",
+            tree_method="hist", random_state=int(self.random_state), n_jobs=int(self.n_jobs or 1),
+        )
+
+    @staticmethod
+    def _failed_mask(table: pd.DataFrame, failures: dict) -> np.ndarray:
+        return table["sample_id"].astype(str).isin(set(failures)).to_numpy()
+
+    def matrix(self, table: pd.DataFrame) -> np.ndarray:
+        """The fitted model's input matrix (float, n x len(feature_names_)) from a feature table."""
+        cols = self.feature_names_
+        missing = [c for c in cols if c not in table.columns]
+        if missing:
+            raise ValueError(f"feature table lacks {len(missing)} model column(s), e.g. {missing[:3]}")
+        return table[cols].to_numpy(dtype=float)
+
+    # ------------------------------------------------------------------ sklearn API
+    def fit(self, X, y):
+        """Extract features and fit XGBoost on the samples whose images were measured.
+
+        Raises
+        ------
+        ValueError
+            ``y`` of the wrong length or not finite, or no sample could be measured.
+        """
+        table, failures = self.transform_features(X)
+        return self.fit_table(table, y, failures)
+
+    def fit_table(self, table: pd.DataFrame, y, failures: dict | None = None):
+        """Fit from an already extracted feature table (same rows as ``y``)."""
+        y = np.asarray(y, dtype=float).ravel()
+        if len(y) != len(table):
+            raise ValueError(f"y has {len(y)} values for {len(table)} samples")
+        if not np.all(np.isfinite(y)):
+            raise ValueError("y holds NaN or infinite SMI values; drop those samples before fitting")
+        failures = dict(failures or {})
+        bad = self._failed_mask(table, failures)
+        if bad.all():
+            raise ValueError(f"no sample could be measured ({len(failures)} failed), e.g. "
+                             f"{next(iter(failures.items()), ('', ''))}; check the photos")
+        cols = feature_columns(table.columns, self.feature_groups, self.use_covariates, self.level_settings)
+        train = table.loc[~bad, cols]
+        cols = [c for c in cols if train[c].notna().any()]
+        if not cols:
+            raise ValueError(f"no usable feature column for groups {tuple(self.feature_groups)}")
+        self.feature_names_ = cols
+        self.n_features_in_ = len(cols)
+        model = self._xgb()
+        model.fit(train[cols].to_numpy(dtype=float), y[~bad])
+        model.get_booster().feature_names = list(cols)
+        self.xgb_ = model
+        self.failures_ = failures
+        self.n_train_ = int((~bad).sum())
+        return self
+
+    def predict(self, X):
+        """SMI (kg/m^2) per sample; NaN where the sample's images could not be measured."""
+        table, failures = self.transform_features(X)
+        return self.predict_table(table, failures)
+
+    def predict_table(self, table: pd.DataFrame, failures: dict | None = None) -> np.ndarray:
+        """Predict from an already extracted feature table."""
+        if not hasattr(self, "xgb_"):
+            from sklearn.exceptions import NotFittedError
+
+            raise NotFittedError("XGBFeaturesRegressor is not fitted; call fit first")
+        failures = dict(failures or {})
+        bad = self._failed_mask(table, failures)
+        out = np.full(len(table), np.nan)
+        if (~bad).any():
+            out[~bad] = self.xgb_.predict(self.matrix(table.loc[~bad]))
+        self.failures_ = failures
+        return out
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        tags.non_deterministic = False
+        return tags

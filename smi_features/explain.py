@@ -1,0 +1,220 @@
+"""SHAP explanations of the features model (TreeExplainer, exact for trees).
+
+For a fitted :class:`..estimators.XGBFeaturesRegressor`, every prediction splits into a
+base value plus one contribution per feature (Lundberg et al. 2020, *From local
+explanations to global understanding with explainable AI for trees*, Nat Mach Intell
+2: 56-67, doi:10.1038/s42256-019-0138-9). XGBoost computes the same values itself
+(``Booster.predict(..., pred_contribs=True)``); :func:`shap_values` returns SHAP's and
+``tests/test_features_explain.py`` checks that both agree to 1e-4.
+
+:func:`explain_model` is what ``legsmi explain`` runs: it writes a beeswarm plot, a bar
+plot of mean |SHAP| per feature, the attributions of every sample as CSV, the mean
+|SHAP| table and ``run.json``. :func:`shap_summary_plot` draws either plot for a fitted
+estimator (the benchmark calls it).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+from .estimators import XGBFeaturesRegressor
+
+
+def shap_values(estimator: XGBFeaturesRegressor, table: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray]:
+    """SHAP values of a fitted features model on a feature table.
+
+    Parameters
+    ----------
+    estimator : XGBFeaturesRegressor
+        Fitted.
+    table : DataFrame
+        Feature table (:func:`..extractor.sample_features`) of the samples to explain.
+
+    Returns
+    -------
+    values : ndarray, (n, p)
+        Contribution of each of the model's ``feature_names_`` to each prediction, kg/m^2.
+    base_value : float
+        The model's expected output; ``base_value + values.sum(1)`` is the prediction.
+    X : ndarray, (n, p)
+        The model's input matrix.
+    """
+    import shap
+
+    X = estimator.matrix(table)
+    explainer = shap.TreeExplainer(estimator.xgb_)
+    values = np.asarray(explainer.shap_values(X), dtype=float)
+    base = float(np.ravel(explainer.expected_value)[0])
+    return values, base, X
+
+
+def xgb_contributions(estimator: XGBFeaturesRegressor, X: np.ndarray) -> np.ndarray:
+    """XGBoost's own per-feature contributions (``pred_contribs``), ``(n, p + 1)``; last column the bias."""
+    import xgboost
+
+    booster = estimator.xgb_.get_booster()
+    dm = xgboost.DMatrix(np.asarray(X, dtype=float), feature_names=list(estimator.feature_names_), missing=np.nan)
+    return np.asarray(booster.predict(dm, pred_contribs=True), dtype=float)
+
+
+def _explanation(values: np.ndarray, base: float, X: np.ndarray, names: list[str]):
+    import shap
+
+    return shap.Explanation(values=values, base_values=np.full(len(values), base), data=X, feature_names=list(names))
+
+
+def shap_summary_plot(estimator: XGBFeaturesRegressor, table: pd.DataFrame, out_path: str | os.PathLike, *,
+                      kind: str = "beeswarm", max_display: int = 20, title: str | None = None) -> Path:
+    """Draw a SHAP summary of a fitted features model and save it.
+
+    Parameters
+    ----------
+    estimator : XGBFeaturesRegressor
+        Fitted.
+    table : DataFrame
+        The samples to summarise: a sample table (features are extracted, from the
+        cache where possible, and samples that fail are left out) or a feature table.
+    out_path : path-like
+        Image file (PNG, SVG or PDF by its suffix).
+    kind : {'beeswarm', 'bar'}, keyword-only
+        Beeswarm of every sample's values, or a bar plot of mean |SHAP| per feature.
+    max_display : int, keyword-only
+        Features shown (the rest are summed into one row in the beeswarm).
+    """
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    if kind not in ("beeswarm", "bar"):
+        raise ValueError(f"kind must be 'beeswarm' or 'bar', got {kind!r}")
+    table = as_feature_table(estimator, table)
+    values, base, X = shap_values(estimator, table)
+    names = list(estimator.feature_names_)
+    out = Path(out_path)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    n_show = min(max_display, len(names))
+    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.38 * n_show))
+    try:
+        if kind == "beeswarm":
+            import shap
+
+            shap.plots.beeswarm(_explanation(values, base, X, names), max_display=max_display, ax=ax, show=False,
+                                plot_size=None)
+            ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
+        else:
+            mean_abs = np.abs(values).mean(axis=0)
+            order = np.argsort(mean_abs)[::-1][:n_show][::-1]
+            ax.barh(np.arange(len(order)), mean_abs[order], color="#3b75af")
+            ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
+            ax.set_xlabel("mean |SHAP value| (kg/m²)")
+        ax.set_title(title or f"Features model: SHAP {kind} (n = {len(values)}, base {base:.2f} kg/m²)", fontsize=10)
+        fig.tight_layout()
+        tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+        fig.savefig(tmp, dpi=130)
+        os.replace(tmp, out)
+    finally:
+        plt.close(fig)
+    return out
+
+
+def as_feature_table(estimator: XGBFeaturesRegressor, table: pd.DataFrame) -> pd.DataFrame:
+    """A feature table as is; a sample table turned into one (failed samples dropped)."""
+    if all(c in table.columns for c in estimator.feature_names_):
+        return table
+    feats, failures = estimator.transform_features(table)
+    keep = ~feats["sample_id"].astype(str).isin(set(failures)).to_numpy()
+    if not keep.any():
+        raise ValueError(f"no sample could be measured, e.g. {next(iter(failures.items()))}")
+    return feats.loc[keep]
+
+
+def infer_view(estimator: XGBFeaturesRegressor, meta: dict | None = None) -> str:
+    """The sample view a model was trained on: ``model.json``'s ``view``, else from its feature names."""
+    if meta and meta.get("view") in ("lateral", "posterior", "both"):
+        return meta["view"]
+    names = estimator.feature_names_
+    lat = any(n.startswith("lat_") for n in names)
+    post = any(n.startswith("post_") for n in names)
+    if lat and post:
+        return "both"
+    return "posterior" if post else "lateral"
+
+
+def explain_model(model_dir: str | os.PathLike, dataset: str | os.PathLike, out_dir: str | os.PathLike, *,
+                  view: str | None = None, n_jobs: int = 1, overwrite: bool = False,
+                  max_display: int = 20) -> dict:
+    """SHAP explanation of a saved features model on a dataset (what ``legsmi explain`` runs).
+
+    Writes to ``out_dir``: ``shap_beeswarm.png``, ``shap_bar.png``, ``shap_values.csv``
+    (one row per sample: ids, prediction, base value and one column per feature),
+    ``shap_mean_abs.csv`` and ``run.json``.
+
+    Parameters
+    ----------
+    model_dir : path-like
+        Folder from ``legsmi train --model xgb-features`` (:func:`..modelio.save_model`).
+    dataset : path-like
+        Dataset folder (manifest.csv; the smi column is not needed).
+    out_dir : path-like
+        New or empty folder (or ``overwrite``).
+    view : {'lateral', 'posterior', 'both'} or None, keyword-only
+        Samples to explain; default the view the model was trained on.
+
+    Returns
+    -------
+    dict
+        Summary: counts, the largest mean |SHAP| features, the SHAP/XGBoost agreement and
+        the files written.
+    """
+    from smi_data.manifest import read_manifest, to_samples
+    from smi_data.modelfile import read_model_meta
+    from smi_data.runs import RunRecord, atomic_write_csv, prepare_output_dir
+
+    from .modelio import FAMILY, load_model
+
+    est = load_model(model_dir)
+    meta = read_model_meta(model_dir, family=FAMILY)
+    view = view or infer_view(est, meta)
+    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    config = {"model_dir": str(model_dir), "dataset": str(dataset), "view": view, "n_jobs": n_jobs,
+              "max_display": max_display}
+    with RunRecord(out, "explain", config, seed=meta.get("config", {}).get("random_state")) as rec:
+        manifest = read_manifest(dataset, require_label=False)
+        samples = to_samples(manifest, view)
+        if samples.empty:
+            raise ValueError(f"{dataset}: no samples with the {view} view")
+        est.n_jobs = n_jobs
+        table, failures = est.transform_features(samples)
+        ok = ~table["sample_id"].astype(str).isin(set(failures)).to_numpy()
+        if not ok.any():
+            raise ValueError(f"{dataset}: no sample could be measured; e.g. {next(iter(failures.items()))}")
+        good = table.loc[ok]
+        values, base, X = shap_values(est, good)
+        contribs = xgb_contributions(est, X)
+        agreement = float(np.max(np.abs(contribs[:, :-1] - values))) if len(values) else 0.0
+        pred = est.xgb_.predict(X)
+        names = list(est.feature_names_)
+        attrib = pd.DataFrame(values, columns=names)
+        ids = samples.loc[ok, ["sample_id", "subject_id", "view"]].reset_index(drop=True)
+        attrib.insert(0, "base_value", base)
+        attrib.insert(0, "prediction", pred)
+        attrib = pd.concat([ids, attrib], axis=1)
+        atomic_write_csv(attrib, out / "shap_values.csv", float_format="%.6g")
+        mean_abs = pd.DataFrame({"feature": names, "mean_abs_shap": np.abs(values).mean(axis=0)})
+        mean_abs = mean_abs.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
+        atomic_write_csv(mean_abs, out / "shap_mean_abs.csv", float_format="%.6g")
+        shap_summary_plot(est, good, out / "shap_beeswarm.png", kind="beeswarm", max_display=max_display)
+        shap_summary_plot(est, good, out / "shap_bar.png", kind="bar", max_display=max_display)
+        summary = {
+            "n_samples": int(len(samples)), "n_explained": int(ok.sum()), "failures": failures,
+            "base_value": base, "max_abs_diff_vs_xgboost_pred_contribs": agreement,
+            "top_features": mean_abs.head(10).to_dict(orient="records"),
+            "files": ["shap_beeswarm.png", "shap_bar.png", "shap_values.csv", "shap_mean_abs.csv"],
+        }
+        rec.data["results"] = summary
+    return summary

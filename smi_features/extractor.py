@@ -1,0 +1,503 @@
+"""From photos to the feature table: one measurement per image, cached; one row per sample.
+
+Three layers:
+
+* :func:`measure_leg` (pure, on an array): marker, silhouette, levels and every
+  per-view feature **in pixels**, with the geometry kept for drawing.
+* :func:`measure_image_file`: reads a file and returns a JSON-able *record* of the
+  measurement (features in px, the dense width profile, the marker's scale, the
+  silhouette method, the roll, or the failure and its reason). Records are cached per
+  image in ``$LEGSMI_CACHE_DIR`` (default ``~/.cache/legsmi``) under
+  ``features/``, keyed by the SHA-256 of the image file, the extraction settings and
+  :data:`EXTRACTOR_VERSION`; the manifest's scale and the person's height are applied
+  afterwards, so they are not part of the key.
+* :func:`sample_features` / :class:`LegFeatureExtractor`: a sample table (see
+  docs/architecture.md) to the feature table, in centimetres, with per view the scale
+  mode, px_per_cm, silhouette method, roll and failure reason, the paired two-view
+  features, ``calf_circumference_cm`` and the covariates.
+
+``calf_circumference_cm`` is the ellipse's circumference (``pair_calf_circ_cm``) when
+both views were measured, otherwise ``pi * calf_max_width_cm`` of the one view: a
+circular cross-section, which over-reads the circumference of a deep (lateral) calf
+and under-reads it from a narrow (posterior) one by a few per cent.
+``calf_circumference_source`` says which (``ellipse``, ``circle_lateral``,
+``circle_posterior``).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+from sklearn.base import BaseEstimator, TransformerMixin
+
+from .features import VIEW_PREFIX, all_feature_docs, column_name, covariates, paired, view_feature_docs
+from .features import curvature, shape, width_profile
+from .features.base import GeometryError, LegGeometry, LevelSettings, leg_geometry
+from .scale import choose_scale, find_marker
+from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, leg_silhouette
+
+#: Bump when a change alters any feature value (invalidates caches; note it in the changelog).
+EXTRACTOR_VERSION = "1"
+#: Non-feature columns written per view.
+META_FIELDS = ("scale_mode", "px_per_cm", "silhouette_method", "roll_deg", "failure")
+
+
+@dataclass(frozen=True)
+class ExtractionSettings:
+    """Everything that changes a per-image measurement (the cache key holds all of it)."""
+
+    silhouette: SilhouetteSettings = field(default_factory=SilhouetteSettings)
+    levels: LevelSettings = field(default_factory=LevelSettings)
+    use_marker: bool = True
+
+    def as_dict(self) -> dict:
+        return {"silhouette": self.silhouette.as_dict(), "levels": self.levels.as_dict(),
+                "use_marker": self.use_marker, "version": EXTRACTOR_VERSION}
+
+    @classmethod
+    def from_dict(cls, d: dict | None) -> "ExtractionSettings":
+        d = d or {}
+        sil = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d.get("silhouette") or {}).items()}
+        lev = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d.get("levels") or {}).items()}
+        return cls(SilhouetteSettings(**sil), LevelSettings(**lev), bool(d.get("use_marker", True)))
+
+
+@dataclass
+class LegMeasurement:
+    """One photo measured in pixels (see :func:`measure_leg`)."""
+
+    ok: bool
+    reason: str = ""
+    features_px: dict = field(default_factory=dict)
+    dense_px: list = field(default_factory=list)
+    marker_px_per_cm: float | None = None
+    marker_corners: np.ndarray | None = None
+    silhouette: Silhouette | None = None
+    geometry: LegGeometry | None = None
+
+    def record(self) -> dict:
+        """JSON-able summary (what the cache stores)."""
+        sil = self.silhouette
+        return {
+            "ok": self.ok,
+            "reason": self.reason,
+            "features_px": {k: _num(v) for k, v in self.features_px.items()},
+            "dense_px": [_num(v) for v in self.dense_px],
+            "marker_px_per_cm": _num(self.marker_px_per_cm),
+            "silhouette_method": sil.method if sil is not None else None,
+            "roll_deg": _num(sil.roll_deg) if sil is not None else None,
+            "knee_ankle_px": _num(self.geometry.length_px) if self.geometry is not None else None,
+        }
+
+
+def _num(v):
+    if v is None:
+        return None
+    v = float(v)
+    return v if np.isfinite(v) else None
+
+
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """A uint8 copy of an image for the marker detector (uint16 / 257, float in [0, 1] * 255)."""
+    a = np.asarray(image)
+    if a.dtype == np.uint8:
+        return a
+    if a.dtype == np.uint16:
+        return np.rint(a / 257.0).astype(np.uint8)
+    if np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
+        return np.clip(np.rint(a.astype(float) * 255.0), 0, 255).astype(np.uint8)
+    raise ValueError(f"unsupported image dtype {a.dtype}")
+
+
+def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None) -> LegMeasurement:
+    """Measure the lower leg in one photo, in pixels. Never raises for a photo without a leg.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or (H, W, 3)
+        BGR or grey; uint8, uint16 or float in [0, 1].
+    settings : ExtractionSettings, keyword-only
+
+    Returns
+    -------
+    LegMeasurement
+        ``ok`` False with ``reason`` when no leg (or no knee-to-ankle span) was found.
+        Otherwise ``features_px``: every per-view feature with lengths in px, areas in
+        px^2, curvatures in 1/px (see :mod:`.features`); ``dense_px``: the dense width
+        profile; the marker's scale and corners if found; the silhouette and levels.
+    """
+    s = settings or ExtractionSettings()
+    marker = None
+    if s.use_marker:
+        try:
+            marker = find_marker(to_uint8(image))
+        except ValueError:
+            marker = None
+    m = LegMeasurement(ok=False)
+    if marker is not None:
+        m.marker_px_per_cm, m.marker_corners = marker
+    try:
+        sil = leg_silhouette(image, settings=s.silhouette,
+                             exclude_polygons=[m.marker_corners] if m.marker_corners is not None else None)
+        m.silhouette = sil
+        geom = leg_geometry(sil.left, sil.right, s.levels, top_cut=bool(sil.mask[0].any()))
+        m.geometry = geom
+    except (SilhouetteError, GeometryError) as exc:
+        m.reason = str(exc)
+        return m
+    feats: dict[str, float] = {}
+    feats.update(width_profile.compute(geom))
+    feats.update(shape.compute(geom))
+    feats.update(curvature.compute(geom))
+    m.features_px = feats
+    m.dense_px = list(width_profile.dense_profile(geom))
+    m.ok = True
+    return m
+
+
+def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | None = None) -> dict:
+    """Read one image and return its measurement record (never raises for a bad image)."""
+    from smi_data.images import ImageError, read_image
+
+    t0 = time.perf_counter()
+    try:
+        img = read_image(path, color=True)
+    except ImageError as exc:
+        return {"ok": False, "reason": str(exc), "features_px": {}, "dense_px": [], "marker_px_per_cm": None,
+                "silhouette_method": None, "roll_deg": None, "knee_ankle_px": None, "read_error": True}
+    rec = measure_leg(img, settings=settings).record()
+    rec["extract_ms"] = (time.perf_counter() - t0) * 1000.0
+    return rec
+
+
+# ----------------------------------------------------------------------------- cache
+def default_cache_dir() -> Path:
+    """``$LEGSMI_CACHE_DIR`` or ``~/.cache/legsmi`` (never inside the repository)."""
+    env = os.environ.get("LEGSMI_CACHE_DIR")
+    return Path(env) if env else Path.home() / ".cache" / "legsmi"
+
+
+def file_sha256(path: str | os.PathLike) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as fh:
+        for chunk in iter(lambda: fh.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+class FeatureCache:
+    """Per-image records on disk, keyed by the image file's hash and the settings.
+
+    Writes go to a temporary file that is renamed into place, so parallel workers and
+    interrupted runs never leave a half-written record.
+    """
+
+    def __init__(self, cache_dir: str | os.PathLike | None = None):
+        self.root = Path(cache_dir) if cache_dir else default_cache_dir()
+        self.dir = self.root / "features"
+
+    @staticmethod
+    def key(file_hash: str, settings: ExtractionSettings) -> str:
+        blob = json.dumps({"file": file_hash, "settings": settings.as_dict()}, sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()
+
+    def _path(self, key: str) -> Path:
+        return self.dir / key[:2] / f"{key}.json"
+
+    def get(self, key: str) -> dict | None:
+        p = self._path(key)
+        try:
+            rec = json.loads(p.read_text(encoding="utf-8"))
+        except (FileNotFoundError, json.JSONDecodeError, UnicodeDecodeError, OSError):
+            return None
+        return rec if isinstance(rec, dict) and "ok" in rec else None
+
+    def put(self, key: str, record: dict) -> None:
+        p = self._path(key)
+        try:
+            p.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=".rec.", suffix=".tmp", dir=p.parent)
+            with os.fdopen(fd, "w", encoding="utf-8") as fh:
+                json.dump(record, fh)
+            os.replace(tmp, p)
+        except OSError:
+            pass  # a cache that cannot be written only costs time
+
+
+def _measure_worker(path: str, settings_dict: dict) -> dict:
+    import cv2
+
+    cv2.setNumThreads(1)  # one core per worker process
+    return measure_image_file(path, ExtractionSettings.from_dict(settings_dict))
+
+
+def measure_files(paths: list[str], *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
+                  cache: bool | FeatureCache = True) -> list[dict]:
+    """Measurement records of many image files, in order, from the cache or computed.
+
+    Parameters
+    ----------
+    paths : list of str
+        Image files (duplicates are measured once).
+    settings : ExtractionSettings, keyword-only
+    n_jobs : int, keyword-only
+        Worker processes for the images not in the cache (1: in this process).
+    cache : bool or FeatureCache, keyword-only
+        False: no cache; True: the default cache folder.
+    """
+    s = settings or ExtractionSettings()
+    store = cache if isinstance(cache, FeatureCache) else (FeatureCache() if cache else None)
+    unique = list(dict.fromkeys(str(p) for p in paths))
+    records: dict[str, dict] = {}
+    keys: dict[str, str] = {}
+    todo = []
+    for p in unique:
+        if store is not None:
+            try:
+                keys[p] = store.key(file_sha256(p), s)
+            except OSError:
+                keys[p] = ""
+            rec = store.get(keys[p]) if keys[p] else None
+            if rec is not None:
+                records[p] = rec
+                continue
+        todo.append(p)
+    if todo:
+        if n_jobs is not None and n_jobs != 1 and len(todo) > 1:
+            from joblib import Parallel, delayed
+
+            sd = s.as_dict()
+            done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_measure_worker)(p, sd) for p in todo)
+        else:
+            done = [measure_image_file(p, s) for p in todo]
+        for p, rec in zip(todo, done):
+            records[p] = rec
+            if store is not None and keys.get(p) and not rec.get("read_error"):
+                store.put(keys[p], rec)
+    return [records[str(p)] for p in paths]
+
+
+# ----------------------------------------------------------------------------- records to features
+def record_to_view_features(record: dict, *, prefix: str, manifest_px_per_cm: float = np.nan,
+                            height_cm: float = np.nan, levels: LevelSettings | None = None) -> tuple[dict, np.ndarray]:
+    """One image's record to prefixed feature columns in cm, plus its dense profile in cm.
+
+    Returns
+    -------
+    features : dict
+        ``{prefix}{name}{unit suffix}`` for every per-view feature, and the meta columns
+        ``{prefix}scale_mode``, ``px_per_cm``, ``silhouette_method``, ``roll_deg``,
+        ``failure`` ("" when fine).
+    dense_cm : ndarray
+        The dense width profile in cm (NaN if failed or unscaled).
+    """
+    docs = view_feature_docs(levels)
+    out: dict = {}
+    n_dense = (levels or LevelSettings()).n_dense
+    nan_feats = {column_name(prefix, n, d): np.nan for n, d in docs.items()}
+    if not record.get("ok"):
+        out.update(nan_feats)
+        out.update({f"{prefix}scale_mode": None, f"{prefix}px_per_cm": np.nan,
+                    f"{prefix}silhouette_method": record.get("silhouette_method"),
+                    f"{prefix}roll_deg": _nan(record.get("roll_deg")),
+                    f"{prefix}failure": record.get("reason") or "failed"})
+        return out, np.full(n_dense, np.nan)
+    sc = choose_scale(record.get("marker_px_per_cm"), manifest_px_per_cm, record.get("knee_ankle_px"), height_cm)
+    ppc = sc.px_per_cm
+    fpx = record["features_px"]
+    for name, doc in docs.items():
+        v = _nan(fpx.get(name))
+        out[column_name(prefix, name, doc)] = v / ppc ** doc.dim if doc.dim else v
+    dense = np.array([_nan(v) for v in record.get("dense_px", [])], dtype=float)
+    out.update({f"{prefix}scale_mode": sc.mode, f"{prefix}px_per_cm": ppc,
+                f"{prefix}silhouette_method": record.get("silhouette_method"),
+                f"{prefix}roll_deg": _nan(record.get("roll_deg")),
+                f"{prefix}failure": sc.reason})
+    return out, dense / ppc
+
+
+def _nan(v) -> float:
+    return np.nan if v is None else float(v)
+
+
+def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
+                  levels: LevelSettings | None = None) -> tuple[pd.DataFrame, dict]:
+    """Assemble the feature table of a sample table from per-image records.
+
+    Parameters
+    ----------
+    samples : DataFrame
+        The sample table (docs/architecture.md).
+    records : dict
+        ``{image path: record}`` for every image the table refers to.
+
+    Returns
+    -------
+    table : DataFrame
+        One row per sample (same index), ``sample_id`` first.
+    failures : dict
+        ``{sample_id: reason}`` for every sample with an image that failed.
+    """
+    lv = levels or LevelSettings()
+    t = width_profile.dense_fractions(lv.n_dense)
+    docs = all_feature_docs(lv)
+    pair_cols = {name: column_name("", name, d) for name, d in paired.FEATURES.items()}
+    rows, failures = [], {}
+    for _, srow in samples.iterrows():
+        row: dict = {"sample_id": srow.get("sample_id")}
+        dense: dict = {}
+        present = []
+        reasons = []
+        for view, prefix in VIEW_PREFIX.items():
+            path = srow.get(f"image_{view}")
+            has = isinstance(path, str) and bool(path)
+            if has:
+                present.append(view)
+                f, dense[view] = record_to_view_features(
+                    records[path], prefix=prefix, manifest_px_per_cm=_nan(_get_num(srow, f"px_per_cm_{view}")),
+                    height_cm=_nan(_get_num(srow, "height_cm")), levels=lv)
+                row.update(f)
+                if f[f"{prefix}failure"]:
+                    reasons.append(f"{view}: {f[f'{prefix}failure']}")
+            else:
+                for name, d in view_feature_docs(lv).items():
+                    row[column_name(prefix, name, d)] = np.nan
+                row.update({f"{prefix}{m}": (np.nan if m in ("px_per_cm", "roll_deg") else None) for m in META_FIELDS})
+        both = {"lateral", "posterior"} <= set(present)
+        pf = {c: np.nan for c in pair_cols.values()}
+        if both and np.isfinite(dense["lateral"]).all() and np.isfinite(dense["posterior"]).all():
+            vals = paired.compute(dense["lateral"], dense["posterior"], t,
+                                  row["lat_knee_ankle_length_cm"], row["post_knee_ankle_length_cm"], lv.calf_band)
+            pf = {pair_cols[k]: v for k, v in vals.items()}
+        row.update(pf)
+        if both:
+            row["calf_circumference_cm"] = pf["pair_calf_circ_cm"]
+            row["calf_circumference_source"] = "ellipse"
+        elif present:
+            p = VIEW_PREFIX[present[0]]
+            row["calf_circumference_cm"] = np.pi * row[f"{p}calf_max_width_cm"]
+            row["calf_circumference_source"] = f"circle_{present[0]}"
+        else:
+            row["calf_circumference_cm"] = np.nan
+            row["calf_circumference_source"] = None
+            reasons.append("the sample has no image")
+        if reasons:
+            failures[str(srow.get("sample_id"))] = "; ".join(reasons)
+        rows.append(row)
+    table = pd.DataFrame(rows, index=samples.index)
+    cov = covariates.compute(samples)
+    table = pd.concat([table, cov], axis=1)
+    # Column order: id, features in documented order, then meta columns.
+    feat_cols = [c for c in docs if c in table.columns]
+    meta_cols = [f"{p}{m}" for p in VIEW_PREFIX.values() for m in META_FIELDS] + ["calf_circumference_source"]
+    return table[["sample_id"] + feat_cols + meta_cols], failures
+
+
+def _get_num(row, name):
+    v = row.get(name) if hasattr(row, "get") else None
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return np.nan
+
+
+def sample_features(samples: pd.DataFrame, *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
+                    cache: bool | FeatureCache = True) -> tuple[pd.DataFrame, dict]:
+    """Feature table of a sample table (see :func:`feature_table`), extracting what is not cached."""
+    from smi_data.manifest import sample_images
+
+    s = settings or ExtractionSettings()
+    paths = [p for _, _, p in sample_images(samples)]
+    recs = measure_files(paths, settings=s, n_jobs=n_jobs, cache=cache)
+    return feature_table(samples, dict(zip(paths, recs)), levels=s.levels)
+
+
+class LegFeatureExtractor(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: sample table -> feature table (cm), cached and parallel.
+
+    Parameters
+    ----------
+    silhouette_settings : SilhouetteSettings or None
+    level_settings : LevelSettings or None
+    use_marker : bool
+        Look for the ArUco marker (else the manifest's scale, else relative).
+    n_jobs : int
+        Worker processes for images not in the cache.
+    cache : bool
+        Use the per-image cache (``$LEGSMI_CACHE_DIR`` or ``~/.cache/legsmi``).
+    cache_dir : str or None
+        Another cache folder.
+
+    Attributes
+    ----------
+    failures_ : dict
+        ``{sample_id: reason}`` from the last ``transform``.
+    """
+
+    def __init__(self, silhouette_settings=None, level_settings=None, use_marker=True, n_jobs=1, cache=True,
+                 cache_dir=None):
+        self.silhouette_settings = silhouette_settings
+        self.level_settings = level_settings
+        self.use_marker = use_marker
+        self.n_jobs = n_jobs
+        self.cache = cache
+        self.cache_dir = cache_dir
+
+    def settings(self) -> ExtractionSettings:
+        return ExtractionSettings(self.silhouette_settings or SilhouetteSettings(),
+                                  self.level_settings or LevelSettings(), bool(self.use_marker))
+
+    def fit(self, X, y=None):
+        self.failures_ = {}
+        return self
+
+    def transform(self, X: pd.DataFrame) -> pd.DataFrame:
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("X must be a sample table (pandas DataFrame from smi_data.manifest.to_samples)")
+        cache = FeatureCache(self.cache_dir) if (self.cache and self.cache_dir) else bool(self.cache)
+        table, failures = sample_features(X, settings=self.settings(), n_jobs=self.n_jobs, cache=cache)
+        self.failures_ = failures
+        return table
+
+
+def image_features(manifest: pd.DataFrame, *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
+                   cache: bool | FeatureCache = True) -> pd.DataFrame:
+    """One row per image of a manifest: ids, scale mode, failure and every per-view feature (cm).
+
+    Columns: ``subject_id``, ``view``, ``image``, ``scale_mode``, ``px_per_cm``,
+    ``silhouette_method``, ``roll_deg``, ``failure`` ("" when fine), then the per-view
+    features without the view prefix (``calf_max_width_cm``, ...) and
+    ``calf_circumference_cm`` (circular cross-section from this one view). What
+    ``legsmi features`` writes.
+    """
+    from smi_data.manifest import to_samples
+
+    parts = []
+    for view, prefix in VIEW_PREFIX.items():
+        samples = to_samples(manifest, view)
+        if samples.empty:
+            continue
+        table, _ = sample_features(samples, settings=settings, n_jobs=n_jobs, cache=cache)
+        cols = [c for c in table.columns if c.startswith(prefix)]
+        part = table[cols].rename(columns={c: c[len(prefix):] for c in cols})
+        part["calf_circumference_cm"] = table["calf_circumference_cm"]
+        rel = manifest.set_index(manifest["subject_id"].astype(str) + ":" + manifest["view"])["image"]
+        part.insert(0, "image", [rel.get(f"{sid}:{view}") for sid in samples["subject_id"]])
+        part.insert(0, "view", view)
+        part.insert(0, "subject_id", samples["subject_id"].to_numpy())
+        parts.append(part)
+    if not parts:
+        return pd.DataFrame(columns=["subject_id", "view", "image"])
+    out = pd.concat(parts, ignore_index=True)
+    meta = ["scale_mode", "px_per_cm", "silhouette_method", "roll_deg", "failure"]
+    feats = [c for c in out.columns if c not in meta + ["subject_id", "view", "image"]]
+    out["failure"] = out["failure"].fillna("")
+    return out[["subject_id", "view", "image"] + meta + feats].sort_values(["subject_id", "view"]).reset_index(drop=True)

@@ -1,0 +1,48 @@
+"""Feature families, one module each (pyradiomics style): width profile, shape, curvature,
+paired (two views) and covariates. :func:`all_feature_docs` gathers their records.
+"""
+
+from __future__ import annotations
+
+from . import covariates, curvature, paired, shape, width_profile
+from .base import FeatureDoc, LevelSettings
+
+#: Prefixes of the per-view feature columns.
+VIEW_PREFIX = {"lateral": "lat_", "posterior": "post_"}
+#: Groups the regressor can switch on and off.
+GROUPS = ("width", "area", "curvature", "covariates")
+
+
+def view_feature_docs(levels: LevelSettings | None = None) -> dict[str, FeatureDoc]:
+    """Per-view feature records, unprefixed (width profile, shape, curvature)."""
+    n = (levels or LevelSettings()).n_levels
+    docs = dict(width_profile.feature_docs(n))
+    docs.update(shape.FEATURES)
+    docs.update(curvature.FEATURES)
+    return docs
+
+
+def all_feature_docs(levels: LevelSettings | None = None) -> dict[str, FeatureDoc]:
+    """Every model column's record, keyed by the column name (with ``_cm``-style unit suffixes)."""
+    out: dict[str, FeatureDoc] = {}
+    for view, prefix in VIEW_PREFIX.items():
+        for name, doc in view_feature_docs(levels).items():
+            out[column_name(prefix, name, doc)] = doc
+    for name, doc in paired.FEATURES.items():
+        out[column_name("", name, doc)] = doc
+    out["calf_circumference_cm"] = FeatureDoc(
+        title="Calf circumference",
+        measures="the tape-measure quantity: from the ellipse when both views exist, otherwise from the one "
+                 "view's maximum calf width under a circular cross-section",
+        formula="pair_calf_circ if both views, else pi * calf_max_width", unit="cm", dim=1, group="width",
+        views="any")
+    out.update(covariates.FEATURES)
+    return out
+
+
+UNIT_SUFFIX = {"cm": "_cm", "cm^2": "_cm2", "cm^3": "_cm3", "1/cm": "_per_cm", "1/cm^2": "_per_cm2"}
+
+
+def column_name(prefix: str, name: str, doc: FeatureDoc) -> str:
+    """Column name of a feature: prefix + name + unit suffix (``lat_calf_max_width_cm``)."""
+    return f"{prefix}{name}{UNIT_SUFFIX.get(doc.unit, '')}"
