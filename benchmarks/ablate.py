@@ -157,9 +157,17 @@ def ablation_table(arms: list[Arm], metrics: pd.DataFrame) -> pd.DataFrame:
 
 
 def arm_tag(arm: Arm) -> str:
-    """A stable text id of an arm's fits (shared by identical arms of different ablations)."""
-    ov = ",".join(f"{k}={v}" for k, v in arm.overrides)
-    return f"{arm.model}|{arm.view}|{ov}|{arm.train_fraction:g}"
+    """A readable, stable id of an arm's fits (shared by identical arms of different ablations).
+
+    ``model/view``, then each override as ``name=value`` (sequences joined by ``+``), then
+    ``train=fraction`` below 1: ``xgb-features/lateral feature_groups=width+area``.
+    """
+    parts = [f"{arm.model}/{arm.view}"]
+    for k, v in arm.overrides:
+        parts.append(f"{k}={'+'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}")
+    if arm.train_fraction < 1:
+        parts.append(f"train={arm.train_fraction:g}")
+    return " ".join(parts)
 
 
 def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) -> dict:

@@ -374,7 +374,7 @@ def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, sp
     for res in results:
         if res.status != "ok" and log is not None:
             t = res.task
-            log(f"{t.arm + ' ' if t.arm else ''}{t.model} / {t.view} / repeat {t.repeat} fold {t.fold}: {res.status}")
+            log(f"{t.arm or t.model + ' / ' + t.view} / repeat {t.repeat} fold {t.fold}: {res.status}")
     preds = pd.concat([r.predictions for r in results], ignore_index=True) if results else pd.DataFrame()
     records = pd.DataFrame([r.record() for r in results])
     kept = {}
@@ -479,8 +479,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         plan, notes = plan_views(models, views, specs)
         tasks = [Task(m, v, r, f, overrides=tuple(sorted((cfg.overrides.get(m) or {}).items())))
                  for m in models for v in plan[m] for (r, f, _, _) in folds]
-        keep = {t for t in tasks if t.model == "xgb-features" and t.repeat == 0 and t.fold == folds[0][1]
-                and t.view == plan["xgb-features"][0]} if "xgb-features" in plan and plan["xgb-features"] else set()
+        shap_view = (plan.get("xgb-features") or [None])[0]
+        keep = {t for t in tasks if t.model == "xgb-features" and t.repeat == 0 and t.view == shap_view}
         echo(f"benchmark: {len(models)} model(s), {len(tasks)} fits on {manifest['subject_id'].nunique()} subjects "
              f"({reps} repeat(s) x {len(folds) // max(reps, 1)} folds)")
         preds, records, kept = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=cfg.jobs,

@@ -100,7 +100,7 @@ def _import(module: str, what: str):
 
 
 def _xgb_features(random_state: int = 0, **overrides):
-    cls = _import("smi_features", "XGBFeaturesRegressor")
+    cls = _import("smi_features.estimators", "XGBFeaturesRegressor")
     return cls(random_state=random_state, **overrides)
 
 
@@ -156,8 +156,8 @@ def check_available(names, extra: dict[str, ModelSpec] | None = None) -> dict[st
 
 _LOADERS = {
     "baseline": ("benchmarks.baselines", "load_model"),
-    "features": ("smi_features", "load_model"),
-    "deep": ("smi_deep", "load_model"),
+    "features": ("smi_features.modelio", "load_model"),
+    "deep": ("smi_deep.modelio", "load_model"),
 }
 
 

@@ -50,6 +50,8 @@ def test_benchmark_end_to_end_on_drawn_subjects(toy, tmp_path):
                  "splits.json", "folds.csv", "plots/fold_metrics.png", "plots/pred_vs_ref_lateral.png",
                  "plots/bland_altman_posterior.png"):
         assert (out / name).is_file(), name
+    if "xgb-features" in models:
+        assert (out / "plots" / "shap_xgb-features.png").is_file()
     preds = pd.read_csv(out / "predictions.csv")
     # a row per sample, model and view: 12 subjects, each in exactly one test fold
     expected = sum(12 * (3 if registry.get_spec(m).cheap else 2) for m in models)
@@ -88,7 +90,7 @@ def test_ablate_end_to_end_prints_one_table(toy, tmp_path):
     assert list(table.loc[table["ablation"] == "train-size", "arm"]) == ["20 %", "40 %", "60 %", "80 %", "100 %"]
     # the learning curve really trains on fewer subjects
     folds = pd.read_csv(out / "folds.csv")
-    ts = folds[folds["arm"].str.startswith("covariates|lateral|")]
+    ts = folds[folds["arm"].str.startswith("covariates/lateral")]
     n_train = ts.groupby("train_fraction")["n_train"].mean()
     assert n_train.is_monotonic_increasing and n_train.loc[1.0] == 8
     # the 100 % arm of train-size and the lateral arm of views are the same fits
