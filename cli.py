@@ -84,6 +84,43 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 
 # ----------------------------------------------------------------------------- phantom commands (smi_data.phantom)
 # (section owned by the phantom work; add `phantom` here)
+@main.command()
+@click.option("--subjects", "n_subjects", default=100, type=click.IntRange(1, 100000),
+              help="People to generate (sexes alternate M, F, ...).")
+@click.option("--seed", default=0, type=int, help="The one seed: same seed, same files.")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output dataset folder.")
+@click.option("--size", default=512, type=click.IntRange(128, 4096), help="Image side, pixels.")
+@click.option("--views", default="lateral,posterior", help="Comma-separated views to render.")
+@click.option("--no-marker", is_flag=True, help="Leave the ArUco scale marker out of the photos.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output folder.")
+def phantom(n_subjects, seed, out, size, views, no_marker, overwrite):
+    """Render a synthetic cohort of lower-leg photos with known SMI from the Anny body model.
+
+    Needs the optional extra: pip install '.[phantom]'. The first run builds Anny's model data
+    (about 100 s, cached in ~/.cache/anny). See docs/phantom.md.
+    """
+    try:
+        from smi_data.phantom.generate import generate_cohort
+    except ImportError as exc:  # pragma: no cover - depends on the environment
+        _fail(f"the phantom needs the optional extra ({exc}); install it with: pip install '.[phantom]'")
+    from smi_data.runs import OutputExistsError
+
+    view_list = [v.strip() for v in views.split(",") if v.strip()]
+    try:
+        summary = generate_cohort(out, n_subjects=n_subjects, seed=seed, size=size, views=view_list,
+                                  marker=not no_marker, overwrite=overwrite)
+    except ImportError as exc:
+        _fail(f"the phantom needs the optional extra ({exc}); install it with: pip install '.[phantom]'")
+    except (OutputExistsError, ValueError) as exc:
+        _fail(str(exc))
+    for sid, reason in summary["failures"].items():
+        click.echo(f"skipped {sid}: {reason}", err=True)
+    click.echo(f"wrote {summary['subjects']} subjects, {summary['images']} images to {out}")
+    if "smi_mean" in summary:
+        click.echo(f"SMI {summary['smi_mean']:.2f} +- {summary['smi_sd']:.2f} kg/m^2")
+    click.echo(f"speed: {summary['s_per_subject']:.2f} s per subject, {summary['images_per_s']:.2f} images/s "
+               f"({summary['generation_s']:.0f} s, model load {summary['model_load_s']:.1f} s)")
+
 
 
 # ----------------------------------------------------------------------------- feature commands (smi_features)

@@ -1,0 +1,8 @@
+"""The phantom: a synthetic cohort of lower-leg photos with known SMI, rendered from the Anny body model.
+
+Modules: :mod:`.sampling` (who), :mod:`.body` (Anny bodies and limb volumes; needs the
+``phantom`` extra), :mod:`.geometry` (exact clipped volumes, slices), :mod:`.truth`
+(composition, SMI, calf measures), :mod:`.camera` and :mod:`.render` (photos),
+:mod:`.generate` (datasets), :mod:`.ceiling` (best possible accuracy; no anny needed).
+See docs/phantom.md. Nothing here imports anny or torch at import time.
+"""

@@ -1,0 +1,115 @@
+"""The ceiling: how well SMI can be predicted from the true calf geometry and the covariates.
+
+An image model can at best recover the calf's true geometry from a photo; it also gets sex,
+age, height and weight. A cross-validated regression of the label on exactly these (read from
+``truth.csv``, no image involved) is therefore the best accuracy any image model can hope for
+on the phantom cohort. Needs only numpy, pandas and scikit-learn (no anny).
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import numpy as np
+import pandas as pd
+
+#: Covariates every model receives (sex coded 1 = male).
+COVARIATES = ("male", "age", "height_cm", "weight_kg")
+#: True geometry a photo of each view can show (``both``: everything from both views).
+GEOMETRY = {
+    "lateral": ("calf_width_lateral_cm", "ankle_width_lateral_cm", "calf_level_frac", "shank_length_cm"),
+    "posterior": ("calf_width_posterior_cm", "ankle_width_posterior_cm", "calf_level_frac", "shank_length_cm"),
+    "both": ("calf_width_lateral_cm", "calf_width_posterior_cm", "ankle_width_lateral_cm",
+             "ankle_width_posterior_cm", "calf_circ_cm", "ankle_circ_cm", "calf_level_frac",
+             "shank_length_cm", "lowerleg_volume_l"),
+}
+
+
+def _ccc(y, p) -> float:
+    """Lin's concordance correlation coefficient with 1/n moments (Lin 1989)."""
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    sxy = np.mean((y - y.mean()) * (p - p.mean()))
+    return float(2 * sxy / (y.var() + p.var() + (y.mean() - p.mean()) ** 2))
+
+
+def _mape(y, p) -> float:
+    y, p = np.asarray(y, float), np.asarray(p, float)
+    return float(100.0 * np.mean(np.abs(y - p) / np.abs(y)))
+
+
+def subject_table(dataset_dir: str | os.PathLike) -> pd.DataFrame:
+    """One row per subject: the manifest's covariates and label, and the truth's calf geometry."""
+    d = Path(dataset_dir)
+    tp, mp = d / "truth.csv", d / "manifest.csv"
+    for p in (tp, mp):
+        if not p.is_file():
+            raise FileNotFoundError(f"{p}: not found; the ceiling needs a phantom dataset (legsmi phantom)")
+    truth = pd.read_csv(tp)
+    man = pd.read_csv(mp, dtype={"subject_id": str})
+    truth["subject_id"] = truth["subject_id"].astype(str)
+    need = {c for cols in GEOMETRY.values() for c in cols} | {"subject_id"}
+    missing = sorted(need - set(truth.columns))
+    if missing:
+        raise ValueError(f"{tp}: missing column(s) {', '.join(missing)}")
+    geo = truth.drop_duplicates("subject_id").set_index("subject_id")[sorted(need - {"subject_id"})]
+    subj = man.drop_duplicates("subject_id").set_index("subject_id")[["sex", "age", "height_cm", "weight_kg", "smi"]]
+    df = subj.join(geo, how="inner")
+    df["male"] = (df["sex"] == "M").astype(float)
+    if "smi_true" in truth.columns:
+        df["smi_true"] = truth.drop_duplicates("subject_id").set_index("subject_id")["smi_true"]
+    return df.sort_index()
+
+
+def _cv_predict(X: np.ndarray, y: np.ndarray, folds: int, seed: int):
+    from sklearn.linear_model import LinearRegression
+    from sklearn.model_selection import KFold
+
+    pred = np.full(len(y), np.nan)
+    fold_of = np.zeros(len(y), int)
+    for k, (tr, te) in enumerate(KFold(n_splits=folds, shuffle=True, random_state=seed).split(X)):
+        pred[te] = LinearRegression().fit(X[tr], y[tr]).predict(X[te])
+        fold_of[te] = k
+    return pred, fold_of
+
+
+def _scores(y, pred, fold_of, folds) -> dict:
+    per_m = [_mape(y[fold_of == k], pred[fold_of == k]) for k in range(folds)]
+    per_c = [_ccc(y[fold_of == k], pred[fold_of == k]) for k in range(folds)]
+    return {"mape": _mape(y, pred), "ccc": _ccc(y, pred), "mape_folds": [min(per_m), max(per_m)],
+            "ccc_folds": [min(per_c), max(per_c)]}
+
+
+def compute_ceiling(dataset_dir: str | os.PathLike, *, folds: int = 5, seed: int = 0) -> dict:
+    """Cross-validated accuracy of an ideal predictor on a phantom dataset.
+
+    A linear regression of the label ``smi`` on the covariates (sex, age, height, weight) plus
+    the true calf geometry a view shows (:data:`GEOMETRY`), fitted in ``folds``-fold
+    cross-validation over subjects (shuffled with ``seed``).
+
+    Returns
+    -------
+    dict
+        ``mape`` (%) and ``ccc`` for both views' geometry (the ceiling), ``mape_folds`` and
+        ``ccc_folds`` (min, max over folds, as the study reports), ``n_subjects``, ``folds``,
+        ``seed``, and per setting (``lateral``, ``posterior``, ``both``, ``covariates_only``)
+        the same scores and the ``features`` used; ``label_noise_floor`` gives the scores of
+        ``smi_true`` itself as a prediction of the label (the device error alone).
+    """
+    if folds < 2:
+        raise ValueError(f"folds must be at least 2, got {folds}")
+    df = subject_table(dataset_dir)
+    if len(df) < 2 * folds:
+        raise ValueError(f"{dataset_dir}: {len(df)} subjects are too few for {folds}-fold cross-validation")
+    y = df["smi"].to_numpy(float)
+    out: dict = {"n_subjects": int(len(df)), "folds": folds, "seed": seed, "model": "linear regression"}
+    settings = {"covariates_only": ()} | GEOMETRY
+    for name, geo in settings.items():
+        feats = list(COVARIATES) + list(geo)
+        pred, fold_of = _cv_predict(df[feats].to_numpy(float), y, folds, seed)
+        out[name] = {**_scores(y, pred, fold_of, folds), "features": feats}
+    out["mape"], out["ccc"] = out["both"]["mape"], out["both"]["ccc"]
+    out["mape_folds"], out["ccc_folds"] = out["both"]["mape_folds"], out["both"]["ccc_folds"]
+    if "smi_true" in df.columns:
+        out["label_noise_floor"] = {"mape": _mape(y, df["smi_true"]), "ccc": _ccc(y, df["smi_true"])}
+    return out
