@@ -477,7 +477,8 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         folds = fold_table(splits, reps)
         check_folds(folds, manifest["subject_id"].astype(str).unique(), cfg.splits or "splits")
         plan, notes = plan_views(models, views, specs)
-        tasks = [Task(m, v, r, f, overrides=tuple(sorted((cfg.overrides.get(m) or {}).items())))
+        overrides = {m: thread_overrides(m, cfg.overrides.get(m) or {}, cfg.jobs, specs) for m in models}
+        tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())))
                  for m in models for v in plan[m] for (r, f, _, _) in folds]
         shap_view = (plan.get("xgb-features") or [None])[0]
         keep = {t for t in tasks if t.model == "xgb-features" and t.repeat == 0 and t.view == shap_view}
@@ -512,6 +513,18 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         }
     return {"out": out_dir, "table": table, "metrics": metrics, "predictions": preds, "records": records,
             "notes": notes, "seconds": time.perf_counter() - started, "ceiling": ceiling}
+
+
+def thread_overrides(model: str, overrides: dict, jobs: int, specs: dict | None = None) -> dict:
+    """With ``jobs`` > 1 parallel fits, give each CNN ``cpu_count // jobs`` torch threads.
+
+    Without this every worker process would start torch with one thread per core and
+    the fits would fight over the cores. An explicit ``n_threads`` override wins.
+    """
+    out = dict(overrides)
+    if jobs > 1 and "n_threads" not in out and registry.get_spec(model, specs).family == "deep":
+        out["n_threads"] = max(1, (os.cpu_count() or 1) // jobs)
+    return out
 
 
 def _model_order_key(models: list[str]):

@@ -95,8 +95,8 @@ def _import(module: str, what: str):
                                     f"model families (pip install -e .)") from None
     try:
         return getattr(mod, what)
-    except AttributeError:
-        raise ModelUnavailableError(f"{module} has no {what}; this legsmi checkout lacks that model") from None
+    except AttributeError as exc:
+        raise ModelUnavailableError(f"{module} has no {what} ({exc}); this legsmi checkout lacks that model") from None
 
 
 def _xgb_features(random_state: int = 0, **overrides):
@@ -106,7 +106,7 @@ def _xgb_features(random_state: int = 0, **overrides):
 
 def _cnn(variant: str):
     def factory(random_state: int = 0, **overrides):
-        make = _import("smi_deep", "make_cnn")
+        make = _import("smi_deep.regressor", "make_cnn")
         return make(variant, random_state=random_state, **overrides)
 
     factory.__name__ = f"_{variant.replace('-', '_')}"
