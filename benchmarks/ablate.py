@@ -31,7 +31,8 @@ import numpy as np
 import pandas as pd
 
 from . import aggregate, registry
-from .harness import BenchmarkError, Task, check_folds, fold_table, load_or_make_splits, run_folds
+from .harness import (BenchmarkError, Task, check_folds, fold_table, load_or_make_splits, run_folds,
+                      thread_overrides)
 
 #: Parameter names and values the arms set, per model family (see smi_deep / smi_features).
 ARM_PARAMS = {
@@ -211,6 +212,7 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
         for a in unique.values():
             ov = dict(cfg.overrides.get(a.model) or {})
             ov.update(dict(a.overrides))
+            ov = thread_overrides(a.model, ov, cfg.jobs, specs)
             for r, f, _, _ in folds:
                 tasks.append(Task(a.model, a.view, r, f, arm=arm_tag(a), overrides=tuple(sorted(ov.items())),
                                   train_fraction=a.train_fraction))

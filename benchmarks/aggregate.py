@@ -152,38 +152,25 @@ def _range(values: np.ndarray, digits: int) -> str:
     return f"{lo:.{digits}f}–{hi:.{digits}f}"
 
 
-def _ceiling_value(ceiling: dict | None, metric: str, view: str):
-    """Find MAPE or CCC in the ceiling dict (flexible keys: 'mape', 'MAPE', 'mape_range', per view)."""
+def ceiling_cell(ceiling: dict | None, metric: str, view: str) -> str:
+    """The ceiling's entry for one view and metric: ``min–max`` over folds (pooled value).
+
+    Reads :func:`smi_data.phantom.ceiling.compute_ceiling`'s dict: a per-view entry
+    (``ceiling[view]``) with ``<metric>_folds`` (min, max) and ``<metric>``, else the
+    top-level entries (the both-views ceiling).
+    """
     if not ceiling:
-        return None
-    lowered = {str(k).lower(): v for k, v in ceiling.items()}
-    for key in (f"{view}_{metric}", f"{metric}_{view}", f"{metric}_range", metric, f"{metric}_pooled",
-                f"{metric}_mean"):
-        if key in lowered and lowered[key] is not None:
-            return lowered[key]
-    return None
-
-
-def _fmt_ceiling(value, digits: int) -> str:
-    if value is None:
         return "n/a"
-    if isinstance(value, dict):
-        lo, hi = value.get("min", value.get("lo")), value.get("max", value.get("hi"))
-        if lo is not None and hi is not None:
-            return f"{float(lo):.{digits}f}–{float(hi):.{digits}f}"
-        value = value.get("pooled", value.get("mean"))
-        if value is None:
-            return "n/a"
-    if isinstance(value, (list, tuple, np.ndarray)):
-        v = np.asarray(value, dtype=float)
-        if v.size == 2 and v[0] <= v[1]:
-            return f"{v[0]:.{digits}f}–{v[1]:.{digits}f}"
-        return _range(v, digits)
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return str(value)
-    return "n/a" if math.isnan(f) else f"{f:.{digits}f}"
+    digits = 2 if metric == "mape" else 3
+    entry = ceiling.get(view) if isinstance(ceiling.get(view), dict) else ceiling
+    rng = entry.get(f"{metric}_folds")
+    pooled = entry.get(metric)
+    parts = []
+    if isinstance(rng, (list, tuple)) and len(rng) == 2 and all(r is not None for r in rng):
+        parts.append(f"{float(rng[0]):.{digits}f}–{float(rng[1]):.{digits}f}")
+    if pooled is not None and np.isfinite(float(pooled)):
+        parts.append(f"(pooled {float(pooled):.{digits}f})" if parts else f"{float(pooled):.{digits}f}")
+    return " ".join(parts) if parts else "n/a"
 
 
 def study_table(metrics: pd.DataFrame, models: list[str], *, ceiling: dict | None = None,
@@ -207,7 +194,7 @@ def study_table(metrics: pd.DataFrame, models: list[str], *, ceiling: dict | Non
             study = STUDY_RANGES.get((view, metric))
             row[STUDY_COLUMN] = f"{study[0]:.{digits}f}–{study[1]:.{digits}f}" if study else "not reported"
             if ceiling is not None:
-                row[CEILING_COLUMN] = _fmt_ceiling(_ceiling_value(ceiling, metric, view), digits)
+                row[CEILING_COLUMN] = ceiling_cell(ceiling, metric, view)
             rows.append(row)
     return pd.DataFrame(rows)
 

@@ -270,10 +270,17 @@ def _ceiling_text(ceiling: dict | None) -> str:
     if not ceiling:
         return ("No cohort ceiling: the dataset has no truth.csv (real data), or it could not be computed "
                 "(see notes).")
-    items = ", ".join(f"{k} = {v:.4g}" if isinstance(v, (int, float)) else f"{k} = {v}"
-                      for k, v in ceiling.items() if not isinstance(v, (dict, list)))
-    return ("Cohort ceiling: a cross-validated regression on the true calf geometry and the covariates "
-            f"(truth.csv), the best any image model can hope for on this cohort: {items}.")
+    text = ("Cohort ceiling: a cross-validated linear regression of the label on the covariates and the true calf "
+            "geometry each view shows (truth.csv, no image involved; its own "
+            f"{ceiling.get('folds', '?')}-fold split): the best an image model can hope for on this cohort.")
+    cov = ceiling.get("covariates_only")
+    if isinstance(cov, dict) and "mape" in cov:
+        text += f" Covariates alone reach MAPE {cov['mape']:.2f} %, CCC {cov['ccc']:.3f}."
+    floor = ceiling.get("label_noise_floor")
+    if isinstance(floor, dict) and "mape" in floor:
+        text += (f" The reference device's own error (true SMI against the label) is MAPE {floor['mape']:.2f} %, "
+                 f"CCC {floor['ccc']:.3f}: no model can be more accurate than that.")
+    return text
 
 
 def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, records: pd.DataFrame,

@@ -152,12 +152,15 @@ def test_metrics_per_fold_and_pooled_match_hand_values():
 
 def test_study_table_reports_range_over_folds_and_the_published_column():
     m = aggregate.compute_metrics(hand_predictions())
-    t = aggregate.study_table(m, ["a"], ceiling={"mape": 2.5, "ccc": 0.97})
+    ceiling = {"mape": 2.5, "ccc": 0.97, "lateral": {"mape": 2.7, "ccc": 0.96, "mape_folds": [2.0, 3.5],
+                                                    "ccc_folds": [0.95, 0.98]}}
+    t = aggregate.study_table(m, ["a"], ceiling=ceiling)
     mape_row = t[(t["view"] == "lateral") & (t["metric"] == "MAPE (%)")].iloc[0]
     assert mape_row["a"] == "5.00–10.00"
     assert mape_row[aggregate.STUDY_COLUMN] == "3.70–4.15"
     assert "different population" in aggregate.STUDY_COLUMN
-    assert mape_row[aggregate.CEILING_COLUMN] == "2.50"
+    assert mape_row[aggregate.CEILING_COLUMN] == "2.00–3.50 (pooled 2.70)"
+    assert aggregate.ceiling_cell({"mape": 2.5}, "mape", "both") == "2.50"
     ccc_row = t[(t["view"] == "lateral") & (t["metric"] == "CCC")].iloc[0]
     assert ccc_row[aggregate.STUDY_COLUMN] == "0.930–0.940"
     assert list(t["view"].unique()) == ["lateral"]  # views not run are not invented
