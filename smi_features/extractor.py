@@ -40,14 +40,14 @@ from sklearn.base import BaseEstimator, TransformerMixin
 
 from .features import VIEW_PREFIX, all_feature_docs, column_name, covariates, paired, view_feature_docs
 from .features import curvature, shape, width_profile
-from .features.base import GeometryError, LegGeometry, LevelSettings, leg_geometry
+from .features.base import GeometryError, LegGeometry, LevelSettings, joint_heights_px, leg_geometry
 from .scale import choose_scale, find_marker
-from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, leg_silhouette
+from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, leg_silhouette, to_uint8
 
 #: Bump when a change alters any feature value (invalidates caches; note it in the changelog).
-EXTRACTOR_VERSION = "1"
+EXTRACTOR_VERSION = "2"
 #: Non-feature columns written per view.
-META_FIELDS = ("scale_mode", "px_per_cm", "silhouette_method", "roll_deg", "failure")
+META_FIELDS = ("scale_mode", "px_per_cm", "silhouette_method", "roll_deg", "levels_from", "failure")
 
 
 @dataclass(frozen=True)
@@ -95,6 +95,7 @@ class LegMeasurement:
             "silhouette_method": sil.method if sil is not None else None,
             "roll_deg": _num(sil.roll_deg) if sil is not None else None,
             "knee_ankle_px": _num(self.geometry.length_px) if self.geometry is not None else None,
+            "levels_from": self.geometry.levels_from if self.geometry is not None else None,
         }
 
 
@@ -105,19 +106,8 @@ def _num(v):
     return v if np.isfinite(v) else None
 
 
-def to_uint8(image: np.ndarray) -> np.ndarray:
-    """A uint8 copy of an image for the marker detector (uint16 / 257, float in [0, 1] * 255)."""
-    a = np.asarray(image)
-    if a.dtype == np.uint8:
-        return a
-    if a.dtype == np.uint16:
-        return np.rint(a / 257.0).astype(np.uint8)
-    if np.issubdtype(a.dtype, np.floating) or a.dtype == bool:
-        return np.clip(np.rint(a.astype(float) * 255.0), 0, 255).astype(np.uint8)
-    raise ValueError(f"unsupported image dtype {a.dtype}")
-
-
-def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None) -> LegMeasurement:
+def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None,
+                px_per_cm: float | None = None, height_cm: float | None = None) -> LegMeasurement:
     """Measure the lower leg in one photo, in pixels. Never raises for a photo without a leg.
 
     Parameters
@@ -125,6 +115,11 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
     image : ndarray, (H, W) or (H, W, 3)
         BGR or grey; uint8, uint16 or float in [0, 1].
     settings : ExtractionSettings, keyword-only
+    px_per_cm : float, keyword-only
+        The manifest's scale (used when the photo has no marker).
+    height_cm : float, keyword-only
+        Standing height: with a scale, the knee and ankle levels are placed from the
+        floor (:mod:`.features.base`); without, from the silhouette.
 
     Returns
     -------
@@ -135,20 +130,23 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
         profile; the marker's scale and corners if found; the silhouette and levels.
     """
     s = settings or ExtractionSettings()
-    marker = None
-    if s.use_marker:
-        try:
-            marker = find_marker(to_uint8(image))
-        except ValueError:
-            marker = None
     m = LegMeasurement(ok=False)
+    try:
+        u8 = to_uint8(image)
+    except ValueError as exc:
+        m.reason = f"unusable image: {exc}"
+        return m
+    marker = find_marker(u8) if s.use_marker else None
     if marker is not None:
         m.marker_px_per_cm, m.marker_corners = marker
+    ppc = m.marker_px_per_cm if m.marker_px_per_cm else px_per_cm
+    joints = joint_heights_px(ppc, height_cm)
     try:
-        sil = leg_silhouette(image, settings=s.silhouette,
+        sil = leg_silhouette(u8, settings=s.silhouette, joint_heights_px=joints,
                              exclude_polygons=[m.marker_corners] if m.marker_corners is not None else None)
         m.silhouette = sil
-        geom = leg_geometry(sil.left, sil.right, s.levels, top_cut=bool(sil.mask[0].any()))
+        geom = leg_geometry(sil.left, sil.right, s.levels, top_cut=bool(sil.mask[0].any()),
+                            px_per_cm=ppc, height_cm=height_cm)
         m.geometry = geom
     except (SilhouetteError, GeometryError) as exc:
         m.reason = str(exc)
@@ -163,7 +161,8 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
     return m
 
 
-def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | None = None) -> dict:
+def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | None = None,
+                       px_per_cm: float | None = None, height_cm: float | None = None) -> dict:
     """Read one image and return its measurement record (never raises for a bad image)."""
     from smi_data.images import ImageError, read_image
 
@@ -173,7 +172,7 @@ def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | N
     except ImageError as exc:
         return {"ok": False, "reason": str(exc), "features_px": {}, "dense_px": [], "marker_px_per_cm": None,
                 "silhouette_method": None, "roll_deg": None, "knee_ankle_px": None, "read_error": True}
-    rec = measure_leg(img, settings=settings).record()
+    rec = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm).record()
     rec["extract_ms"] = (time.perf_counter() - t0) * 1000.0
     return rec
 
@@ -205,8 +204,10 @@ class FeatureCache:
         self.dir = self.root / "features"
 
     @staticmethod
-    def key(file_hash: str, settings: ExtractionSettings) -> str:
-        blob = json.dumps({"file": file_hash, "settings": settings.as_dict()}, sort_keys=True)
+    def key(file_hash: str, settings: ExtractionSettings, context: tuple = (None, None)) -> str:
+        """Cache key: the file's hash, the settings and the image's context (manifest px_per_cm, height)."""
+        ctx = [None if v is None or not np.isfinite(v) else round(float(v), 6) for v in context]
+        blob = json.dumps({"file": file_hash, "settings": settings.as_dict(), "context": ctx}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
@@ -232,57 +233,77 @@ class FeatureCache:
             pass  # a cache that cannot be written only costs time
 
 
-def _measure_worker(path: str, settings_dict: dict) -> dict:
+def _measure_worker(path: str, settings_dict: dict, context: tuple = (None, None)) -> dict:
     import cv2
 
     cv2.setNumThreads(1)  # one core per worker process
-    return measure_image_file(path, ExtractionSettings.from_dict(settings_dict))
+    return measure_image_file(path, ExtractionSettings.from_dict(settings_dict), *context)
 
 
 def measure_files(paths: list[str], *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
-                  cache: bool | FeatureCache = True) -> list[dict]:
+                  cache: bool | FeatureCache = True, contexts: list[tuple] | None = None) -> list[dict]:
     """Measurement records of many image files, in order, from the cache or computed.
 
     Parameters
     ----------
     paths : list of str
-        Image files (duplicates are measured once).
+        Image files (an image listed twice with the same context is measured once).
     settings : ExtractionSettings, keyword-only
     n_jobs : int, keyword-only
         Worker processes for the images not in the cache (1: in this process).
     cache : bool or FeatureCache, keyword-only
         False: no cache; True: the default cache folder.
+    contexts : list of (px_per_cm, height_cm), keyword-only
+        Per image: the manifest's scale and the person's height (NaN or None if unknown).
     """
     s = settings or ExtractionSettings()
     store = cache if isinstance(cache, FeatureCache) else (FeatureCache() if cache else None)
-    unique = list(dict.fromkeys(str(p) for p in paths))
-    records: dict[str, dict] = {}
-    keys: dict[str, str] = {}
+    ctxs = [_context(c) for c in (contexts or [(None, None)] * len(paths))]
+    if len(ctxs) != len(paths):
+        raise ValueError(f"{len(ctxs)} contexts for {len(paths)} paths")
+    items = list(dict.fromkeys(zip((str(p) for p in paths), ctxs)))
+    records: dict = {}
+    keys: dict = {}
+    hashes: dict = {}
     todo = []
-    for p in unique:
+    for item in items:
+        p, ctx = item
         if store is not None:
             try:
-                keys[p] = store.key(file_sha256(p), s)
+                if p not in hashes:
+                    hashes[p] = file_sha256(p)
+                keys[item] = store.key(hashes[p], s, ctx)
             except OSError:
-                keys[p] = ""
-            rec = store.get(keys[p]) if keys[p] else None
+                keys[item] = ""
+            rec = store.get(keys[item]) if keys[item] else None
             if rec is not None:
-                records[p] = rec
+                records[item] = rec
                 continue
-        todo.append(p)
+        todo.append(item)
     if todo:
         if n_jobs is not None and n_jobs != 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
             sd = s.as_dict()
-            done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_measure_worker)(p, sd) for p in todo)
+            done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_measure_worker)(p, sd, ctx) for p, ctx in todo)
         else:
-            done = [measure_image_file(p, s) for p in todo]
-        for p, rec in zip(todo, done):
-            records[p] = rec
-            if store is not None and keys.get(p) and not rec.get("read_error"):
-                store.put(keys[p], rec)
-    return [records[str(p)] for p in paths]
+            done = [measure_image_file(p, s, *ctx) for p, ctx in todo]
+        for item, rec in zip(todo, done):
+            records[item] = rec
+            if store is not None and keys.get(item) and not rec.get("read_error"):
+                store.put(keys[item], rec)
+    return [records[(str(p), c)] for p, c in zip(paths, ctxs)]
+
+
+def _context(c) -> tuple:
+    out = []
+    for v in (tuple(c) + (None, None))[:2]:
+        try:
+            v = float(v)
+        except (TypeError, ValueError):
+            v = None
+        out.append(v if v is not None and np.isfinite(v) and v > 0 else None)
+    return tuple(out)
 
 
 # ----------------------------------------------------------------------------- records to features
@@ -295,7 +316,7 @@ def record_to_view_features(record: dict, *, prefix: str, manifest_px_per_cm: fl
     features : dict
         ``{prefix}{name}{unit suffix}`` for every per-view feature, and the meta columns
         ``{prefix}scale_mode``, ``px_per_cm``, ``silhouette_method``, ``roll_deg``,
-        ``failure`` ("" when fine).
+        ``levels_from``, ``failure`` ("" when fine).
     dense_cm : ndarray
         The dense width profile in cm (NaN if failed or unscaled).
     """
@@ -308,6 +329,7 @@ def record_to_view_features(record: dict, *, prefix: str, manifest_px_per_cm: fl
         out.update({f"{prefix}scale_mode": None, f"{prefix}px_per_cm": np.nan,
                     f"{prefix}silhouette_method": record.get("silhouette_method"),
                     f"{prefix}roll_deg": _nan(record.get("roll_deg")),
+                    f"{prefix}levels_from": record.get("levels_from"),
                     f"{prefix}failure": record.get("reason") or "failed"})
         return out, np.full(n_dense, np.nan)
     sc = choose_scale(record.get("marker_px_per_cm"), manifest_px_per_cm, record.get("knee_ankle_px"), height_cm)
@@ -320,6 +342,7 @@ def record_to_view_features(record: dict, *, prefix: str, manifest_px_per_cm: fl
     out.update({f"{prefix}scale_mode": sc.mode, f"{prefix}px_per_cm": ppc,
                 f"{prefix}silhouette_method": record.get("silhouette_method"),
                 f"{prefix}roll_deg": _nan(record.get("roll_deg")),
+                f"{prefix}levels_from": record.get("levels_from"),
                 f"{prefix}failure": sc.reason})
     return out, dense / ppc
 
@@ -337,7 +360,8 @@ def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
     samples : DataFrame
         The sample table (docs/architecture.md).
     records : dict
-        ``{image path: record}`` for every image the table refers to.
+        ``{(image path, (manifest px_per_cm, height_cm)): record}`` for every image the
+        table refers to (see :func:`image_context`).
 
     Returns
     -------
@@ -361,9 +385,10 @@ def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
             has = isinstance(path, str) and bool(path)
             if has:
                 present.append(view)
+                ctx = image_context(srow, view)
                 f, dense[view] = record_to_view_features(
-                    records[path], prefix=prefix, manifest_px_per_cm=_nan(_get_num(srow, f"px_per_cm_{view}")),
-                    height_cm=_nan(_get_num(srow, "height_cm")), levels=lv)
+                    records[(path, ctx)], prefix=prefix, manifest_px_per_cm=_nan(ctx[0]),
+                    height_cm=_nan(ctx[1]), levels=lv)
                 row.update(f)
                 if f[f"{prefix}failure"]:
                     reasons.append(f"{view}: {f[f'{prefix}failure']}")
@@ -401,6 +426,11 @@ def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
     return table[["sample_id"] + feat_cols + meta_cols], failures
 
 
+def image_context(srow, view: str) -> tuple:
+    """``(manifest px_per_cm, height_cm)`` of one image of a sample-table row (None if unknown)."""
+    return _context((_get_num(srow, f"px_per_cm_{view}"), _get_num(srow, "height_cm")))
+
+
 def _get_num(row, name):
     v = row.get(name) if hasattr(row, "get") else None
     try:
@@ -415,9 +445,11 @@ def sample_features(samples: pd.DataFrame, *, settings: ExtractionSettings | Non
     from smi_data.manifest import sample_images
 
     s = settings or ExtractionSettings()
-    paths = [p for _, _, p in sample_images(samples)]
-    recs = measure_files(paths, settings=s, n_jobs=n_jobs, cache=cache)
-    return feature_table(samples, dict(zip(paths, recs)), levels=s.levels)
+    refs = sample_images(samples)
+    paths = [p for _, _, p in refs]
+    ctxs = [image_context(samples.iloc[pos], view) for pos, view, _ in refs]
+    recs = measure_files(paths, settings=s, n_jobs=n_jobs, cache=cache, contexts=ctxs)
+    return feature_table(samples, dict(zip(zip(paths, ctxs), recs)), levels=s.levels)
 
 
 class LegFeatureExtractor(TransformerMixin, BaseEstimator):
@@ -497,7 +529,7 @@ def image_features(manifest: pd.DataFrame, *, settings: ExtractionSettings | Non
     if not parts:
         return pd.DataFrame(columns=["subject_id", "view", "image"])
     out = pd.concat(parts, ignore_index=True)
-    meta = ["scale_mode", "px_per_cm", "silhouette_method", "roll_deg", "failure"]
+    meta = list(META_FIELDS)
     feats = [c for c in out.columns if c not in meta + ["subject_id", "view", "image"]]
     out["failure"] = out["failure"].fillna("")
     return out[["subject_id", "view", "image"] + meta + feats].sort_values(["subject_id", "view"]).reset_index(drop=True)

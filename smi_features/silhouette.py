@@ -2,16 +2,17 @@
 
 Pipeline (every option is in :class:`SilhouetteSettings`):
 
-1. **Normalise the input.** Any dtype becomes float32 in [0, 1] (``uint8 / 255``,
-   ``uint16 / 65535``, float must already lie in [0, 1]), so that uint8, uint16 and
+1. **Normalise the input.** Any dtype becomes an 8-bit copy (``uint16 / 257``,
+   ``float * 255``, rounded; float must lie in [0, 1]), so that uint8, uint16 and
    float versions of one picture give the same silhouette. Grey images are used as
-   one channel, colour images keep their three channels.
-2. **Canny edges.** Gaussian blur (``blur_sigma`` px), Sobel derivatives per channel,
-   and at each pixel the channel with the strongest gradient (a leg can differ from
-   the wall in hue only). The hysteresis thresholds come from the image's own
-   gradient statistics: ``high = max(high_min, high_quantile_factor * q)`` where ``q`` is
-   the ``high_quantile`` of the gradient magnitude; ``low = low_ratio * high``. OpenCV's
-   ``Canny`` runs on the int16 derivatives (``Canny(dx, dy, ...)``, L2 gradient).
+   one channel, colour images keep their three channels. Steps 2-6 run on a copy
+   shrunk to ``work_px`` on its longest side (area averaging).
+2. **Canny edges.** Gaussian blur (``blur_sigma`` px), then OpenCV's ``Canny`` (Sobel
+   3 x 3, L2 gradient) on the colour image, which takes at each pixel the channel
+   with the strongest gradient (a leg can differ from the wall in hue only). The
+   hysteresis thresholds come from the image's own gradient statistics:
+   ``high = max(high_min, high_quantile_factor * q)`` where ``q`` is the
+   ``high_quantile`` of the grey image's gradient magnitude; ``low = low_ratio * high``.
 3. **Close and fill.** Edges are dilated by ``close_px`` so small gaps close; every
    region of the non-edge image that touches the left or right image border is
    background (the leg stands in the middle; the floor and the wall reach the sides);
@@ -54,7 +55,7 @@ class SilhouetteSettings:
     Attributes
     ----------
     blur_sigma : float
-        Gaussian blur before the derivatives, px (at the photo's own resolution).
+        Gaussian blur before the derivatives, px of the working image.
     high_quantile, high_quantile_factor, high_min : float
         Canny's high threshold: ``max(high_min, high_quantile_factor *
         quantile(|grad|, high_quantile))``, in units of intensity per px on a [0, 1]
@@ -75,10 +76,22 @@ class SilhouetteSettings:
         Use the Otsu colour-distance fallback when the edges do not close.
     refine_px : int
         Half-width of the window for the sub-pixel edge of each row
-        (:func:`refine_edges`), px; 0 keeps the binary mask's edges.
+        (:func:`refine_edges`), px; 0 keeps the binary mask's edges. Widened
+        automatically to cover the working resolution's pixel.
+    distance_gain : float
+        Background distance (CIELAB units) to 8-bit grey for its Canny pass.
+    min_edge_px : int
+        Edge pieces shorter than this (working-image px) are noise and dropped.
+    min_canny_share : float
+        If the Canny region covers less than this share of the colour (Otsu) region,
+        the outline leaked and the colour region is used.
+    work_px : int
+        Longest side of the working image on which steps 2-6 run (0: full
+        resolution); the mask is then scaled up and every row's edges are found on
+        the full-resolution photo, so widths keep full-resolution precision.
     """
 
-    blur_sigma: float = 1.5
+    blur_sigma: float = 1.0
     high_quantile: float = 0.98
     high_quantile_factor: float = 0.5
     high_min: float = 0.02
@@ -90,6 +103,10 @@ class SilhouetteSettings:
     axis_band: tuple = (0.05, 0.7)
     fallback: bool = True
     refine_px: int = 3
+    work_px: int = 256
+    distance_gain: float = 4.0
+    min_edge_px: int = 12
+    min_canny_share: float = 0.8
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -145,20 +162,19 @@ class Silhouette:
         return pts @ self.to_image[:, :2].T + self.to_image[:, 2]
 
 
-def to_unit_float(image: np.ndarray) -> np.ndarray:
-    """Any image as float32 in [0, 1], shape (H, W, C) with C = 1 or 3.
+def to_uint8(image: np.ndarray) -> np.ndarray:
+    """Any image as a contiguous uint8 array, shape (H, W) or (H, W, 3).
 
-    Parameters
-    ----------
-    image : ndarray, (H, W) or (H, W, 3|4)
-        uint8 (divided by 255), uint16 (by 65535), bool, or float in [0, 1].
-        A fourth (alpha) channel is dropped. Channel order does not matter here.
+    The silhouette is found on this 8-bit copy, so that uint8, uint16 and float
+    versions of one picture give the same silhouette: uint8 as is, uint16 divided by
+    257 and rounded, bool as 0/255, float (must lie in [0, 1]) times 255 and rounded.
+    A fourth (alpha) channel is dropped; channel order does not matter here.
 
     Raises
     ------
     ValueError
-        Wrong shape, empty image, another integer type, float values outside [0, 1]
-        or not finite.
+        Wrong shape, an image under 16 x 16 px, another integer type, float values
+        outside [0, 1] or not finite.
     """
     a = np.asarray(image)
     if a.ndim == 3 and a.shape[2] == 4:
@@ -170,28 +186,26 @@ def to_unit_float(image: np.ndarray) -> np.ndarray:
     if a.shape[0] < 16 or a.shape[1] < 16:
         raise ValueError(f"image of {a.shape[1]}x{a.shape[0]} px is too small to find a leg (need at least 16x16)")
     if a.dtype == np.uint8:
-        f = a.astype(np.float32) / np.float32(255.0)
+        out = a
     elif a.dtype == np.uint16:
-        f = a.astype(np.float32) / np.float32(65535.0)
+        out = ((a.astype(np.uint32) + 128) // 257).astype(np.uint8)
     elif a.dtype == bool:
-        f = a.astype(np.float32)
+        out = a.astype(np.uint8) * 255
     elif np.issubdtype(a.dtype, np.floating):
         if not np.all(np.isfinite(a)):
             raise ValueError("float image holds NaN or infinite values")
         lo, hi = float(a.min()), float(a.max())
         if lo < 0.0 or hi > 1.0:
-            raise ValueError(f"float image must lie in [0, 1], got values from {lo:g} to {hi:g}; divide by the maximum first")
-        # Round to the 16-bit grid so float32/float64 versions of one picture are identical.
-        f = (np.round(a.astype(np.float64) * 65535.0) / 65535.0).astype(np.float32)
+            raise ValueError(f"float image must lie in [0, 1], got values from {lo:g} to {hi:g}; "
+                             "divide by the maximum first")
+        out = np.rint(a.astype(np.float64) * 255.0).astype(np.uint8)
     else:
         raise ValueError(f"unsupported image dtype {a.dtype}; use uint8, uint16 or float in [0, 1]")
-    if f.ndim == 2:
-        f = f[..., None]
-    return np.ascontiguousarray(f)
+    return np.ascontiguousarray(out)
 
 
-def canny_edges(img: np.ndarray, settings: SilhouetteSettings) -> tuple[np.ndarray, tuple[float, float]]:
-    """Canny edge map of a (H, W, C) float image in [0, 1] (see the module docstring).
+def canny_edges(u8: np.ndarray, settings: SilhouetteSettings) -> tuple[np.ndarray, tuple[float, float]]:
+    """Canny edge map of a uint8 (H, W) or (H, W, 3) image (see the module docstring).
 
     Returns
     -------
@@ -202,33 +216,25 @@ def canny_edges(img: np.ndarray, settings: SilhouetteSettings) -> tuple[np.ndarr
     """
     import cv2
 
-    blurred = cv2.GaussianBlur(img, (0, 0), settings.blur_sigma, borderType=cv2.BORDER_REPLICATE)
-    if blurred.ndim == 2:
-        blurred = blurred[..., None]
-    best_dx = best_dy = best_m = None
-    for c in range(blurred.shape[2]):
-        ch = np.ascontiguousarray(blurred[..., c])
-        dx = cv2.Sobel(ch, cv2.CV_32F, 1, 0, ksize=3, borderType=cv2.BORDER_REPLICATE)
-        dy = cv2.Sobel(ch, cv2.CV_32F, 0, 1, ksize=3, borderType=cv2.BORDER_REPLICATE)
-        m = dx * dx + dy * dy
-        if best_m is None:
-            best_dx, best_dy, best_m = dx, dy, m
-        else:
-            take = m > best_m
-            best_dx = np.where(take, dx, best_dx)
-            best_dy = np.where(take, dy, best_dy)
-            best_m = np.maximum(m, best_m)
-    mag = np.sqrt(best_m) / 8.0  # Sobel 3x3 sums 8 x the slope; report the slope per px
-    sample = mag[::2, ::2]
-    q = float(np.quantile(sample, settings.high_quantile))
+    # OpenCV's Canny takes the strongest of the three channels' gradients itself
+    # (a leg can differ from the wall in hue only).
+    blurred = cv2.GaussianBlur(u8, (0, 0), settings.blur_sigma, borderType=cv2.BORDER_REPLICATE)
+    grey = cv2.cvtColor(blurred, cv2.COLOR_BGR2GRAY) if blurred.ndim == 3 else blurred
+    sample = grey[::2, ::2]
+    gx = cv2.Sobel(sample, cv2.CV_32F, 1, 0, ksize=3)
+    gy = cv2.Sobel(sample, cv2.CV_32F, 0, 1, ksize=3)
+    unit = 8.0 * 255.0  # Sobel 3x3 on 0..255 sums 8 x 255 x the slope on a [0, 1] scale
+    # Sampling every other pixel halves the pixel pitch: slopes are per 2 px, so / 2.
+    mag = np.sqrt(gx * gx + gy * gy) / unit / 2.0
+    q = float(np.quantile(mag, settings.high_quantile))
     high = max(settings.high_min, settings.high_quantile_factor * q)
     low = settings.low_ratio * high
-    # int16 derivatives for OpenCV: scale so the gradient units map to integer steps.
-    scale = 1000.0
-    dx16 = np.clip(np.rint(best_dx / 8.0 * scale), -32767, 32767).astype(np.int16)
-    dy16 = np.clip(np.rint(best_dy / 8.0 * scale), -32767, 32767).astype(np.int16)
-    edges = cv2.Canny(dx16, dy16, low * scale, high * scale, L2gradient=True)
+    edges = cv2.Canny(blurred, low * unit, high * unit, L2gradient=True)
     return edges, (low, high)
+
+
+#: Radius of the opening that removes lines left by the walls (working-image px).
+OPEN_PX = 2
 
 
 def _disk(radius: int) -> np.ndarray:
@@ -237,8 +243,25 @@ def _disk(radius: int) -> np.ndarray:
     return cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * radius + 1, 2 * radius + 1))
 
 
+def drop_short_edges(edges: np.ndarray, min_px: int) -> np.ndarray:
+    """Edge map without its 8-connected pieces of fewer than ``min_px`` pixels (noise, texture)."""
+    import cv2
+
+    if min_px <= 1:
+        return edges
+    n, labels, stats, _ = cv2.connectedComponentsWithStats((edges > 0).astype(np.uint8), connectivity=8)
+    keep = stats[:, cv2.CC_STAT_AREA] >= min_px
+    keep[0] = False
+    return np.where(keep[labels], 255, 0).astype(np.uint8)
+
+
 def fill_from_edges(edges: np.ndarray, close_px: int) -> np.ndarray:
-    """Foreground (uint8 0/1) enclosed by the edges: regions not reaching the left or right border."""
+    """Foreground (uint8 0/1) enclosed by the edges: regions not reaching the left or right border.
+
+    The edges are dilated by ``close_px``; regions of the rest that touch the left or
+    right border are background; the remainder is eroded by ``close_px + OPEN_PX``
+    and dilated by ``OPEN_PX`` (undoing the dilation and opening away thin lines).
+    """
     import cv2
 
     walls = cv2.dilate(edges, _disk(close_px)) if close_px > 0 else edges.copy()
@@ -247,21 +270,78 @@ def fill_from_edges(edges: np.ndarray, close_px: int) -> np.ndarray:
     side = np.unique(np.concatenate([labels[:, 0], labels[:, -1]]))
     background = np.isin(labels, side[side > 0]) if n > 1 else np.zeros_like(free, bool)
     fg = (~background).astype(np.uint8)
-    if close_px > 0:
-        fg = cv2.erode(fg, _disk(close_px), borderType=cv2.BORDER_REPLICATE)
-    return fg
+    # Undo the dilation, then an opening removes what is only a wall: a floor line or
+    # a crease that touches the leg would otherwise join it as a thin spur.
+    fg = cv2.erode(fg, _disk(close_px + OPEN_PX), borderType=cv2.BORDER_REPLICATE)
+    return cv2.dilate(fg, _disk(OPEN_PX))
 
 
-def otsu_foreground(img: np.ndarray) -> np.ndarray:
-    """Fallback foreground (uint8 0/1): colour distance from the top border's median, Otsu threshold."""
+def background_distance(u8: np.ndarray, exclude: np.ndarray | None = None) -> np.ndarray:
+    """Colour distance of every pixel from the background behind it, CIELAB units (float32, (H, W)).
+
+    The background is modelled row by row from the photo's left and right border strips
+    (4 % of the width each; median per row, then a running median over 9 rows); a
+    pixel's distance is to the nearest of these colours in its row and 6 px above and
+    below. This follows a wall's shading and the floor below its line (also a tilted
+    one), which a single background colour would not. Pixels in ``exclude`` (the
+    marker card) are left out of the strips.
+    """
     import cv2
 
-    h = img.shape[0]
-    border = img[: max(2, h // 50)].reshape(-1, img.shape[2])
-    bg = np.median(border, axis=0)
-    dist = np.sqrt(((img - bg) ** 2).sum(axis=2))
-    dist = cv2.GaussianBlur(dist, (0, 0), 1.0)
-    d8 = np.clip(np.rint(dist / max(float(dist.max()), 1e-6) * 255), 0, 255).astype(np.uint8)
+    img = u8 if u8.ndim == 3 else cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR)
+    lab = cv2.cvtColor(img, cv2.COLOR_BGR2LAB).astype(np.float32)
+    # OpenCV's 8-bit Lab stores L * 255/100; back to CIELAB units so distances are Delta-E-like.
+    lab[..., 0] *= 100.0 / 255.0
+    h, w = lab.shape[:2]
+    k = max(2, int(round(0.04 * w)))
+    sides = []
+    for cols in (slice(0, k), slice(w - k, w)):
+        strip = lab[:, cols].copy()
+        if exclude is not None:
+            strip[exclude[:, cols] > 0] = np.nan
+        with np.errstate(all="ignore"):
+            import warnings
+
+            with warnings.catch_warnings():
+                warnings.simplefilter("ignore", RuntimeWarning)
+                med = np.nanmedian(strip, axis=1)  # (h, 3)
+        ok = np.isfinite(med).all(axis=1)
+        if not ok.any():
+            med = np.broadcast_to(np.nanmedian(lab.reshape(-1, 3), axis=0), (h, 3)).copy()
+        elif not ok.all():
+            idx = np.arange(h)
+            for c in range(3):
+                med[:, c] = np.interp(idx, idx[ok], med[ok, c])
+        med = np.stack([_running_median(med[:, c], 9) for c in range(3)], axis=1)
+        sides.append(med)
+    # Distance to the nearest of the side colours of this row and of the rows 6 px above
+    # and below: a tilted floor line puts wall on one side and floor on the other in the
+    # same row, and a blend of the two would match neither.
+    best = None
+    for med in sides:
+        for shift in (-6, 0, 6):
+            ref = np.roll(med, shift, axis=0)
+            if shift > 0:
+                ref[:shift] = med[:1]
+            elif shift < 0:
+                ref[shift:] = med[-1:]
+            d = ((lab - ref[:, None, :]) ** 2).sum(axis=2)
+            best = d if best is None else np.minimum(best, d)
+    return np.sqrt(best).astype(np.float32)
+
+
+def _running_median(v: np.ndarray, n: int) -> np.ndarray:
+    from scipy.ndimage import median_filter
+
+    return median_filter(v, size=n, mode="nearest")
+
+
+def otsu_foreground(dist: np.ndarray) -> np.ndarray:
+    """Fallback foreground (uint8 0/1): Otsu's threshold on the background distance, holes filled."""
+    import cv2
+
+    d = cv2.GaussianBlur(dist, (0, 0), 1.0)
+    d8 = np.clip(np.rint(d / max(float(np.quantile(d, 0.999)), 1e-6) * 255), 0, 255).astype(np.uint8)
     _, fg = cv2.threshold(d8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, _disk(2))
     # Fill holes: background is what reaches the image border through non-foreground.
@@ -334,6 +414,32 @@ def axis_angle_deg(mask: np.ndarray, band: tuple) -> float:
     return float(-np.degrees(np.arctan(a)))
 
 
+def joint_axis_angle_deg(mask: np.ndarray, knee_h: float, ankle_h: float) -> float:
+    """Tilt from vertical of the line through the mid-points near the knee and the ankle, degrees.
+
+    ``knee_h`` and ``ankle_h`` are the joints' heights above the mask's lowest row (the
+    sole), px. Mid-points are averaged over ``t`` in [0.02, 0.10] (below the knee) and
+    [0.80, 0.92] (above the ankle), ``t`` running from 0 at the knee to 1 at the ankle.
+    Positive: the top leans right (as :func:`axis_angle_deg`). NaN if a window is empty.
+    """
+    left, right = row_extents(mask)
+    rows = np.flatnonzero(np.isfinite(left))
+    if rows.size < 10:
+        return float("nan")
+    sole = rows[-1] + 0.5
+    yk, ya = sole - knee_h, sole - ankle_h
+    mids = []
+    for t0, t1 in ((0.02, 0.10), (0.80, 0.92)):
+        r = rows[(rows >= yk + t0 * (ya - yk)) & (rows <= yk + t1 * (ya - yk))]
+        if r.size == 0:
+            return float("nan")
+        mids.append((float(r.mean()), float(np.mean(0.5 * (left[r] + right[r])))))
+    (y0, x0), (y1, x1) = mids
+    if y1 - y0 < 5:
+        return float("nan")
+    return float(-np.degrees(np.arctan((x1 - x0) / (y1 - y0))))
+
+
 def _rotate_mask(mask: np.ndarray, angle_deg: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Rotate a bool mask about its centroid; returns (rotated, forward 2x3, inverse 2x3)."""
     import cv2
@@ -353,17 +459,24 @@ def leg_silhouette(
     *,
     settings: SilhouetteSettings | None = None,
     exclude_polygons: list | None = None,
+    joint_heights_px: tuple | None = None,
 ) -> Silhouette:
     """Find the lower leg in a photo and return it upright.
 
     Parameters
     ----------
     image : ndarray, (H, W) or (H, W, 3)
-        The photo; uint8, uint16 or float in [0, 1] (see :func:`to_unit_float`).
+        The photo; uint8, uint16 or float in [0, 1] (see :func:`to_uint8`).
     settings : SilhouetteSettings, keyword-only
         Options; defaults are tuned on the bundled cohort.
     exclude_polygons : list of (N, 2) arrays, keyword-only
         Image regions that are not leg (the ArUco marker's corners), x, y in px.
+    joint_heights_px : (float, float), keyword-only
+        Knee and ankle joint heights above the sole, px (from the scale and the
+        person's height, :mod:`.features.base`). When given, the leg's axis is the line
+        through the silhouette's mid-points just below the knee and just above the
+        ankle (:func:`joint_axis_angle_deg`), which follows the knee-to-ankle axis; the
+        calf's bulge does not pull it as it pulls a fit through every row.
 
     Returns
     -------
@@ -378,26 +491,48 @@ def leg_silhouette(
     import cv2
 
     s = settings or SilhouetteSettings()
-    img = to_unit_float(image)
+    img = to_uint8(image)
     h, w = img.shape[:2]
     notes: list[str] = []
+    # Find the leg at a working resolution (speed), measure it at full resolution.
+    f = s.work_px / max(h, w) if s.work_px else 1.0
+    if f < 0.8:
+        hs, ws = max(16, int(round(h * f))), max(16, int(round(w * f)))
+        small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
+    else:
+        small, hs, ws = img, h, w
+    fx, fy = ws / w, hs / h
 
     def _exclude(fg: np.ndarray) -> np.ndarray:
         for poly in exclude_polygons or []:
             pts = np.asarray(poly, dtype=float).reshape(-1, 2)
             c = pts.mean(axis=0)
             grown = c + (pts - c) * 1.6  # the marker's white quiet zone and paper
+            grown = (grown + 0.5) * [fx, fy] - 0.5
             cv2.fillPoly(fg, [np.rint(grown).astype(np.int32)], 0)
         return fg
 
-    edges, thresholds = canny_edges(img, s)
+    exclude = _exclude(np.zeros(small.shape[:2], np.uint8) + 1) == 0
+    dist = background_distance(small, exclude.astype(np.uint8))
+    edges, thresholds = canny_edges(small, s)
+    # Canny also on the background distance: a leg that matches the wall in brightness
+    # on its lit side still differs from it in colour.
+    d8 = np.clip(np.rint(dist * s.distance_gain), 0, 255).astype(np.uint8)
+    dedges, _ = canny_edges(d8, s)
+    edges = drop_short_edges(cv2.bitwise_or(edges, dedges), s.min_edge_px)
     leg = pick_leg(_exclude(fill_from_edges(edges, s.close_px)), s)
     method = "canny"
+    colour = pick_leg(_exclude(otsu_foreground(dist)), s) if s.fallback else None
+    if leg is not None and colour is not None and leg.sum() < s.min_canny_share * colour.sum():
+        # The outline leaked: part of the leg fell to the background through a gap.
+        notes.append("the Canny outline leaked (it covers much less than the leg's colour region); "
+                     "used the Otsu colour-distance fallback")
+        leg, method = colour, "otsu"
     if leg is None:
         if not s.fallback:
             raise SilhouetteError("no closed leg-shaped outline in the Canny edges (fallback switched off)")
         notes.append("Canny edges did not close around a leg; used the Otsu colour-distance fallback")
-        leg = pick_leg(_exclude(otsu_foreground(img)), s)
+        leg = colour
         method = "otsu"
         if leg is None:
             raise SilhouetteError(
@@ -411,36 +546,67 @@ def leg_silhouette(
             f"the leg's axis is tilted {angle:.1f} degrees from vertical (more than {s.max_roll_deg:g}); "
             "photograph the leg upright, knee at the top and foot at the bottom"
         )
-    to_image = None
-    if abs(angle) >= 0.25:
-        original = leg
-        leg, _, to_image = _rotate_mask(original, angle)
-        # The band of rows moves with the rotation: measure what tilt is left and
-        # rotate the original once more by the total (one interpolation only).
-        residual = axis_angle_deg(leg, s.axis_band)
-        if abs(residual) >= 0.1:
-            angle += residual
-            leg, _, to_image = _rotate_mask(original, angle)
-    upright = img if to_image is None else _warp_image(img, to_image)
-    left, right = row_extents(leg)
-    left_sub, right_sub = refine_edges(upright, left, right, s.refine_px) if s.refine_px > 0 else (left - 0.5, right + 0.5)
-    if to_image is None:
-        to_image = np.array([[1.0, 0.0, 0.0], [0.0, 1.0, 0.0]])
-    return Silhouette(mask=leg, left=left_sub, right=right_sub, method=method, roll_deg=angle,
+    # The band of rows moves with the rotation: measure the tilt that is left on the
+    # rotated working mask and add it (the full-resolution mask is made once, at the end).
+    for _ in range(2):
+        rot = _rotate_mask(leg, angle)[0] if abs(angle) >= 0.05 else leg
+        if joint_heights_px is not None:
+            residual = joint_axis_angle_deg(rot, joint_heights_px[0] * fy, joint_heights_px[1] * fy)
+        else:
+            residual = axis_angle_deg(rot, s.axis_band)
+        if not np.isfinite(residual) or abs(residual) < 0.1:
+            break
+        angle += residual
+    if abs(angle) > s.max_roll_deg:
+        raise SilhouetteError(
+            f"the leg's axis is tilted {angle:.1f} degrees from vertical (more than {s.max_roll_deg:g}); "
+            "photograph the leg upright, knee at the top and foot at the bottom"
+        )
+    # Working mask -> upright full-resolution mask in one warp: scale up, then rotate
+    # about the leg's centroid (in full-resolution pixel-centre coordinates).
+    up = np.array([[1 / fx, 0.0, 0.5 / fx - 0.5], [0.0, 1 / fy, 0.5 / fy - 0.5], [0.0, 0.0, 1.0]])
+    ys, xs = np.nonzero(leg)
+    centre = ((xs.mean() + 0.5) / fx - 0.5, (ys.mean() + 0.5) / fy - 0.5)
+    rotate = cv2.getRotationMatrix2D(centre, angle if abs(angle) >= 0.25 else 0.0, 1.0)
+    to_upright = rotate @ up
+    full = cv2.warpAffine(leg.astype(np.uint8) * 255, to_upright, (w, h), flags=cv2.INTER_LINEAR,
+                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 128
+    rotated = abs(angle) >= 0.25
+    if not rotated:
+        angle = 0.0
+    to_image = cv2.invertAffineTransform(rotate)
+    left, right = row_extents(full)
+    k = max(s.refine_px, int(np.ceil(0.5 / min(fx, fy))) + 2) if s.refine_px > 0 else 0
+    if k:
+        left_sub, right_sub = refine_edges(img, left, right, k, to_image if rotated else None)
+    else:
+        left_sub, right_sub = left - 0.5, right + 0.5
+    return Silhouette(mask=full, left=left_sub, right=right_sub, method=method, roll_deg=float(angle),
                       to_image=to_image, canny_thresholds=thresholds, notes=notes)
 
 
-def _warp_image(img: np.ndarray, to_image: np.ndarray) -> np.ndarray:
-    """The photo in the upright frame (inverse of ``to_image``), bilinear, edges replicated."""
+def _gather(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, to_image: np.ndarray | None) -> np.ndarray:
+    """Pixels at upright-frame (row, col) positions: direct, or bilinear through ``to_image``."""
     import cv2
 
     h, w = img.shape[:2]
-    out = cv2.warpAffine(img, to_image, (w, h), flags=cv2.INTER_LINEAR | cv2.WARP_INVERSE_MAP,
-                         borderMode=cv2.BORDER_REPLICATE)
+    if to_image is None:
+        r = np.broadcast_to(rows, cols.shape)
+        out = img[r, np.clip(cols, 0, w - 1)].astype(np.float32)
+        return out if out.ndim == 3 else out[..., None]
+    y = np.broadcast_to(rows, cols.shape).astype(np.float32)
+    x = cols.astype(np.float32)
+    a = to_image.astype(np.float32)
+    mx = a[0, 0] * x + a[0, 1] * y + a[0, 2]
+    my = a[1, 0] * x + a[1, 1] * y + a[1, 2]
+    out = cv2.remap(img.astype(np.float32) if img.dtype != np.uint8 else img, mx, my,
+                    interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
+    out = out.astype(np.float32)
     return out if out.ndim == 3 else out[..., None]
 
 
-def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int,
+                 to_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
     """Sub-pixel left and right edge of every row from the photo's grey levels.
 
     Along each row the leg's coverage of the pixels within ``k`` px of the binary
@@ -453,12 +619,14 @@ def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int) -
 
     Parameters
     ----------
-    img : ndarray, (H, W, C) float
-        The photo in the same frame as ``left`` and ``right``.
+    img : ndarray, (H, W) or (H, W, C)
+        The photo (any scale: the result depends on ratios of differences only).
     left, right : ndarray, (H,)
         Integer columns of the first and last leg pixel per row (NaN for empty rows).
     k : int
         Half-width of the refinement window, px.
+    to_image : ndarray (2, 3) or None
+        Affine from the frame of ``left``/``right`` (upright) to the photo; None: same frame.
 
     Returns
     -------
@@ -482,13 +650,14 @@ def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int) -
         ok = (idx.min(axis=1) >= 0) & (idx.max(axis=1) < w) & (out_idx.min(axis=1) >= 0) & (out_idx.max(axis=1) < w) \
             & (in_idx.min(axis=1) >= 0) & (in_idx.max(axis=1) < w)
         r = rows[:, None]
-        idx_c = np.clip(idx, 0, w - 1)
-        p = img[r, idx_c]                                     # (n, 2k+1, C)
-        out_v = img[r, np.clip(out_idx, 0, w - 1)].mean(axis=1)  # (n, C)
-        in_v = img[r, np.clip(in_idx, 0, w - 1)].mean(axis=1)
+        allc = np.concatenate([idx, out_idx, in_idx], axis=1)
+        vals = _gather(img, r, allc, to_image)
+        p = vals[:, : 2 * k + 1]                              # (n, 2k+1, C)
+        out_v = vals[:, 2 * k + 1: 2 * k + 3].mean(axis=1)    # (n, C)
+        in_v = vals[:, 2 * k + 3:].mean(axis=1)
         d = in_v - out_v
         dd = (d * d).sum(axis=1)
-        ok &= dd > 1e-4                                        # no contrast: keep the binary edge
+        ok &= dd > 1e-4 * 255.0 ** 2                           # no contrast: keep the binary edge
         alpha = ((p - out_v[:, None, :]) * d[:, None, :]).sum(axis=2) / np.maximum(dd, 1e-12)[:, None]
         alpha = np.clip(alpha, 0.0, 1.0).sum(axis=1)
         return alpha, ok

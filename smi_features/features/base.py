@@ -10,29 +10,33 @@ feature has no record.
 Levels
 ------
 All per-view features are measured on the upright silhouette (:mod:`..silhouette`)
-between two levels found on it:
+between the knee and the ankle level. A *relative level* ``t`` runs from 0 at the knee
+to 1 at the ankle; the knee-to-ankle length is ``L = ankle_y - knee_y``.
 
-* **knee level**: the top of the silhouette's shank (``knee_y``). The photo protocol
-  frames the leg from the knee down; where the silhouette reaches the top of the
-  photo (the thigh continues above the frame), the knee is at the top row of the
-  frame plus ``knee_offset_frac`` of the silhouette's height.
-* **ankle level**: the narrowest row of the smoothed width profile in the lower part
-  of the silhouette (``ankle_band``, fractions of the silhouette's height from its
-  top), i.e. just above the malleoli in a posterior view and above the heel and the
-  instep in a lateral one.
-
-A *relative level* ``t`` runs from 0 at the knee to 1 at the ankle; the knee-to-ankle
-length ``L = ankle_y - knee_y``.
+* **From the floor** (``levels_from = "floor"``, used whenever the photo's scale and
+  the person's height are known): the sole is the silhouette's lowest row (the foot
+  stands on the floor) and the joints sit at fixed fractions of standing height above
+  it: knee :data:`KNEE_HEIGHT_FRAC` = 0.285 H, ankle :data:`ANKLE_HEIGHT_FRAC` = 0.039 H
+  (Winter DA, *Biomechanics and Motor Control of Human Movement*, 4th ed., 2009,
+  fig. 4.1, after Drillis & Contini 1966). Photos frame the thigh above the knee, so
+  the top of the silhouette is not the knee; these levels need no knee landmark.
+* **From the silhouette** (``levels_from = "silhouette"``: no scale or no height, the
+  relative scale mode): the knee is the top of the silhouette and the ankle its
+  narrowest row in the lower part (``ankle_band``, fractions of the silhouette's height).
+  This reads the thigh's end as the knee when the photo frames the thigh; features in
+  this mode are less comparable between photos.
 
 Calf-search band
 ----------------
-The maximum calf width is searched over ``t`` in ``calf_band`` = (0.15, 0.60) by
-default. Men's widest slice is at t = 0.28-0.38 on the body model behind the cohort;
-women's shanks often taper straight down from the knee, so that a band that starts
-right below the knee (t = 0.10) reads the flare of the knee joint instead of the calf
-on them. Starting at 0.15 keeps the knee out; a leg whose width falls all the way
-through the band gives its width at t = 0.15 and ``calf_max_level_frac`` = 0.15, which
-itself tells a columnar leg from a bulging one.
+The maximum calf width is searched over ``t`` in ``calf_band`` = (0.20, 0.60) by
+default, the band the synthetic cohort's truth uses (``smi_data.phantom.truth.CALF_BAND``).
+Men's widest slice is at t = 0.28-0.38 on the body model behind the cohort; women's
+shanks often taper straight down from the knee, so that a band that starts right below
+the knee (t = 0.10) reads the flare of the knee joint instead of the calf on them.
+Starting at 0.20 keeps the knee out; a leg whose width falls all the way through the
+band gives its width at t = 0.20 and ``calf_max_level_frac`` = 0.20, which itself tells
+a columnar leg from a bulging one. The minimum ankle width is searched over
+``ankle_search`` = (0.70, 1.00).
 """
 
 from __future__ import annotations
@@ -40,6 +44,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+
+#: Knee and ankle joint heights above the floor as fractions of standing height
+#: (Winter 2009, after Drillis & Contini 1966).
+KNEE_HEIGHT_FRAC = 0.285
+ANKLE_HEIGHT_FRAC = 0.039
 
 
 @dataclass(frozen=True)
@@ -62,13 +71,15 @@ class LevelSettings:
     Attributes
     ----------
     knee_offset_frac : float
-        Knee below the top row when the silhouette is cut by the top of the photo,
-        as a fraction of the silhouette's height.
+        Silhouette levels only: knee below the top row when the silhouette is cut by
+        the top of the photo, as a fraction of the silhouette's height.
     ankle_band : tuple of float
-        Rows searched for the ankle (narrowest row), fractions of the silhouette's
-        height from its top.
+        Silhouette levels only: rows searched for the ankle (narrowest row),
+        fractions of the silhouette's height from its top.
     calf_band : tuple of float
         Relative levels (0 knee, 1 ankle) searched for the maximum calf width.
+    ankle_search : tuple of float
+        Relative levels searched for the minimum ankle width.
     smooth_frac : float
         Gaussian smoothing of the width profile along the leg, sigma as a fraction of
         the knee-to-ankle length (removes pixel noise before maxima and minima are taken).
@@ -80,7 +91,8 @@ class LevelSettings:
 
     knee_offset_frac: float = 0.0
     ankle_band: tuple = (0.55, 0.97)
-    calf_band: tuple = (0.15, 0.60)
+    calf_band: tuple = (0.20, 0.60)
+    ankle_search: tuple = (0.70, 1.00)
     smooth_frac: float = 0.01
     n_levels: int = 15
     n_dense: int = 60
@@ -120,6 +132,8 @@ class LegGeometry:
         First and last row of the silhouette.
     top_cut : bool
         The silhouette touches the top of the photo (thigh cut by the frame).
+    levels_from : {'floor', 'silhouette'}
+        How the knee and ankle were placed (module docstring).
     """
 
     left: np.ndarray
@@ -131,6 +145,7 @@ class LegGeometry:
     bottom: int
     top_cut: bool
     settings: LevelSettings
+    levels_from: str = "silhouette"
 
     @property
     def length_px(self) -> float:
@@ -147,8 +162,9 @@ class LegGeometry:
         return np.interp(self.y_at(t), rows[ok], values[ok], left=np.nan, right=np.nan)
 
     def shank_rows(self) -> np.ndarray:
-        """Integer rows from the knee to the ankle (inclusive)."""
-        return np.arange(int(np.ceil(self.knee_y)), int(np.floor(self.ankle_y)) + 1)
+        """Integer rows from the knee to the ankle (inclusive) that lie in the photo."""
+        rows = np.arange(int(np.ceil(self.knee_y)), int(np.floor(self.ankle_y)) + 1)
+        return rows[(rows >= 0) & (rows < self.left.size)]
 
 
 class GeometryError(ValueError):
@@ -156,7 +172,8 @@ class GeometryError(ValueError):
 
 
 def leg_geometry(left: np.ndarray, right: np.ndarray, settings: LevelSettings | None = None,
-                 *, top_cut: bool | None = None) -> LegGeometry:
+                 *, top_cut: bool | None = None, px_per_cm: float | None = None,
+                 height_cm: float | None = None) -> LegGeometry:
     """Find the knee and ankle levels of an upright silhouette (see the module docstring).
 
     Parameters
@@ -166,11 +183,14 @@ def leg_geometry(left: np.ndarray, right: np.ndarray, settings: LevelSettings | 
     settings : LevelSettings
     top_cut : bool, keyword-only
         Whether the silhouette is cut by the top of the photo; default: its first row is row 0.
+    px_per_cm, height_cm : float, keyword-only
+        Scale of the photo and standing height; with both, the levels come from the floor.
 
     Raises
     ------
     GeometryError
-        Fewer than 20 rows of silhouette, or an ankle band without a finite width.
+        Fewer than 20 rows of silhouette, a knee-to-ankle span under 10 px, or a
+        silhouette that does not reach the calf band.
     """
     s = settings or LevelSettings()
     width = right - left
@@ -181,18 +201,43 @@ def leg_geometry(left: np.ndarray, right: np.ndarray, settings: LevelSettings | 
     height = bottom - top
     if top_cut is None:
         top_cut = top == 0
-    knee_y = float(top) + (s.knee_offset_frac * height if top_cut else 0.0)
-    # First pass: smooth with sigma from the silhouette's height, find the ankle, then
-    # smooth again with sigma from the knee-to-ankle length.
-    width_s = gaussian_smooth(width, max(s.smooth_frac * height, 0.5))
-    a0, a1 = int(top + s.ankle_band[0] * height), int(top + s.ankle_band[1] * height)
-    band = width_s[a0:a1 + 1]
-    if band.size == 0 or not np.isfinite(band).any():
-        raise GeometryError("no finite width in the ankle band of the silhouette")
-    ankle_y = float(a0 + np.nanargmin(band))
+    if _positive(px_per_cm) and _positive(height_cm):
+        levels_from = "floor"
+        sole = bottom + 0.5  # the lowest row's lower edge
+        knee_y = sole - KNEE_HEIGHT_FRAC * height_cm * px_per_cm
+        ankle_y = sole - ANKLE_HEIGHT_FRAC * height_cm * px_per_cm
+        if knee_y + s.calf_band[0] * (ankle_y - knee_y) < top:
+            raise GeometryError(
+                f"the photo does not reach the calf: the knee should be {top - knee_y:.0f} px above the top of the "
+                "silhouette; frame the leg from above the knee to the floor (or check the height and the scale)")
+    else:
+        levels_from = "silhouette"
+        knee_y = float(top) + (s.knee_offset_frac * height if top_cut else 0.0)
+        # Smooth with sigma from the silhouette's height to find the ankle.
+        width_s = gaussian_smooth(width, max(s.smooth_frac * height, 0.5))
+        a0, a1 = int(top + s.ankle_band[0] * height), int(top + s.ankle_band[1] * height)
+        band = width_s[a0:a1 + 1]
+        if band.size == 0 or not np.isfinite(band).any():
+            raise GeometryError("no finite width in the ankle band of the silhouette")
+        ankle_y = float(a0 + np.nanargmin(band))
     length = ankle_y - knee_y
     if length < 10:
         raise GeometryError(f"knee-to-ankle length of {length:.0f} px is too short to measure")
     width_s = gaussian_smooth(width, max(s.smooth_frac * length, 0.5))
-    return LegGeometry(left=left, right=right, width_s=width_s, knee_y=knee_y, ankle_y=ankle_y,
-                       top=top, bottom=bottom, top_cut=bool(top_cut), settings=s)
+    return LegGeometry(left=left, right=right, width_s=width_s, knee_y=float(knee_y), ankle_y=float(ankle_y),
+                       top=top, bottom=bottom, top_cut=bool(top_cut), settings=s, levels_from=levels_from)
+
+
+def joint_heights_px(px_per_cm, height_cm) -> tuple | None:
+    """Knee and ankle joint heights above the floor in px, or None without scale or height."""
+    if _positive(px_per_cm) and _positive(height_cm):
+        h = float(height_cm) * float(px_per_cm)
+        return KNEE_HEIGHT_FRAC * h, ANKLE_HEIGHT_FRAC * h
+    return None
+
+
+def _positive(v) -> bool:
+    try:
+        return v is not None and np.isfinite(float(v)) and float(v) > 0
+    except (TypeError, ValueError):
+        return False

@@ -50,8 +50,8 @@ def feature_docs(n_levels: int = 15) -> dict[str, FeatureDoc]:
             formula="w(0.05)", unit="cm", dim=1, group=GROUP),
         "ankle_min_width": FeatureDoc(
             title="Minimum ankle width",
-            measures="narrowest width of the lower shank, at the ankle level",
-            formula="min over the ankle band of w = w(1)", unit="cm", dim=1, group=GROUP),
+            measures="narrowest width of the lower shank",
+            formula="min over t in ankle_search of w(t)", unit="cm", dim=1, group=GROUP),
         "calf_ankle_ratio": FeatureDoc(
             title="Calf-to-ankle width ratio",
             measures="how much the calf bulges over the ankle (muscular legs high, columnar legs low)",
@@ -80,8 +80,9 @@ def calf_maximum(geom: LegGeometry) -> tuple[float, float, float]:
     t0, t1 = geom.settings.calf_band
     y0, y1 = geom.y_at(t0), geom.y_at(t1)
     rows = np.arange(int(np.ceil(y0)), int(np.floor(y1)) + 1)
+    rows = rows[(rows >= 0) & (rows < geom.width_s.size)]
     w = geom.width_s[rows]
-    if not np.isfinite(w).any():
+    if rows.size == 0 or not np.isfinite(w).any():
         return np.nan, np.nan, np.nan
     j = int(np.nanargmax(w))
     # Sub-row peak by a parabola through the maximum and its neighbours (interior only).
@@ -104,7 +105,11 @@ def compute(geom: LegGeometry) -> dict[str, float]:
     for i, w in enumerate(widths, start=1):
         out[f"width_l{i:02d}"] = float(w)
     wmax, tmax, _ = calf_maximum(geom)
-    ankle = float(geom.width_s[int(round(geom.ankle_y))])
+    a0, a1 = geom.settings.ankle_search
+    ys = np.arange(int(np.ceil(geom.y_at(a0))), int(np.floor(geom.y_at(a1))) + 1)
+    ys = ys[(ys >= 0) & (ys < geom.width_s.size)]
+    wa = geom.width_s[ys]
+    ankle = float(np.nanmin(wa)) if ys.size and np.isfinite(wa).any() else np.nan
     knee = float(geom.sample(geom.width_s, 0.05))
     out["calf_max_width"] = wmax
     out["calf_max_level_frac"] = tmax
@@ -114,7 +119,7 @@ def compute(geom: LegGeometry) -> dict[str, float]:
     out["calf_knee_ratio"] = wmax / knee if knee > 0 else np.nan
     out["knee_ankle_length"] = geom.length_px
     rows = geom.shank_rows()
-    out["mean_width"] = float(np.nanmean(geom.width_s[rows]))
+    out["mean_width"] = float(np.nanmean(geom.width_s[rows])) if rows.size else np.nan
     return out
 
 
