@@ -585,5 +585,29 @@ def ablate(dataset, ablations, model, cnn_model, view, folds, repeats, seed, out
     click.echo(f"table: {Path(result['out']) / 'ablation.md'} ({result['seconds']:.0f} s)")
 
 
+@main.command()
+@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@click.option("--models", default=_DEFAULT_MODELS, help="Models to time (empty: none).")
+@click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]), help="View to time.")
+@click.option("--folds", default=5, type=click.IntRange(2, 50), help="Fold size as in the benchmark (1/folds held out).")
+@click.option("--seed", default=0, type=int, help="The one seed.")
+@click.option("--jobs", default="1,2", help="Process counts for the feature-extraction timing.")
+@click.option("--no-extraction", is_flag=True, help="Skip the feature-extraction timing.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Time extraction on the first N images only.")
+@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE", help="Override a model parameter.")
+def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
+    """Time feature extraction (images/s) and one fold of each model (fit s/fold, predict images/s)."""
+    from benchmarks.harness import BenchmarkError, parse_overrides
+    from benchmarks.speed import run_speed
+    from smi_data.manifest import ManifestError
+
+    try:
+        run_speed(dataset or _default_dataset(), models=_csv_list(models), view=view, folds=folds, seed=seed,
+                  extraction=not no_extraction, jobs=[int(j) for j in _csv_list(jobs)], limit=limit,
+                  overrides=parse_overrides(sets), echo=click.echo)
+    except (BenchmarkError, ManifestError, ValueError) as exc:
+        _fail(str(exc))
+
+
 if __name__ == "__main__":
     main()

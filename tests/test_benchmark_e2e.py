@@ -98,3 +98,14 @@ def test_ablate_end_to_end_prints_one_table(toy, tmp_path):
     if "canny" in ablations:
         assert set(table.loc[table["ablation"] == "canny", "arm"]) == {"canny on (edges)", "canny off (grey)"}
     assert "ablation" in res.output and "train-size" in res.output
+
+
+def test_speed_times_one_fold_per_model(toy):
+    from benchmarks.speed import model_speed
+
+    lines = []
+    table = model_speed(toy, ["mean", "covariates"], folds=3, echo=lines.append)
+    assert list(table["model"]) == ["mean", "covariates"]
+    assert (table["n_train"] == 8).all() and (table["n_test"] == 4).all()
+    assert (table["status"] == "ok").all() and (table["fit_s"] >= 0).all()
+    assert len(lines) == 2 and "s/fold" in lines[0]
