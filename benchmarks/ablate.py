@@ -13,7 +13,7 @@ canny               cnn-lite on Canny edges (the study's input) vs the grey phot
 augment             cnn-lite with and without training-time augmentation
 views               the chosen model on lateral, posterior and both views
 feature-groups      xgb-features on width only; + area; + curvature; + covariates
-resolution          cnn-lite at 64, 96 (its default) and 128 px input
+resolution          cnn-lite at 64, 96 (its default) and 128 px input (the default arm is the default fits)
 train-size          the chosen model on 20/40/60/80/100 % of each training fold's subjects
 ==================  =====================================================================
 
@@ -69,6 +69,15 @@ class Arm:
         return (self.model, self.view, self.overrides, self.train_fraction)
 
 
+def _default_image_size(cnn_model: str) -> int | None:
+    """The CNN variant's own input size (smi_deep.nets.VARIANTS), or None if unknown."""
+    try:
+        from smi_deep.nets import VARIANTS
+    except ImportError:
+        return None
+    return int(VARIANTS.get(cnn_model, {}).get("image_size", 0)) or None
+
+
 def _ov(**kw) -> tuple:
     return tuple(sorted(kw.items()))
 
@@ -99,7 +108,10 @@ def arms_for(name: str, *, cnn_model: str = "cnn-lite", model: str = "xgb-featur
         return [Arm(name, label, "xgb-features", view, _ov(**{p["feature_groups"]: groups}))
                 for label, groups in FEATURE_GROUP_STEPS]
     if name == "resolution":
-        return [Arm(name, f"{s} px", cnn_model, view, _ov(**{p["cnn_image_size"]: s})) for s in RESOLUTIONS]
+        default = _default_image_size(cnn_model)
+        return [Arm(name, f"{s} px" + (" (default)" if s == default else ""), cnn_model, view,
+                    () if s == default else _ov(**{p["cnn_image_size"]: s}))
+                for s in sorted(set(RESOLUTIONS) | ({default} if default else set()))]
     if name == "train-size":
         return [Arm(name, f"{int(round(f * 100))} %", model, view, train_fraction=f) for f in TRAIN_FRACTIONS]
     raise BenchmarkError(f"unknown ablation {name!r}; choose from {', '.join(ABLATIONS)}")
@@ -157,6 +169,19 @@ def ablation_table(arms: list[Arm], metrics: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def drop_defaults(arm: Arm, specs: dict | None = None) -> Arm:
+    """The arm without overrides that equal the model's defaults, so equal configurations share fits.
+
+    ``canny on`` (input_mode='canny'), ``augmentation on`` (augment=True) and ``96 px``
+    are all cnn-lite's defaults: one set of fits serves the three.
+    """
+    from dataclasses import replace
+
+    defaults = registry.get_spec(arm.model, specs).build(0).get_params()
+    kept = tuple((k, v) for k, v in arm.overrides if k not in defaults or defaults[k] != v)
+    return replace(arm, overrides=kept)
+
+
 def arm_tag(arm: Arm) -> str:
     """A readable, stable id of an arm's fits (shared by identical arms of different ablations).
 
@@ -196,6 +221,7 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
     unavailable = registry.check_available(models, specs)
     if unavailable:
         raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+    arms = [drop_defaults(a, specs) for a in arms]
     manifest = read_manifest(cfg.dataset)
     out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite)
     started = time.perf_counter()
