@@ -40,21 +40,34 @@ class Scale:
 def find_marker(image_u8: np.ndarray) -> tuple[float, np.ndarray] | None:
     """The ArUco marker's ``(px_per_cm, corners (4, 2))`` in a uint8 photo, or None.
 
-    A fast pass (one adaptive-threshold window, about 1 ms at 512 x 512) is tried first;
-    if it finds nothing, the full default search of
-    :func:`smi_data.scale.detect_marker_px_per_cm` runs. Both use the same corner
-    refinement, so they give the same scale.
+    Fast passes first (on a half-size copy for photos of 400 px and more, then one
+    adaptive-threshold window on the full photo); if they find nothing, OpenCV's full
+    default search runs. The corners are always refined on the full photo by the data
+    layer's sub-pixel edge fit (:func:`refine_marker_corners`), so all passes give the
+    same scale.
     """
     import cv2
 
     from smi_data import scale as dscale
 
     grey = image_u8 if image_u8.ndim == 2 else cv2.cvtColor(image_u8, cv2.COLOR_BGR2GRAY)
-    params = cv2.aruco.DetectorParameters()
-    params.adaptiveThreshWinSizeMin = 23
-    params.adaptiveThreshWinSizeMax = 23
     dictionary = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, dscale.MARKER_DICTIONARY))
-    corners, ids, _ = cv2.aruco.ArucoDetector(dictionary, params).detectMarkers(grey)
+    corners, ids = None, None
+    h, w = grey.shape[:2]
+    if max(h, w) >= 400:
+        # Fast pass on a half-size copy; the corners are refined on the full image below.
+        half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        params = cv2.aruco.DetectorParameters()
+        params.adaptiveThreshWinSizeMin = 13
+        params.adaptiveThreshWinSizeMax = 13
+        corners, ids, _ = cv2.aruco.ArucoDetector(dictionary, params).detectMarkers(half)
+        if ids is not None:
+            corners = [(np.asarray(c, dtype=float) + 0.5) * [w / (w // 2), h / (h // 2)] - 0.5 for c in corners]
+    if ids is None:
+        params = cv2.aruco.DetectorParameters()
+        params.adaptiveThreshWinSizeMin = 23
+        params.adaptiveThreshWinSizeMax = 23
+        corners, ids, _ = cv2.aruco.ArucoDetector(dictionary, params).detectMarkers(grey)
     if ids is None:
         # The full default search (three threshold windows) before giving up.
         params = cv2.aruco.DetectorParameters()

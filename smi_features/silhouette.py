@@ -81,7 +81,9 @@ class SilhouetteSettings:
     distance_gain : float
         Background distance (CIELAB units) to 8-bit grey for its Canny pass.
     min_edge_px : int
-        Edge pieces shorter than this (working-image px) are noise and dropped.
+        Edge pieces shorter than this (working-image px) are dropped as noise (0: keep
+        all; on the bundled cohort the opening in :func:`fill_from_edges` already removes
+        what they would enclose, and dropping them changed no measurement).
     min_canny_share : float
         If the Canny region covers less than this share of the colour (Otsu) region,
         the outline leaked and the colour region is used.
@@ -105,7 +107,7 @@ class SilhouetteSettings:
     refine_px: int = 3
     work_px: int = 256
     distance_gain: float = 4.0
-    min_edge_px: int = 12
+    min_edge_px: int = 0
     min_canny_share: float = 0.8
 
     def as_dict(self) -> dict:
@@ -267,9 +269,10 @@ def fill_from_edges(edges: np.ndarray, close_px: int) -> np.ndarray:
     walls = cv2.dilate(edges, _disk(close_px)) if close_px > 0 else edges.copy()
     free = (walls == 0).astype(np.uint8)
     n, labels = cv2.connectedComponents(free, connectivity=4)
-    side = np.unique(np.concatenate([labels[:, 0], labels[:, -1]]))
-    background = np.isin(labels, side[side > 0]) if n > 1 else np.zeros_like(free, bool)
-    fg = (~background).astype(np.uint8)
+    side = np.zeros(n, bool)
+    side[np.concatenate([labels[:, 0], labels[:, -1]])] = True
+    side[0] = False  # label 0 is the walls
+    fg = (~side[labels]).astype(np.uint8)
     # Undo the dilation, then an opening removes what is only a wall: a floor line or
     # a crease that touches the leg would otherwise join it as a thin spur.
     fg = cv2.erode(fg, _disk(close_px + OPEN_PX), borderType=cv2.BORDER_REPLICATE)
@@ -296,38 +299,29 @@ def background_distance(u8: np.ndarray, exclude: np.ndarray | None = None) -> np
     k = max(2, int(round(0.04 * w)))
     sides = []
     for cols in (slice(0, k), slice(w - k, w)):
-        strip = lab[:, cols].copy()
-        if exclude is not None:
-            strip[exclude[:, cols] > 0] = np.nan
-        with np.errstate(all="ignore"):
-            import warnings
-
-            with warnings.catch_warnings():
-                warnings.simplefilter("ignore", RuntimeWarning)
-                med = np.nanmedian(strip, axis=1)  # (h, 3)
-        ok = np.isfinite(med).all(axis=1)
+        med = np.median(lab[:, cols], axis=1)  # (h, 3)
+        ok = np.ones(h, bool) if exclude is None else ~(exclude[:, cols] > 0).any(axis=1)
         if not ok.any():
-            med = np.broadcast_to(np.nanmedian(lab.reshape(-1, 3), axis=0), (h, 3)).copy()
+            med[:] = np.median(lab.reshape(-1, 3), axis=0)
         elif not ok.all():
             idx = np.arange(h)
             for c in range(3):
                 med[:, c] = np.interp(idx, idx[ok], med[ok, c])
-        med = np.stack([_running_median(med[:, c], 9) for c in range(3)], axis=1)
-        sides.append(med)
+        sides.append(np.stack([_running_median(med[:, c], 9) for c in range(3)], axis=1))
+    planes = [np.ascontiguousarray(lab[..., c]) for c in range(3)]
     # Distance to the nearest of the side colours of this row and of the rows 6 px above
     # and below: a tilted floor line puts wall on one side and floor on the other in the
     # same row, and a blend of the two would match neither.
     best = None
     for med in sides:
         for shift in (-6, 0, 6):
-            ref = np.roll(med, shift, axis=0)
-            if shift > 0:
-                ref[:shift] = med[:1]
-            elif shift < 0:
-                ref[shift:] = med[-1:]
-            d = ((lab - ref[:, None, :]) ** 2).sum(axis=2)
-            best = d if best is None else np.minimum(best, d)
-    return np.sqrt(best).astype(np.float32)
+            idx = np.clip(np.arange(h) - shift, 0, h - 1)
+            ref = med[idx]
+            d = (planes[0] - ref[:, 0:1]) ** 2
+            d += (planes[1] - ref[:, 1:2]) ** 2
+            d += (planes[2] - ref[:, 2:3]) ** 2
+            best = d if best is None else np.minimum(best, d, out=best)
+    return np.sqrt(best, out=best)
 
 
 def _running_median(v: np.ndarray, n: int) -> np.ndarray:
@@ -336,12 +330,11 @@ def _running_median(v: np.ndarray, n: int) -> np.ndarray:
     return median_filter(v, size=n, mode="nearest")
 
 
-def otsu_foreground(dist: np.ndarray) -> np.ndarray:
-    """Fallback foreground (uint8 0/1): Otsu's threshold on the background distance, holes filled."""
+def otsu_foreground(dist8: np.ndarray) -> np.ndarray:
+    """Fallback foreground (uint8 0/1): Otsu's threshold on the background distance (uint8), holes filled."""
     import cv2
 
-    d = cv2.GaussianBlur(dist, (0, 0), 1.0)
-    d8 = np.clip(np.rint(d / max(float(np.quantile(d, 0.999)), 1e-6) * 255), 0, 255).astype(np.uint8)
+    d8 = cv2.GaussianBlur(dist8, (0, 0), 1.0)
     _, fg = cv2.threshold(d8, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
     fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, _disk(2))
     # Fill holes: background is what reaches the image border through non-foreground.
@@ -354,10 +347,11 @@ def fill_holes(mask: np.ndarray) -> np.ndarray:
 
     free = (mask == 0).astype(np.uint8)
     n, labels = cv2.connectedComponents(free, connectivity=4)
-    border = np.unique(np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]]))
-    holes = (labels > 0) & ~np.isin(labels, border)
+    outside = np.zeros(n, bool)
+    outside[np.concatenate([labels[0], labels[-1], labels[:, 0], labels[:, -1]])] = True
+    outside[0] = True  # label 0 is the mask itself
     out = mask.copy()
-    out[holes] = 1
+    out[~outside[labels]] = 1
     return out
 
 
@@ -517,12 +511,20 @@ def leg_silhouette(
     edges, thresholds = canny_edges(small, s)
     # Canny also on the background distance: a leg that matches the wall in brightness
     # on its lit side still differs from it in colour.
-    d8 = np.clip(np.rint(dist * s.distance_gain), 0, 255).astype(np.uint8)
+    d8 = cv2.convertScaleAbs(dist, alpha=s.distance_gain)
     dedges, _ = canny_edges(d8, s)
     edges = drop_short_edges(cv2.bitwise_or(edges, dedges), s.min_edge_px)
     leg = pick_leg(_exclude(fill_from_edges(edges, s.close_px)), s)
     method = "canny"
-    colour = pick_leg(_exclude(otsu_foreground(dist)), s) if s.fallback else None
+    colour = None
+    if s.fallback:
+        # Cheap screen first: the colour region cannot be larger than all pixels above
+        # Otsu's threshold; only when that could exceed the Canny region is it made.
+        blurred = cv2.GaussianBlur(d8, (0, 0), 1.0)
+        t_otsu, _ = cv2.threshold(blurred, 0, 1, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
+        n_above = int(np.count_nonzero(_exclude((blurred > t_otsu).astype(np.uint8))))
+        if leg is None or leg.sum() < s.min_canny_share * n_above:
+            colour = pick_leg(_exclude(otsu_foreground(d8)), s)
     if leg is not None and colour is not None and leg.sum() < s.min_canny_share * colour.sum():
         # The outline leaked: part of the leg fell to the background through a gap.
         notes.append("the Canny outline leaked (it covers much less than the leg's colour region); "
