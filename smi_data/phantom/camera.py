@@ -10,10 +10,14 @@ import colorsys
 
 import numpy as np
 
-#: Focal length in pixels per pixel of image size: px_per_cm at 1 m = size / 70 (a 70 cm wide view).
+#: Focal length in pixels per pixel of image size: a 70 cm wide view at 1 m (a phone's main camera).
 NOMINAL_DISTANCE_M = 1.0
 NOMINAL_FIELD_CM = 70.0
-DISTANCE_RANGE = (0.9, 1.1)  # x nominal: px_per_cm varies about +-10 %
+#: The photographer stands where the floor-to-knee span plus FRAME_MARGIN_M fills FRAME_FILL of the
+#: image height, then the distance varies by DISTANCE_RANGE: px_per_cm varies about +-10 % around that.
+FRAME_MARGIN_M = 0.10
+FRAME_FILL = 0.82
+DISTANCE_RANGE = (0.9, 1.1)
 CAMERA_HEIGHT_OFFSET_M = (-0.12, 0.12)  # relative to the aim point, half-way up the shank
 ROLL_DEG = (-3.0, 3.0)
 YAW_DEG = (-5.0, 5.0)

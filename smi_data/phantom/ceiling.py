@@ -14,13 +14,13 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Covariates every model receives (sex coded 1 = male).
-COVARIATES = ("male", "age", "height_cm", "weight_kg")
+#: Covariates every model receives (sex coded 1 = male; BMI derived from height and weight).
+COVARIATES = ("male", "age", "height_cm", "weight_kg", "bmi")
 #: True geometry a photo of each view can show (``both``: everything from both views).
 GEOMETRY = {
-    "lateral": ("calf_width_lateral_cm", "ankle_width_lateral_cm", "calf_level_frac", "shank_length_cm"),
-    "posterior": ("calf_width_posterior_cm", "ankle_width_posterior_cm", "calf_level_frac", "shank_length_cm"),
-    "both": ("calf_width_lateral_cm", "calf_width_posterior_cm", "ankle_width_lateral_cm",
+    "lateral": ("ratio_lateral", "calf_width_lateral_cm", "ankle_width_lateral_cm", "calf_level_frac", "shank_length_cm"),
+    "posterior": ("ratio_posterior", "calf_width_posterior_cm", "ankle_width_posterior_cm", "calf_level_frac", "shank_length_cm"),
+    "both": ("ratio_lateral", "ratio_posterior", "calf_width_lateral_cm", "calf_width_posterior_cm", "ankle_width_lateral_cm",
              "ankle_width_posterior_cm", "calf_circ_cm", "ankle_circ_cm", "calf_level_frac",
              "shank_length_cm", "lowerleg_volume_l"),
 }
@@ -48,7 +48,8 @@ def subject_table(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     truth = pd.read_csv(tp)
     man = pd.read_csv(mp, dtype={"subject_id": str})
     truth["subject_id"] = truth["subject_id"].astype(str)
-    need = {c for cols in GEOMETRY.values() for c in cols} | {"subject_id"}
+    derived = {"ratio_lateral", "ratio_posterior"}
+    need = ({c for cols in GEOMETRY.values() for c in cols} - derived) | {"subject_id"}
     missing = sorted(need - set(truth.columns))
     if missing:
         raise ValueError(f"{tp}: missing column(s) {', '.join(missing)}")
@@ -56,6 +57,10 @@ def subject_table(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     subj = man.drop_duplicates("subject_id").set_index("subject_id")[["sex", "age", "height_cm", "weight_kg", "smi"]]
     df = subj.join(geo, how="inner")
     df["male"] = (df["sex"] == "M").astype(float)
+    df["bmi"] = df["weight_kg"] / (df["height_cm"] / 100.0) ** 2
+    # calf-to-ankle width ratios: the shape each view shows
+    df["ratio_lateral"] = df["calf_width_lateral_cm"] / df["ankle_width_lateral_cm"]
+    df["ratio_posterior"] = df["calf_width_posterior_cm"] / df["ankle_width_posterior_cm"]
     if "smi_true" in truth.columns:
         df["smi_true"] = truth.drop_duplicates("subject_id").set_index("subject_id")["smi_true"]
     return df.sort_index()

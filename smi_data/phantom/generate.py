@@ -39,15 +39,16 @@ def build_subject(model, seed: int, index: int) -> dict:
     height_m = body.height_m
     weight = body.volume_l * truth.RHO_BODY
     bmi = weight / height_m**2
-    bf_d = float(truth.deurenberg_body_fat_pct(bmi, s["age"], male))
-    residual = truth.FAT_RESIDUAL_SD * s["fat_residual_z"]
-    bf = float(truth.body_fat_pct(bmi, s["age"], male, s["muscle"], residual))
-    comp = truth.composition(vols, height_m=height_m, body_fat=bf, sex=s["sex"])
-    smi_label = comp["smi_true"] * (1.0 + truth.DEVICE_CV * s["device_error_z"])
     side = s["side"]
     leg_v, leg_f = model.leg_mesh(body, side)
     knee, ankle = body.joints[f"lowerleg01.{side}"], body.joints[f"foot.{side}"]
     calf = truth.calf_measures(leg_v, leg_f, knee, ankle)
+    bf_d = float(truth.deurenberg_body_fat_pct(bmi, s["age"], male))
+    residual = truth.FAT_RESIDUAL_SD * s["fat_residual_z"]
+    excess = float(truth.shape_excess(calf["calf_width_lateral_cm"], calf["ankle_width_lateral_cm"], bmi, s["sex"]))
+    bf = float(truth.body_fat_pct(bmi, s["age"], s["sex"], excess, residual))
+    comp = truth.composition(vols, height_m=height_m, body_fat=bf, sex=s["sex"])
+    smi_label = comp["smi_true"] * (1.0 + truth.DEVICE_CV * s["device_error_z"])
     row = {
         "sex": s["sex"], "age": s["age"], "height_cm": round(height_m * 100, 1), "weight_kg": round(weight, 1),
         "bmi": round(bmi, 2), "side": side,
@@ -57,7 +58,8 @@ def build_subject(model, seed: int, index: int) -> dict:
         "arm_L_volume_l": vols["arm_L"], "arm_R_volume_l": vols["arm_R"],
         "limb_volume_l": vols["leg_L"] + vols["leg_R"] + vols["arm_L"] + vols["arm_R"],
         "body_volume_l": body.volume_l,
-        "fat_fraction": bf / 100.0, "body_fat_deurenberg_pct": bf_d, "fat_residual_pct": residual,
+        "fat_fraction": bf / 100.0, "body_fat_deurenberg_pct": bf_d, "fat_shape_pct": truth.FAT_PER_SHAPE * excess,
+        "fat_residual_pct": residual, "calf_shape_excess": excess,
         "leg_muscle_kg": comp["leg_muscle_kg"], "arm_muscle_kg": comp["arm_muscle_kg"],
         "asm_kg": comp["asm_kg"], "smi_true": comp["smi_true"], "smi": round(smi_label, 2),
         "device_error_pct": 100 * truth.DEVICE_CV * s["device_error_z"],
@@ -84,10 +86,11 @@ def view_direction(view: str, side: str) -> np.ndarray:
 
 def make_camera(subj: dict, view: str, nz: dict, size: int):
     knee, ankle = subj["knee"], subj["ankle"]
-    target = np.array([(knee[0] + ankle[0]) / 2, (knee[1] + ankle[1]) / 2, 0.5 * knee[2] + 0.01])
+    target = np.array([(knee[0] + ankle[0]) / 2, (knee[1] + ankle[1]) / 2, 0.5 * knee[2] + 0.015])
     f_px = size / cam_mod.NOMINAL_FIELD_CM * 100.0 * cam_mod.NOMINAL_DISTANCE_M
+    framing_m = f_px * (knee[2] + cam_mod.FRAME_MARGIN_M) / (cam_mod.FRAME_FILL * size)
     vdir = view_direction(view, subj["row"]["side"])
-    cam = look_at_camera(target, vdir, distance_m=cam_mod.NOMINAL_DISTANCE_M * nz["distance_factor"],
+    cam = look_at_camera(target, vdir, distance_m=framing_m * nz["distance_factor"],
                          camera_height_m=target[2] + nz["camera_height_offset_m"], yaw_deg=nz["yaw_deg"],
                          roll_deg=nz["roll_deg"], f_px=f_px, size=size)
     return cam, target, vdir
@@ -148,8 +151,10 @@ def render_view(subj: dict, view: str, *, seed: int, size: int, marker: bool, su
     else:
         info.update(marker_x_px=np.nan, marker_y_px=np.nan)
     # the calf level in the image, for checks
-    uv = cam.project(subj["calf_center"][None])[0]
-    info.update(calf_x_px=float(uv[0]), calf_y_px=float(uv[1]))
+    uv = cam.project(np.stack([subj["calf_center"], subj["knee"]]))
+    sole = cam.project(subj["leg"][0][subj["leg"][0][:, 2] < 0.005])
+    info.update(calf_x_px=float(uv[0, 0]), calf_y_px=float(uv[0, 1]), knee_y_px=float(uv[1, 1]),
+                sole_y_px=float(sole[:, 1].max()) if len(sole) else np.nan)
     img = finish_photo(rgb, rng, nz["noise_sigma"])
     info.update({
         "camera_distance_cm": float(np.linalg.norm((cam.position - target)[:2]) * 100.0),

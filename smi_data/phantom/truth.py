@@ -35,15 +35,19 @@ ASM_CALIBRATION = 1.03
 #: Deurenberg, Weststrate & Seidell 1991 (Br J Nutr 65:105): BF% = 1.2 BMI + 0.23 age - 10.8 sex - 5.4
 #: (sex 1 = male), SEE 4.1 %.
 DEURENBERG = (1.2, 0.23, -10.8, -5.4)
-#: Percentage points of body fat per unit of Anny's ``muscle`` parameter away from 0.5: muscular
-#: phenotypes carry less fat (this part shows in the calf's shape).
-FAT_PER_MUSCLE = -8.0
-#: Person-to-person variation of body fat not explained by BMI, age, sex or shape (points, SD);
+#: The part of a person's body fat that shows in the calf: a calf that, seen in profile, bulges more
+#: than expected for the person's sex and BMI (ratio of the front-to-back calf width at the widest
+#: level to the front-to-back ankle width, above the line ``a + b * BMI``) goes with less fat.
+#: Percentage points of body fat per unit of ratio.
+FAT_PER_SHAPE = -60.0
+#: Expected profile ratio: ``(a, b)`` per sex, least squares on the Anny cohort of seed 0.
+SHAPE_EXPECTED = {"M": (1.482, -0.0033), "F": (1.221, 0.0093)}
+#: Person-to-person variation of body fat not explained by BMI, age, sex or calf shape (points, SD);
 #: it does not show in the image.
-FAT_RESIDUAL_SD = 3.0
+FAT_RESIDUAL_SD = 0.8
 FAT_LIMITS = (4.0, 55.0)
 #: Coefficient of variation of the reference device (BIA) on SMI.
-DEVICE_CV = 0.025
+DEVICE_CV = 0.02
 
 # ---------------------------------------------------------------- calf measurement bands
 #: Levels searched for the maximum calf circumference, as fractions of knee->ankle from the knee.
@@ -83,9 +87,17 @@ def limb_muscle_kg(volume_l, fat_mass_fraction, kind: str):
     return RHO_MUSCLE * np.asarray(volume_l, float) * lean_fraction
 
 
-def body_fat_pct(bmi, age, male, muscle_param, residual):
-    """The phantom's body fat (%): Deurenberg + a visible shape term + an invisible residual."""
-    bf = deurenberg_body_fat_pct(bmi, age, male) + FAT_PER_MUSCLE * (np.asarray(muscle_param) - 0.5) + residual
+def shape_excess(calf_width_lateral_cm, ankle_width_lateral_cm, bmi, sex: str):
+    """Profile calf/ankle width ratio minus its expected value for the sex and BMI (dimensionless)."""
+    a, b = SHAPE_EXPECTED[sex]
+    ratio = np.asarray(calf_width_lateral_cm, float) / np.asarray(ankle_width_lateral_cm, float)
+    return ratio - (a + b * np.asarray(bmi, float))
+
+
+def body_fat_pct(bmi, age, sex: str, shape_excess_value, residual):
+    """The phantom's body fat (%): Deurenberg + a term that shows in the calf + an invisible residual."""
+    bf = (deurenberg_body_fat_pct(bmi, age, sex == "M") + FAT_PER_SHAPE * np.asarray(shape_excess_value, float)
+          + residual)
     return np.clip(bf, *FAT_LIMITS)
 
 
