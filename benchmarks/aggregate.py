@@ -148,8 +148,13 @@ def _range(values: np.ndarray, digits: int) -> str:
     v = v[np.isfinite(v)]
     if v.size == 0:
         return "n/a"
-    lo, hi = float(v.min()), float(v.max())
+    lo, hi = (_no_negative_zero(float(x), digits) for x in (v.min(), v.max()))
     return f"{lo:.{digits}f}–{hi:.{digits}f}"
+
+
+def _no_negative_zero(x: float, digits: int) -> float:
+    """0.0 for values that would print as -0.000 (a constant predictor's CCC is 0 up to rounding)."""
+    return 0.0 if abs(x) < 0.5 * 10.0 ** -digits else x
 
 
 def ceiling_cell(ceiling: dict | None, metric: str, view: str) -> str:
