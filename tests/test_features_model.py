@@ -1,0 +1,202 @@
+"""The features model: scikit-learn behaviour, feature groups, failures, model files, SHAP, commands."""
+
+from __future__ import annotations
+
+import json
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from smi_data.manifest import read_manifest, to_samples
+from smi_data.modelfile import ModelFileError
+from smi_features.estimators import XGBFeaturesRegressor, feature_columns
+from smi_features.modelio import BOOSTER_FILE, load_model, save_model
+
+SMALL = {"n_estimators": 60}
+
+
+@pytest.fixture(autouse=True)
+def _private_cache(tmp_path_factory, monkeypatch):
+    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "legsmi-cache"))
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from smi_data.toy import make_toy_dataset
+
+    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", 12, seed=5, max_roll_deg=3.0)
+
+
+@pytest.fixture(scope="module")
+def both(toy):
+    samples = to_samples(read_manifest(toy), "both")
+    return samples.drop(columns=["smi"]), samples["smi"].to_numpy(float)
+
+
+@pytest.fixture(scope="module")
+def fitted(both, tmp_path_factory):
+    import os
+
+    os.environ.setdefault("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "legsmi-cache"))
+    X, y = both
+    return XGBFeaturesRegressor(random_state=0, **SMALL).fit(X, y)
+
+
+def test_is_a_scikit_learn_regressor(fitted):
+    from sklearn.base import clone, is_regressor
+
+    assert is_regressor(fitted)
+    c = clone(fitted)
+    assert c.get_params() == fitted.get_params() and not hasattr(c, "xgb_")
+    assert {"random_state", "n_jobs", "feature_groups", "use_covariates"} <= set(c.get_params())
+
+
+def test_fit_predict_and_same_seed_same_numbers(both, fitted):
+    X, y = both
+    p1 = fitted.predict(X)
+    p2 = XGBFeaturesRegressor(random_state=0, **SMALL).fit(X, y).predict(X)
+    assert p1.shape == (len(X),) and np.all(np.isfinite(p1))
+    np.testing.assert_array_equal(p1, p2)
+    assert np.mean(np.abs(p1 - y) / y) < 0.05  # training fit
+    assert fitted.failures_ == {} and fitted.n_train_ == len(X)
+    assert any(c.startswith("lat_") for c in fitted.feature_names_)
+    assert any(c.startswith("post_") for c in fitted.feature_names_)
+    assert "calf_circumference_cm" in fitted.feature_names_
+
+
+def test_feature_groups_switch_columns(both):
+    X, _ = both
+    est = XGBFeaturesRegressor()
+    table, _ = est.transform_features(X)
+    width = feature_columns(table.columns, ("width",))
+    assert "lat_calf_max_width_cm" in width and "pair_calf_circ_cm" in width
+    assert not any(("area" in c or "curv" in c or c.startswith("cov_")) for c in width)
+    cumulative = [len(feature_columns(table.columns, g)) for g in
+                  (("width",), ("width", "area"), ("width", "area", "curvature"),
+                   ("width", "area", "curvature", "covariates"))]
+    assert cumulative == sorted(set(cumulative))  # each step adds columns
+    no_cov = feature_columns(table.columns, ("width", "covariates"), use_covariates=False)
+    assert not any(c.startswith("cov_") for c in no_cov)
+    with pytest.raises(ValueError, match="unknown feature group"):
+        feature_columns(table.columns, ("width", "colour"))
+
+
+def test_failed_photo_gives_nan_and_a_reason(both, fitted, tmp_path):
+    import cv2
+
+    X, _ = both
+    blank = tmp_path / "blank.png"
+    cv2.imwrite(str(blank), np.full((256, 256, 3), 200, np.uint8))
+    Xb = X.copy()
+    Xb.loc[Xb.index[0], "image_lateral"] = str(blank)
+    pred = fitted.predict(Xb)
+    sid = Xb.loc[Xb.index[0], "sample_id"]
+    assert np.isnan(pred[0]) and np.all(np.isfinite(pred[1:]))
+    assert "no leg-shaped region" in fitted.failures_[sid]
+
+
+def test_single_view_model(toy):
+    samples = to_samples(read_manifest(toy), "posterior")
+    y = samples.pop("smi").to_numpy(float)
+    est = XGBFeaturesRegressor(random_state=1, **SMALL).fit(samples, y)
+    assert not any(c.startswith("lat_") or c.startswith("pair_") for c in est.feature_names_)
+    assert np.all(np.isfinite(est.predict(samples)))
+
+
+# ----------------------------------------------------------------------------- model files
+def test_save_load_roundtrip(both, fitted, tmp_path):
+    X, _ = both
+    d = save_model(fitted, tmp_path / "m", extra_meta={"view": "both"})
+    files = sorted(p.name for p in d.iterdir())
+    assert files == sorted([BOOSTER_FILE, "model.json"])
+    json.loads((d / BOOSTER_FILE).read_text())  # XGBoost's own JSON, not a pickle
+    meta = json.loads((d / "model.json").read_text())
+    assert meta["family"] == "features" and meta["feature_names"] == fitted.feature_names_
+    loaded = load_model(d)
+    np.testing.assert_array_equal(loaded.predict(X), fitted.predict(X))
+    assert loaded.get_params() == fitted.get_params()
+
+
+def test_load_refuses_foreign_or_damaged_folders(fitted, tmp_path):
+    d = save_model(fitted, tmp_path / "m")
+    meta = json.loads((d / "model.json").read_text())
+    bad = dict(meta, family="deep")
+    (d / "model.json").write_text(json.dumps(bad))
+    with pytest.raises(ModelFileError, match="family"):
+        load_model(d)
+    (d / "model.json").write_text(json.dumps(dict(meta, feature_names=meta["feature_names"][::-1])))
+    with pytest.raises(ModelFileError, match="do not match"):
+        load_model(d)
+    (d / "model.json").write_text(json.dumps(dict(meta, weights="../elsewhere.json")))
+    with pytest.raises(ModelFileError, match="file name inside"):
+        load_model(d)
+    (d / "model.json").write_text(json.dumps(meta))
+    (d / BOOSTER_FILE).unlink()
+    with pytest.raises(ModelFileError, match="incomplete"):
+        load_model(d)
+
+
+# ----------------------------------------------------------------------------- SHAP
+def test_treeexplainer_works_with_this_xgboost():
+    import shap
+    import xgboost
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(40, 3))
+    y = X[:, 0] * 2 + rng.normal(0, 0.1, 40)
+    model = xgboost.XGBRegressor(n_estimators=20, max_depth=2).fit(X, y)
+    values = shap.TreeExplainer(model).shap_values(X)
+    assert values.shape == (40, 3)
+    assert np.abs(values[:, 0]).mean() > np.abs(values[:, 1:]).mean()
+
+
+def test_shap_values_agree_with_xgboost_pred_contribs(both, fitted):
+    from smi_features.explain import shap_values, xgb_contributions
+
+    X, _ = both
+    table, _ = fitted.transform_features(X)
+    values, base, M = shap_values(fitted, table)
+    contribs = xgb_contributions(fitted, M)
+    np.testing.assert_allclose(values, contribs[:, :-1], atol=1e-4)
+    np.testing.assert_allclose(base + values.sum(axis=1), fitted.predict(X), atol=1e-4)
+
+
+def test_shap_summary_plot_from_a_sample_table(both, fitted, tmp_path):
+    from smi_features.explain import shap_summary_plot
+
+    X, _ = both
+    for kind in ("beeswarm", "bar"):
+        out = shap_summary_plot(fitted, X, tmp_path / f"{kind}.png", kind=kind)
+        assert out.stat().st_size > 5000
+
+
+# ----------------------------------------------------------------------------- commands
+@pytest.mark.slow
+def test_features_train_explain_commands(toy, tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import cli
+
+    runner = CliRunner()
+    out = tmp_path / "feats.csv"
+    r = runner.invoke(cli.main, ["features", str(toy), "--out", str(out)])
+    assert r.exit_code == 0, r.output
+    table = pd.read_csv(out, keep_default_na=False, na_values=[""])
+    assert len(table) == 24 and set(table["scale_mode"]) == {"marker"}
+    assert {"calf_max_width_cm", "failure", "silhouette_method", "calf_circumference_cm"} <= set(table.columns)
+    r = runner.invoke(cli.main, ["features", str(toy), "--out", str(out)])
+    assert r.exit_code != 0 and "exists" in r.output  # never overwritten silently
+    model_dir = tmp_path / "model"
+    X = to_samples(read_manifest(toy), "both")
+    y = X.pop("smi").to_numpy(float)
+    save_model(XGBFeaturesRegressor(**SMALL).fit(X, y), model_dir, extra_meta={"view": "both"})
+    r = runner.invoke(cli.main, ["explain", str(model_dir), str(toy), "--out", str(tmp_path / "ex")])
+    assert r.exit_code == 0, r.output
+    names = {p.name for p in (tmp_path / "ex").iterdir()}
+    assert {"shap_beeswarm.png", "shap_bar.png", "shap_values.csv", "shap_mean_abs.csv", "run.json"} <= names
+    attrib = pd.read_csv(tmp_path / "ex" / "shap_values.csv")
+    feats = [c for c in attrib.columns if c not in ("sample_id", "subject_id", "view", "prediction", "base_value")]
+    np.testing.assert_allclose(attrib["base_value"] + attrib[feats].sum(axis=1), attrib["prediction"], atol=1e-3)
+    run = json.loads((tmp_path / "ex" / "run.json").read_text())
+    assert run["status"] == "ok" and run["results"]["max_abs_diff_vs_xgboost_pred_contribs"] < 1e-4
