@@ -47,7 +47,8 @@ def build_subject(model, seed: int, index: int) -> dict:
     residual = truth.FAT_RESIDUAL_SD * s["fat_residual_z"]
     excess = float(truth.shape_excess(calf["calf_width_lateral_cm"], calf["ankle_width_lateral_cm"], bmi, s["sex"]))
     bf = float(truth.body_fat_pct(bmi, s["age"], s["sex"], excess, residual))
-    comp = truth.composition(vols, height_m=height_m, body_fat=bf, sex=s["sex"])
+    arm_factor = float(max(0.5, 1.0 + truth.ARM_LEAN_SD * s["arm_muscle_z"]))
+    comp = truth.composition(vols, height_m=height_m, body_fat=bf, sex=s["sex"], arm_factor=arm_factor)
     smi_label = comp["smi_true"] * (1.0 + truth.DEVICE_CV * s["device_error_z"])
     row = {
         "sex": s["sex"], "age": s["age"], "height_cm": round(height_m * 100, 1), "weight_kg": round(weight, 1),
@@ -59,7 +60,7 @@ def build_subject(model, seed: int, index: int) -> dict:
         "limb_volume_l": vols["leg_L"] + vols["leg_R"] + vols["arm_L"] + vols["arm_R"],
         "body_volume_l": body.volume_l,
         "fat_fraction": bf / 100.0, "body_fat_deurenberg_pct": bf_d, "fat_shape_pct": truth.FAT_PER_SHAPE * excess,
-        "fat_residual_pct": residual, "calf_shape_excess": excess,
+        "fat_residual_pct": residual, "calf_shape_excess": excess, "arm_lean_factor": arm_factor,
         "leg_muscle_kg": comp["leg_muscle_kg"], "arm_muscle_kg": comp["arm_muscle_kg"],
         "asm_kg": comp["asm_kg"], "smi_true": comp["smi_true"], "smi": round(smi_label, 2),
         "device_error_pct": 100 * truth.DEVICE_CV * s["device_error_z"],

@@ -51,4 +51,6 @@ def sample_subject(seed: int, index: int) -> dict:
         "side": "L" if rng.uniform() < P_LEFT_NON_DOMINANT else "R",
         "fat_residual_z": float(rng.normal()),
         "device_error_z": float(rng.normal()),
+        # drawn last so that adding it left every earlier draw (and every image) unchanged
+        "arm_muscle_z": float(rng.normal()),
     }
