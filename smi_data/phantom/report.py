@@ -82,6 +82,23 @@ def plot_smi_vs_calf(dataset_dir, path) -> None:
     plt.close(fig)
 
 
+def example_montage(dataset_dir, path, *, n: int = 2, size: int = 224) -> None:
+    """The first ``n`` subjects' lateral and posterior photos side by side (a PNG for the docs)."""
+    import cv2
+
+    from ..images import read_image
+
+    man = pd.read_csv(Path(dataset_dir) / "manifest.csv", dtype={"subject_id": str})
+    tiles = []
+    for sid in man["subject_id"].drop_duplicates().iloc[:n]:
+        for view in ("lateral", "posterior"):
+            row = man[(man["subject_id"] == sid) & (man["view"] == view)]
+            if len(row):
+                img = read_image(Path(dataset_dir) / row["image"].iloc[0])
+                tiles.append(cv2.resize(img, (size, size), interpolation=cv2.INTER_AREA))
+    cv2.imwrite(str(path), np.hstack(tiles))
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
     if len(argv) != 2:
@@ -91,6 +108,7 @@ def main(argv=None) -> int:
     img.mkdir(parents=True, exist_ok=True)
     plot_smi_by_sex(ds, img / "phantom_smi_by_sex.png")
     plot_smi_vs_calf(ds, img / "phantom_smi_vs_calf.png")
+    example_montage(ds, img / "phantom_examples.png")
     st = cohort_statistics(ds)
     for group, g in st.groupby("group", sort=False):
         print(f"\n{group} (n = {int(g['n'].iloc[0])})\n")
@@ -102,6 +120,9 @@ def main(argv=None) -> int:
     for s in ("M", "F"):
         g = t[t["sex"] == s]
         print(f"r(calf circumference, SMI) {s}: {np.corrcoef(g['calf_circ_cm'], g['smi'])[0, 1]:.3f}")
+    low = np.where(t["sex"] == "M", t["smi"] < 7.0, t["smi"] < 5.7)
+    print(f"below the AWGS 2019 BIA cut-offs (men < 7.0, women < 5.7): "
+          f"men {low[t['sex'] == 'M'].sum()}, women {low[t['sex'] == 'F'].sum()}")
     c = compute_ceiling(ds, folds=5, seed=0)
     print("\n| predictor (5-fold CV) | best model | MAPE % | MAPE range over folds | CCC | CCC range over folds |")
     print("|---|---|---|---|---|---|")
