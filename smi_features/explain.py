@@ -4,8 +4,10 @@ For a fitted :class:`..estimators.XGBFeaturesRegressor`, every prediction splits
 base value plus one contribution per feature (Lundberg et al. 2020, *From local
 explanations to global understanding with explainable AI for trees*, Nat Mach Intell
 2: 56-67, doi:10.1038/s42256-019-0138-9). XGBoost computes the same values itself
-(``Booster.predict(..., pred_contribs=True)``); :func:`shap_values` returns SHAP's and
-``tests/test_features_explain.py`` checks that both agree to 1e-4.
+(``Booster.predict(..., pred_contribs=True)``); ``tests/test_features_model.py`` checks
+that SHAP's TreeExplainer and XGBoost agree to 1e-4. With the linear base
+(:mod:`.estimators`), :func:`shap_values` adds the base's exact per-feature
+contributions to the trees' values, so the attributions still sum to the prediction.
 
 :func:`explain_model` is what ``legsmi explain`` runs: it writes a beeswarm plot, a bar
 plot of mean |SHAP| per feature, the attributions of every sample as CSV, the mean
@@ -24,8 +26,29 @@ import pandas as pd
 from .estimators import XGBFeaturesRegressor
 
 
+def tree_shap_values(estimator: XGBFeaturesRegressor, table: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray]:
+    """SHAP values of the booster alone (TreeExplainer): ``(values (n, p), expected value, X)``.
+
+    Without a linear base this is the whole model. With one, the trees' output is added
+    to the base's prediction, and these values explain the trees' part only; they are
+    what XGBoost's ``pred_contribs`` gives per feature.
+    """
+    import shap
+
+    X = estimator.matrix(table)
+    explainer = shap.TreeExplainer(estimator.xgb_)
+    values = np.asarray(explainer.shap_values(X), dtype=float)
+    base = float(np.ravel(explainer.expected_value)[0])
+    return values, base, X
+
+
 def shap_values(estimator: XGBFeaturesRegressor, table: pd.DataFrame) -> tuple[np.ndarray, float, np.ndarray]:
     """SHAP values of a fitted features model on a feature table.
+
+    The trees' SHAP values (:func:`tree_shap_values`) plus, with a linear base, the
+    base's exact per-column contributions (``coef * standardised term``, summed over a
+    column's raw and log terms; baseline: the training mean), so that
+    ``base_value + values.sum(1)`` is the model's prediction.
 
     Parameters
     ----------
@@ -39,16 +62,18 @@ def shap_values(estimator: XGBFeaturesRegressor, table: pd.DataFrame) -> tuple[n
     values : ndarray, (n, p)
         Contribution of each of the model's ``feature_names_`` to each prediction, kg/m^2.
     base_value : float
-        The model's expected output; ``base_value + values.sum(1)`` is the prediction.
+        The model's expected output.
     X : ndarray, (n, p)
         The model's input matrix.
     """
-    import shap
-
-    X = estimator.matrix(table)
-    explainer = shap.TreeExplainer(estimator.xgb_)
-    values = np.asarray(explainer.shap_values(X), dtype=float)
-    base = float(np.ravel(explainer.expected_value)[0])
+    values, base, X = tree_shap_values(estimator, table)
+    lin = getattr(estimator, "base_", None)
+    if lin is not None:
+        contrib = lin.contributions(table[lin.columns].to_numpy(dtype=float))
+        idx = [estimator.feature_names_.index(c) for c in lin.columns]
+        values = values.copy()
+        values[:, idx] += contrib
+        base = base + lin.intercept_
     return values, base, X
 
 
@@ -195,9 +220,10 @@ def explain_model(model_dir: str | os.PathLike, dataset: str | os.PathLike, out_
             raise ValueError(f"{dataset}: no sample could be measured; e.g. {next(iter(failures.items()))}")
         good = table.loc[ok]
         values, base, X = shap_values(est, good)
+        tree_values, _, _ = tree_shap_values(est, good)
         contribs = xgb_contributions(est, X)
-        agreement = float(np.max(np.abs(contribs[:, :-1] - values))) if len(values) else 0.0
-        pred = est.xgb_.predict(X)
+        agreement = float(np.max(np.abs(contribs[:, :-1] - tree_values))) if len(values) else 0.0
+        pred = est.predict_table(good)
         names = list(est.feature_names_)
         attrib = pd.DataFrame(values, columns=names)
         ids = samples.loc[ok, ["sample_id", "subject_id", "view"]].reset_index(drop=True)

@@ -39,7 +39,7 @@ import pandas as pd
 from sklearn.base import BaseEstimator, TransformerMixin
 
 from .features import VIEW_PREFIX, all_feature_docs, column_name, covariates, paired, view_feature_docs
-from .features import curvature, shape, width_profile
+from .features import curvature, indices, shape, width_profile
 from .features.base import GeometryError, LegGeometry, LevelSettings, joint_heights_px, leg_geometry
 from .scale import choose_scale, find_marker
 from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, leg_silhouette, to_uint8
@@ -420,6 +420,7 @@ def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
     table = pd.DataFrame(rows, index=samples.index)
     cov = covariates.compute(samples)
     table = pd.concat([table, cov], axis=1)
+    table = pd.concat([table, indices.compute(table)], axis=1)
     # Column order: id, features in documented order, then meta columns.
     feat_cols = [c for c in docs if c in table.columns]
     meta_cols = [f"{p}{m}" for p in VIEW_PREFIX.values() for m in META_FIELDS] + ["calf_circumference_source"]

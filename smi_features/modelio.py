@@ -4,7 +4,8 @@ Layout of a folder written by :func:`save_model`::
 
     model.json        legsmi metadata (smi_data.modelfile): family "features", model
                       "xgb-features", the estimator's parameters, the feature list,
-                      the extraction settings and the booster's file name
+                      the extraction settings, the booster's file name and the
+                      linear base's coefficients (plain numbers)
     xgb_model.json    the booster in XGBoost's JSON format (Booster.save_model)
 
 Nothing is pickled; :func:`load_model` checks the metadata before it reads the booster
@@ -18,7 +19,7 @@ from pathlib import Path
 
 from smi_data.modelfile import ModelFileError, read_model_meta, write_model_meta
 
-from .estimators import XGBFeaturesRegressor
+from .estimators import LogLinearBase, XGBFeaturesRegressor
 from .extractor import EXTRACTOR_VERSION, ExtractionSettings
 from .features.base import LevelSettings
 from .silhouette import SilhouetteSettings
@@ -69,6 +70,7 @@ def save_model(estimator: XGBFeaturesRegressor, model_dir: str | os.PathLike, *,
         "n_train": int(getattr(estimator, "n_train_", 0)),
         "extraction": estimator.extraction_settings().as_dict(),
         "extractor_version": EXTRACTOR_VERSION,
+        "linear_base": estimator.base_.to_dict() if getattr(estimator, "base_", None) is not None else None,
     }
     if extra_meta:
         extra.update(extra_meta)
@@ -123,6 +125,16 @@ def load_model(model_dir: str | os.PathLike) -> XGBFeaturesRegressor:
     if booster_names is not None and list(booster_names) != names:
         raise ModelFileError(f"{booster_path}: the booster's features do not match model.json's feature_names")
     model.get_booster().feature_names = list(names)
+    est.base_ = None
+    if meta.get("linear_base") is not None:
+        try:
+            est.base_ = LogLinearBase.from_dict(meta["linear_base"])
+        except (KeyError, TypeError, ValueError) as exc:
+            raise ModelFileError(f"{d / 'model.json'}: linear_base is malformed ({exc})") from None
+        if not set(est.base_.columns) <= set(names):
+            raise ModelFileError(f"{d / 'model.json'}: linear_base uses columns the model does not have")
+    elif cfg.get("linear_base", False):
+        raise ModelFileError(f"{d / 'model.json'}: linear_base is switched on but its coefficients are missing")
     est.xgb_ = model
     est.feature_names_ = list(names)
     est.n_features_in_ = len(names)

@@ -118,6 +118,16 @@ def test_save_load_roundtrip(both, fitted, tmp_path):
     assert loaded.get_params() == fitted.get_params()
 
 
+def test_linear_base_is_exact_json(fitted):
+    from smi_features.estimators import LogLinearBase
+
+    b = fitted.base_
+    again = LogLinearBase.from_dict(json.loads(json.dumps(b.to_dict())))
+    X = np.array([[1.0] * len(b.columns), [np.nan] * len(b.columns)])
+    np.testing.assert_array_equal(again.predict(X), b.predict(X))
+    np.testing.assert_allclose(b.intercept_ + b.contributions(X).sum(axis=1), b.predict(X))
+
+
 def test_load_refuses_foreign_or_damaged_folders(fitted, tmp_path):
     d = save_model(fitted, tmp_path / "m")
     meta = json.loads((d / "model.json").read_text())
@@ -151,15 +161,19 @@ def test_treeexplainer_works_with_this_xgboost():
     assert np.abs(values[:, 0]).mean() > np.abs(values[:, 1:]).mean()
 
 
-def test_shap_values_agree_with_xgboost_pred_contribs(both, fitted):
-    from smi_features.explain import shap_values, xgb_contributions
+@pytest.mark.parametrize("linear_base", [True, False])
+def test_shap_values_agree_with_xgboost_pred_contribs(both, fitted, linear_base):
+    from smi_features.explain import shap_values, tree_shap_values, xgb_contributions
 
-    X, _ = both
-    table, _ = fitted.transform_features(X)
-    values, base, M = shap_values(fitted, table)
-    contribs = xgb_contributions(fitted, M)
-    np.testing.assert_allclose(values, contribs[:, :-1], atol=1e-4)
-    np.testing.assert_allclose(base + values.sum(axis=1), fitted.predict(X), atol=1e-4)
+    X, y = both
+    est = fitted if linear_base else XGBFeaturesRegressor(linear_base=False, **SMALL).fit(X, y)
+    table, _ = est.transform_features(X)
+    trees, _, M = tree_shap_values(est, table)
+    contribs = xgb_contributions(est, M)
+    np.testing.assert_allclose(trees, contribs[:, :-1], atol=1e-4)
+    values, base, _ = shap_values(est, table)
+    np.testing.assert_allclose(base + values.sum(axis=1), est.predict(X), atol=1e-4)
+    assert (est.base_ is not None) == linear_base
 
 
 def test_shap_summary_plot_from_a_sample_table(both, fitted, tmp_path):

@@ -1,10 +1,10 @@
 """Feature families, one module each (pyradiomics style): width profile, shape, curvature,
-paired (two views) and covariates. :func:`all_feature_docs` gathers their records.
+paired (two views), covariates and body-size indices. :func:`all_feature_docs` gathers their records.
 """
 
 from __future__ import annotations
 
-from . import covariates, curvature, paired, shape, width_profile
+from . import covariates, curvature, indices, paired, shape, width_profile
 from .base import FeatureDoc, LevelSettings
 
 #: Prefixes of the per-view feature columns.
@@ -37,6 +37,7 @@ def all_feature_docs(levels: LevelSettings | None = None) -> dict[str, FeatureDo
         formula="pair_calf_circ if both views, else pi * calf_max_width", unit="cm", dim=1, group="width",
         views="any")
     out.update(covariates.FEATURES)
+    out.update(indices.FEATURES)
     return out
 
 
