@@ -38,7 +38,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from .extractor import ExtractionSettings, FeatureCache, sample_features
+from .extractor import ExtractionSettings, sample_features
 from .features import GROUPS, all_feature_docs
 from .features.base import LevelSettings
 from .silhouette import SilhouetteSettings

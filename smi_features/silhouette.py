@@ -84,6 +84,9 @@ class SilhouetteSettings:
         Edge pieces shorter than this (working-image px) are dropped as noise (0: keep
         all; on the bundled cohort the opening in :func:`fill_from_edges` already removes
         what they would enclose, and dropping them changed no measurement).
+    canny_on_photo : bool
+        Also run Canny on the photo's colour channels (OpenCV takes the strongest
+        channel's gradient) and join its edges to those of the background distance.
     min_canny_share : float
         If the Canny region covers less than this share of the colour (Otsu) region,
         the outline leaked and the colour region is used.
@@ -109,6 +112,7 @@ class SilhouetteSettings:
     distance_gain: float = 4.0
     min_edge_px: int = 0
     min_canny_share: float = 0.8
+    canny_on_photo: bool = True
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}
@@ -508,12 +512,14 @@ def leg_silhouette(
 
     exclude = _exclude(np.zeros(small.shape[:2], np.uint8) + 1) == 0
     dist = background_distance(small, exclude.astype(np.uint8))
-    edges, thresholds = canny_edges(small, s)
-    # Canny also on the background distance: a leg that matches the wall in brightness
-    # on its lit side still differs from it in colour.
+    # Canny on the background distance: a leg that matches the wall in brightness on
+    # its lit side still differs from it in colour. Optionally also on the photo itself.
     d8 = cv2.convertScaleAbs(dist, alpha=s.distance_gain)
-    dedges, _ = canny_edges(d8, s)
-    edges = drop_short_edges(cv2.bitwise_or(edges, dedges), s.min_edge_px)
+    edges, thresholds = canny_edges(d8, s)
+    if s.canny_on_photo:
+        photo_edges, _ = canny_edges(small, s)
+        edges = cv2.bitwise_or(edges, photo_edges)
+    edges = drop_short_edges(edges, s.min_edge_px)
     leg = pick_leg(_exclude(fill_from_edges(edges, s.close_px)), s)
     method = "canny"
     colour = None

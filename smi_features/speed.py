@@ -17,11 +17,16 @@ import numpy as np
 from .extractor import ExtractionSettings, _measure_worker, measure_image_file
 
 
-def _image_paths(dataset_dir) -> list[str]:
+def _images(dataset_dir) -> tuple[list[str], list[tuple]]:
+    """Image paths and their (manifest px_per_cm, height_cm) contexts."""
     from smi_data.manifest import read_manifest
 
+    from .extractor import _context
+
     manifest = read_manifest(dataset_dir, require_label=False)
-    return [str(p) for p in manifest["image_path"]]
+    ppc = manifest["px_per_cm"] if "px_per_cm" in manifest.columns else [None] * len(manifest)
+    ctx = [_context((p, h)) for p, h in zip(ppc, manifest["height_cm"])]
+    return [str(p) for p in manifest["image_path"]], ctx
 
 
 def extraction_speed(dataset_dir: str | os.PathLike, jobs=(1, 2), *, settings: ExtractionSettings | None = None,
@@ -47,15 +52,15 @@ def extraction_speed(dataset_dir: str | os.PathLike, jobs=(1, 2), *, settings: E
     dict
         ``n_images``, ``image_size`` (median width x height, px), ``cpu_count`` and
         ``runs``: one dict per job count with ``jobs``, ``seconds``, ``images_per_s``,
-        ``images_per_s_per_core`` and ``failed``.
+        ``images_per_s_per_core``, ``failed`` and (single process) ``cpu_ms_per_image``.
     """
     import cv2
 
     from smi_data.images import image_size
 
-    paths = _image_paths(dataset_dir)
+    paths, ctxs = _images(dataset_dir)
     if limit:
-        paths = paths[:limit]
+        paths, ctxs = paths[:limit], ctxs[:limit]
     if not paths:
         raise ValueError(f"{dataset_dir}: no images")
     s = settings or ExtractionSettings()
@@ -65,16 +70,18 @@ def extraction_speed(dataset_dir: str | os.PathLike, jobs=(1, 2), *, settings: E
     result = {"n_images": len(paths), "image_size": med, "cpu_count": os.cpu_count(), "runs": []}
     for k in jobs:
         k = int(k)
-        best, failed = np.inf, 0
+        best, cpu, failed = np.inf, np.nan, 0
         if k == 1:
             old = cv2.getNumThreads()
             cv2.setNumThreads(1)
             try:
-                measure_image_file(paths[0], s)  # warm-up (imports, OpenCV tables)
+                measure_image_file(paths[0], s, *ctxs[0])  # warm-up (imports, OpenCV tables)
                 for _ in range(max(1, repeats)):
-                    t0 = time.perf_counter()
-                    recs = [measure_image_file(p, s) for p in paths]
-                    best = min(best, time.perf_counter() - t0)
+                    t0, c0 = time.perf_counter(), time.process_time()
+                    recs = [measure_image_file(p, s, *c) for p, c in zip(paths, ctxs)]
+                    wall = time.perf_counter() - t0
+                    if wall < best:
+                        best, cpu = wall, time.process_time() - c0
             finally:
                 cv2.setNumThreads(old)
         else:
@@ -82,17 +89,25 @@ def extraction_speed(dataset_dir: str | os.PathLike, jobs=(1, 2), *, settings: E
 
             sd = s.as_dict()
             with Parallel(n_jobs=k, backend="loky") as par:
-                par(delayed(_measure_worker)(p, sd) for p in paths[: 2 * k])  # start and warm the workers
+                par(delayed(_measure_worker)(p, sd, c) for p, c in zip(paths[: 2 * k], ctxs[: 2 * k]))  # warm-up
                 for _ in range(max(1, repeats)):
                     t0 = time.perf_counter()
-                    recs = par(delayed(_measure_worker)(p, sd) for p in paths)
+                    recs = par(delayed(_measure_worker)(p, sd, c) for p, c in zip(paths, ctxs))
                     best = min(best, time.perf_counter() - t0)
         failed = sum(1 for r in recs if not r.get("ok"))
         ips = len(paths) / best
-        run = {"jobs": k, "seconds": best, "images_per_s": ips, "images_per_s_per_core": ips / k, "failed": failed}
+        run = {"jobs": k, "seconds": best, "images_per_s": ips, "images_per_s_per_core": ips / k, "failed": failed,
+               "cpu_ms_per_image": 1000.0 * cpu / len(paths) if np.isfinite(cpu) else None}
         result["runs"].append(run)
         if echo:
             size = f"{med[0]}x{med[1]}" if med else "?"
+            extra = f"; {run['cpu_ms_per_image']:.1f} ms CPU per image" if run["cpu_ms_per_image"] else ""
             echo(f"feature extraction, {len(paths)} images of {size} px, jobs={k}: {ips:.1f} images/s "
-                 f"({ips / k:.1f} per core), {failed} failed")
+                 f"({ips / k:.1f} per core{extra}), {failed} failed")
+    if echo:
+        try:
+            load = os.getloadavg()[0]
+            echo(f"(load average {load:.1f} on {os.cpu_count()} CPU(s) during the run: other processes slow it)")
+        except OSError:
+            pass
     return result
