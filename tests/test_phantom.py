@@ -289,16 +289,34 @@ def test_generate_end_to_end_deterministic_and_regenerates_the_bundle(tmp_path, 
     assert sha256(c / "images/P001_lateral.jpg") != sha256(a / "images/P001_lateral.jpg")
 
 
+def _width_across_axis_px(coverage: np.ndarray, center, axis) -> float:
+    """Leg width in pixels along the line through ``center`` square to the image direction ``axis``."""
+    import cv2
+
+    a = np.asarray(axis, float) / np.linalg.norm(axis)
+    n = np.array([-a[1], a[0]])
+    step = 0.25
+    t = np.arange(-300, 300, step)
+    pts = np.asarray(center, float)[None] + t[:, None] * n[None]
+    vals = cv2.remap(coverage.astype(np.float32), (pts[:, 0] - 0.5).astype(np.float32),
+                     (pts[:, 1] - 0.5).astype(np.float32), cv2.INTER_LINEAR)
+    return float(vals.sum() * step)
+
+
 @pytest.mark.slow
 def test_rendered_silhouette_width_agrees_with_the_mesh_slice(body_model):
-    from smi_data.phantom.generate import build_subject, render_view
+    from smi_data.phantom import camera as cam_mod
+    from smi_data.phantom.generate import VIEWS, build_subject, make_camera, render_view
 
     for i in (0, 1):
         subj = build_subject(body_model, 0, i)
         for view, col in (("lateral", "calf_width_lateral_cm"), ("posterior", "calf_width_posterior_cm")):
             _, info, cov = render_view(subj, view, seed=0, size=512, marker=False)
-            row = int(round(info["calf_y_px"] - 0.5))
-            width_cm = cov[row].sum() / info["px_per_cm_true"]
+            nz = cam_mod.draw_nuisances(sampling.subject_rng(0, i, 1 + VIEWS.index(view)))
+            cam, _, _ = make_camera(subj, view, nz, 512)
+            knee, ankle, calf = cam.project(np.stack([subj["knee"], subj["ankle"], subj["calf_center"]]))
+            assert calf == pytest.approx([info["calf_x_px"], info["calf_y_px"]])
+            width_cm = _width_across_axis_px(cov, calf, ankle - knee) / info["px_per_cm_true"]
             assert width_cm == pytest.approx(subj["row"][col], rel=0.02), (i, view)
 
 
