@@ -121,7 +121,7 @@ def test_rendered_cylinder_width_and_marker_scale_match_the_camera():
     m = trimesh.creation.cylinder(radius=0.06, height=0.5, sections=128)
     v = np.asarray(m.vertices, float) + [0, 0, 0.25]
     f = np.asarray(m.faces)
-    size = 512  # at 256 px the 5 cm marker spans about 18 px: too small for the detector
+    size = 512
     cam = look_at_camera([0, 0, 0.25], [1.0, 0, 0], distance_m=1.0, camera_height_m=0.25, yaw_deg=0.0,
                          roll_deg=0.0, f_px=size / 70 * 100, size=size)
     scene = Scene(skin_rgb=(0.8, 0.6, 0.5), wall_rgb=(0.6, 0.6, 0.7), floor_rgb=(0.3, 0.3, 0.3),
