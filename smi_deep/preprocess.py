@@ -14,13 +14,17 @@ drawn (rotating an edge map would blur its one-pixel lines):
 Our reading of the study, choice by choice
 ------------------------------------------
 - **Leg segmentation** (smi_deep may not import smi_features, so it has its own, light
-  one): the background colour is the median of the image border; each pixel's colour
-  distance to it (Euclidean, BGR, after a 5 × 5 Gaussian blur) is thresholded with
-  Otsu; a morphological opening and closing clean the mask, and the largest connected
-  component is the leg. The ArUco marker (if detected by :mod:`smi_data.scale`) is
-  painted over with the background colour first, quiet zone included, so it can neither
-  be taken for the leg nor appear in the crop. No leg (the largest component under
-  :data:`MIN_LEG_FRACTION` of the image, or Otsu finding no contrast) is a failure.
+  one): the background is modelled row by row from the photo's left and right border
+  strips (a wall above and a floor below both reach the sides; the leg stands in the
+  middle); each pixel's CIELAB distance to the nearer of its row's two border colours
+  (after a 5 × 5 Gaussian blur) is thresholded with Otsu; a morphological opening and
+  closing clean the mask, the largest connected component is the leg, its holes are
+  filled. The ArUco marker (if detected by :mod:`smi_data.scale`) is painted over
+  with the colour around it first, quiet zone included, so it can neither be taken for
+  the leg nor appear in the crop. No leg (the largest component under
+  :data:`MIN_LEG_FRACTION` of the image, or no contrast at all) is a failure. A leg
+  whose colour matches its background, or clutter touching it, defeats this simple
+  model; the features family has the careful silhouette.
 - **Crop** (``crop='leg'``, the study's literal reading): the leg's bounding box plus a
   margin of ``margin`` (default 5 %) of its longer side on every side, made square
   around its centre (the lower leg is tall and narrow, so the square is as tall as the
@@ -30,8 +34,8 @@ Our reading of the study, choice by choice
   absolute size is not: a tall thin-calved and a short thick-calved leg can give the
   same crop. The study's photos were presumably taken at a fixed distance, where pixel
   size itself carries absolute size; ``crop='scale'`` is our way to keep it with photos
-  taken at any distance: a fixed ``window_cm`` (55 cm) square centred on the leg, at the
-  marker's (else the manifest's) pixels per cm.
+  taken at any distance: a fixed ``window_cm`` (60 cm) square standing on the sole and
+  centred on the leg, at the marker's (else the manifest's) pixels per cm.
 - **Grey**: OpenCV's BGR → grey (ITU-R BT.601 weights).
 - **Canny**: on the resized grey crop (so edges are one pixel wide at the network's
   resolution), after a Gaussian blur of ``canny_sigma`` = 1.0 px, on OpenCV's L2 Sobel
@@ -92,14 +96,15 @@ class CropSettings:
         ``'leg'``: a square around the leg's bounding box (plus ``margin``), so the leg
         fills the crop whatever its size: the literal reading of the study, which
         keeps proportions but not absolute size. ``'scale'``: a square of ``window_cm``
-        centimetres centred on the leg's bounding box, at the photo's pixels per cm
+        centimetres standing on the sole (:func:`scaled_box`), at the photo's pixels per cm
         (the ArUco marker, else the sample table's ``px_per_cm``), so one input pixel is
         always ``window_cm / size`` cm and the calf's absolute width survives. A photo
         without a scale fails, unless ``allow_unscaled``.
     margin : float
         ``'leg'`` crop: margin around the leg's bounding box, fraction of its longer side.
     window_cm : float
-        ``'scale'`` crop: side of the window, cm.
+        ``'scale'`` crop: side of the window, cm (60: a lower leg of a 2 m tall person,
+        knee to sole, is about 57 cm with the window standing 5 % below the sole).
     remove_marker : bool
         Paint the ArUco marker over with the background colour before segmenting.
     allow_unscaled : bool
@@ -110,7 +115,7 @@ class CropSettings:
     size: int = 224
     crop: str = "leg"
     margin: float = 0.05
-    window_cm: float = 55.0
+    window_cm: float = 60.0
     remove_marker: bool = True
     allow_unscaled: bool = False
 
@@ -181,13 +186,14 @@ def border_colour(image: np.ndarray, width: int = 4) -> np.ndarray:
     return np.median(np.concatenate(strips), axis=0).astype(np.uint8)
 
 
-def paint_out_marker(image: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray, float | None]:
-    """Cover the ArUco marker (and its white quiet zone) with ``colour``.
+def paint_out_marker(image: np.ndarray) -> tuple[np.ndarray, float | None, np.ndarray | None]:
+    """Cover the ArUco marker (and its white quiet zone) with the colour around it.
 
     Returns
     -------
-    (image, px_per_cm)
-        The painted copy (or the input if no marker) and the marker's pixels per cm (or None).
+    (image, px_per_cm, polygon)
+        The painted copy (or the input if no marker), the marker's pixels per cm and the
+        painted polygon ``(4, 2)`` (or None, None).
     """
     import cv2
 
@@ -195,25 +201,51 @@ def paint_out_marker(image: np.ndarray, colour: np.ndarray) -> tuple[np.ndarray,
 
     found = detect_marker_px_per_cm(image)
     if found is None:
-        return image, None
+        return image, None, None
     px_per_cm, corners = found
     centre = corners.mean(axis=0)
     # 1.6x about the centre covers the quiet zone (1/5 of the side on each side) with room to spare
-    grown = centre + 1.6 * (corners - centre)
+    inner = np.round(centre + 1.6 * (corners - centre)).astype(np.int32)
+    outer = np.round(centre + 2.0 * (corners - centre)).astype(np.int32)
+    ring = np.zeros(image.shape[:2], np.uint8)
+    cv2.fillConvexPoly(ring, outer, 1)
+    cv2.fillConvexPoly(ring, inner, 0)
+    colour = np.median(image[ring > 0], axis=0) if ring.any() else border_colour(image)
     out = image.copy()
-    cv2.fillConvexPoly(out, np.round(grown).astype(np.int32), [int(c) for c in colour])
-    return out, float(px_per_cm)
+    cv2.fillConvexPoly(out, inner, [int(c) for c in colour])
+    return out, float(px_per_cm), inner
 
 
-def leg_mask(image: np.ndarray, background: np.ndarray | None = None) -> np.ndarray:
-    """Segment the leg: colour distance to the background, Otsu, cleaning, largest component.
+def background_distance(image: np.ndarray, strip: int | None = None) -> np.ndarray:
+    """Colour distance (CIELAB, float32 ``(H, W)``) of every pixel from the background beside it.
+
+    The background is modelled row by row from the photo's left and right border strips
+    (the leg stands in the middle; a wall above and a floor below reach both sides, and
+    a tilted floor line reaches them at different rows): a pixel's distance is the
+    smaller of its distances to the left and to the right strip's colour of its row
+    (each a running median over 2 % of the rows).
+    """
+    import cv2
+    from scipy.ndimage import median_filter
+
+    h, w = image.shape[:2]
+    strip = strip or max(2, w // 80)
+    lab = cv2.cvtColor(cv2.GaussianBlur(image, (5, 5), 0), cv2.COLOR_BGR2LAB).astype(np.float32)
+    k = max(1, h // 50) | 1
+    dists = []
+    for cols in (slice(0, strip), slice(w - strip, w)):
+        side = median_filter(np.median(lab[:, cols], axis=1), size=(k, 1), mode="nearest")  # (H, 3)
+        dists.append(np.sqrt(((lab - side[:, None, :]) ** 2).sum(axis=2)))
+    return np.minimum(dists[0], dists[1])
+
+
+def leg_mask(image: np.ndarray) -> np.ndarray:
+    """Segment the leg: background distance, Otsu, cleaning, largest component, holes filled.
 
     Parameters
     ----------
     image : ndarray, (H, W, 3) uint8
         BGR photo (the marker already painted out).
-    background : ndarray (3,), optional
-        Background colour; default :func:`border_colour`.
 
     Returns
     -------
@@ -230,11 +262,9 @@ def leg_mask(image: np.ndarray, background: np.ndarray | None = None) -> np.ndar
 
     if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
         raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    bg = border_colour(image) if background is None else np.asarray(background, np.uint8)
-    blur = cv2.GaussianBlur(image, (5, 5), 0).astype(np.float32)
-    dist = np.sqrt(((blur - bg.astype(np.float32)) ** 2).sum(axis=2))
+    dist = background_distance(image)
     peak = float(dist.max())
-    if peak < 10.0:  # < 10 grey levels of contrast anywhere: nothing stands out
+    if peak < 8.0:  # < 8 CIELAB units anywhere: nothing stands out
         raise PreprocessError("no leg found: nothing in the photo differs from the background colour")
     dist8 = np.round(dist * (255.0 / peak)).astype(np.uint8)
     _, fg = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
@@ -252,7 +282,7 @@ def leg_mask(image: np.ndarray, background: np.ndarray | None = None) -> np.ndar
             f"no leg found: the largest region covers {100 * areas[best - 1] / fg.size:.2f} % of the photo "
             f"(< {100 * MIN_LEG_FRACTION:g} %)")
     mask = (labels == best).astype(np.uint8) * 255
-    # fill holes (a leg has none): flood the background from outside
+    # fill holes (a leg has none)
     contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
     cv2.drawContours(mask, contours, -1, 255, thickness=cv2.FILLED)
     return mask
@@ -268,8 +298,12 @@ def square_box(mask: np.ndarray, margin: float) -> tuple[int, int, int]:
     return int(round(cx - side / 2)), int(round(cy - side / 2)), side
 
 
-def crop_square(image: np.ndarray, box: tuple[int, int, int], fill) -> np.ndarray:
-    """Cut ``box`` out of ``image``, padding with ``fill`` where it leaves the image."""
+def crop_square(image: np.ndarray, box: tuple[int, int, int], fill=None) -> np.ndarray:
+    """Cut ``box`` out of ``image``; where it leaves the image, pad with ``fill`` (None: replicate the edge).
+
+    Replicating the photo's edge continues the wall and the floor, so the padding draws
+    no Canny edge of its own; the mask is padded with 0.
+    """
     import cv2
 
     x0, y0, side = box
@@ -277,18 +311,31 @@ def crop_square(image: np.ndarray, box: tuple[int, int, int], fill) -> np.ndarra
     pad_l, pad_t = max(0, -x0), max(0, -y0)
     pad_r, pad_b = max(0, x0 + side - w), max(0, y0 + side - h)
     if pad_l or pad_t or pad_r or pad_b:
-        value = [int(v) for v in np.atleast_1d(fill)] if image.ndim == 3 else int(np.atleast_1d(fill)[0])
-        image = cv2.copyMakeBorder(image, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_CONSTANT, value=value)
+        if fill is None:
+            image = cv2.copyMakeBorder(image, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_REPLICATE)
+        else:
+            value = [int(v) for v in np.atleast_1d(fill)] if image.ndim == 3 else int(np.atleast_1d(fill)[0])
+            image = cv2.copyMakeBorder(image, pad_t, pad_b, pad_l, pad_r, cv2.BORDER_CONSTANT, value=value)
         x0, y0 = x0 + pad_l, y0 + pad_t
     return image[y0:y0 + side, x0:x0 + side]
 
 
-def scaled_box(mask: np.ndarray, px_per_cm: float, window_cm: float) -> tuple[int, int, int]:
-    """``(x0, y0, side)`` of a ``window_cm`` square centred on the mask's bounding box."""
-    ys, xs = np.nonzero(mask)
-    cx, cy = (xs.min() + xs.max() + 1) / 2, (ys.min() + ys.max() + 1) / 2
+def scaled_box(mask: np.ndarray, px_per_cm: float, window_cm: float, *, floor_margin: float = 0.05
+               ) -> tuple[int, int, int]:
+    """``(x0, y0, side)`` of a ``window_cm`` square standing on the leg's lowest point.
+
+    The window's bottom edge is ``floor_margin`` × side below the sole (the photo's
+    lowest leg pixel), so the foot anchors it and the knee falls inside whatever the
+    framing above the knee; it is centred horizontally on the leg within those rows.
+    """
+    ys, _ = np.nonzero(mask)
     side = max(2, int(round(window_cm * px_per_cm)))
-    return int(round(cx - side / 2)), int(round(cy - side / 2)), side
+    y1 = int(ys.max()) + 1 + int(round(floor_margin * side))
+    y0 = y1 - side
+    rows = mask[max(0, y0):max(0, y1)]
+    xs = np.nonzero(rows.any(axis=0))[0] if rows.size else np.nonzero(mask.any(axis=0))[0]
+    cx = (xs.min() + xs.max() + 1) / 2
+    return int(round(cx - side / 2)), y0, side
 
 
 def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
@@ -318,13 +365,12 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
     """
     import cv2
 
-    bg = border_colour(image)
     marker_ppc = None
     if settings.remove_marker or settings.crop == "scale":
-        painted, marker_ppc = paint_out_marker(image, bg)
+        painted, marker_ppc, _ = paint_out_marker(image)
         if settings.remove_marker:
             image = painted
-    mask = leg_mask(image, bg)
+    mask = leg_mask(image)
     if settings.crop == "scale":
         ppc = marker_ppc or (px_per_cm if px_per_cm is not None and np.isfinite(px_per_cm) and px_per_cm > 0
                              else None)
@@ -334,7 +380,7 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
         box = scaled_box(mask, ppc, settings.window_cm) if ppc else square_box(mask, settings.margin)
     else:
         box = square_box(mask, settings.margin)
-    crop = crop_square(image, box, bg)
+    crop = crop_square(image, box)
     mcrop = crop_square(mask, box, 0)
     size = int(settings.size)
     interp = cv2.INTER_AREA if crop.shape[0] >= size else cv2.INTER_LINEAR

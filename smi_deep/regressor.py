@@ -171,7 +171,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         Override the variant's pooling before the head (:class:`smi_deep.nets.VGGRegressor`).
     crop : {'leg', 'scale'}
         ``'leg'`` (the study): square around the leg, size-normalised. ``'scale'``: a
-        fixed 55 cm window at the marker's (else ``px_per_cm_<view>``'s) scale, which
+        fixed 60 cm window at the marker's (else ``px_per_cm_<view>``'s) scale, which
         keeps the leg's absolute size (:class:`smi_deep.preprocess.CropSettings`).
 
     Attributes
