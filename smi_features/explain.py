@@ -9,6 +9,10 @@ that SHAP's TreeExplainer and XGBoost agree to 1e-4. With the linear base
 (:mod:`.estimators`), :func:`shap_values` adds the base's exact per-feature
 contributions to the trees' values, so the attributions still sum to the prediction.
 
+Reading the plots: weight, height and BMI are tied (BMI = weight / height^2), and the
+linear base splits their joint effect between them, sometimes as large contributions of
+opposite sign; judge them together rather than one by one.
+
 :func:`explain_model` is what ``legsmi explain`` runs: it writes a beeswarm plot, a bar
 plot of mean |SHAP| per feature, the attributions of every sample as CSV, the mean
 |SHAP| table and ``run.json``. :func:`shap_summary_plot` draws either plot for a fitted

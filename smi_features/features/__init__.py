@@ -47,3 +47,24 @@ UNIT_SUFFIX = {"cm": "_cm", "cm^2": "_cm2", "cm^3": "_cm3", "1/cm": "_per_cm", "
 def column_name(prefix: str, name: str, doc: FeatureDoc) -> str:
     """Column name of a feature: prefix + name + unit suffix (``lat_calf_max_width_cm``)."""
     return f"{prefix}{name}{UNIT_SUFFIX.get(doc.unit, '')}"
+
+
+def reference_markdown(levels: LevelSettings | None = None) -> str:
+    """Every model column as a markdown table: name, group, view, unit, what it measures, formula.
+
+    ``python -c "from smi_features.features import reference_markdown as r; print(r())"``
+    prints the feature reference for the documentation.
+    """
+    lines = ["| column | group | view | unit | measures | formula |", "|---|---|---|---|---|---|"]
+    seen: set[str] = set()
+    for col, d in all_feature_docs(levels).items():
+        name = col
+        for prefix in VIEW_PREFIX.values():
+            if col.startswith(prefix):
+                name = "{lat_,post_}" + col[len(prefix):]
+        if name in seen:
+            continue
+        seen.add(name)
+        cells = [f"`{name}`", d.group, d.views, d.unit, f"{d.title}: {d.measures}", f"`{d.formula}`"]
+        lines.append("| " + " | ".join(c.replace("|", "/") for c in cells) + " |")
+    return "\n".join(lines) + "\n"
