@@ -312,19 +312,28 @@ def background_distance(u8: np.ndarray, exclude: np.ndarray | None = None) -> np
             for c in range(3):
                 med[:, c] = np.interp(idx, idx[ok], med[ok, c])
         sides.append(np.stack([_running_median(med[:, c], 9) for c in range(3)], axis=1))
-    planes = [np.ascontiguousarray(lab[..., c]) for c in range(3)]
+    planes = cv2.split(lab)
     # Distance to the nearest of the side colours of this row and of the rows 6 px above
     # and below: a tilted floor line puts wall on one side and floor on the other in the
-    # same row, and a blend of the two would match neither.
-    best = None
+    # same row, and a blend of the two would match neither. The shifted colours differ
+    # from the row's own only near such a line, so they are evaluated on those rows only.
+    def dist2(ref: np.ndarray, rows=slice(None)) -> np.ndarray:
+        d = planes[0][rows] - ref[:, 0:1]
+        d *= d
+        for c in (1, 2):
+            e = planes[c][rows] - ref[:, c:c + 1]
+            e *= e
+            d += e
+        return d
+
+    best = np.minimum(dist2(sides[0]), dist2(sides[1]))
+    idx = np.arange(h)
     for med in sides:
-        for shift in (-6, 0, 6):
-            idx = np.clip(np.arange(h) - shift, 0, h - 1)
-            ref = med[idx]
-            d = (planes[0] - ref[:, 0:1]) ** 2
-            d += (planes[1] - ref[:, 1:2]) ** 2
-            d += (planes[2] - ref[:, 2:3]) ** 2
-            best = d if best is None else np.minimum(best, d, out=best)
+        for shift in (-6, 6):
+            ref = med[np.clip(idx - shift, 0, h - 1)]
+            rows = np.flatnonzero(np.abs(ref - med).max(axis=1) > 1.0)
+            if rows.size:
+                best[rows] = np.minimum(best[rows], dist2(ref[rows], rows))
     return np.sqrt(best, out=best)
 
 
