@@ -294,6 +294,12 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
 
             raise NotFittedError("XGBFeaturesRegressor is not fitted; call fit first")
         failures = dict(failures or {})
+        for view, prefix in (("lateral", "lat_"), ("posterior", "post_")):
+            if any(c.startswith(prefix) for c in self.feature_names_) and f"{prefix}scale_mode" in table.columns:
+                missing = table[f"{prefix}scale_mode"].isna() & ~table["sample_id"].astype(str).isin(set(failures))
+                for sid in table.loc[missing, "sample_id"].astype(str):
+                    failures[sid] = (f"the model was trained with {view} photos and this sample has no {view} "
+                                     "photo; use a model trained on the views you have")
         bad = self._failed_mask(table, failures)
         out = np.full(len(table), np.nan)
         if (~bad).any():

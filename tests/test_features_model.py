@@ -96,6 +96,15 @@ def test_failed_photo_gives_nan_and_a_reason(both, fitted, tmp_path):
     assert "no leg-shaped region" in fitted.failures_[sid]
 
 
+def test_two_view_model_refuses_a_sample_without_its_posterior_photo(both, fitted):
+    X, _ = both
+    lateral_only = X.copy()
+    lateral_only["image_posterior"] = None
+    pred = fitted.predict(lateral_only)
+    assert np.all(np.isnan(pred))
+    assert all("no posterior photo" in why for why in fitted.failures_.values())
+
+
 def test_single_view_model(toy):
     samples = to_samples(read_manifest(toy), "posterior")
     y = samples.pop("smi").to_numpy(float)
