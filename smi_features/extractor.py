@@ -45,7 +45,7 @@ from .scale import choose_scale, find_marker
 from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, leg_silhouette, to_uint8
 
 #: Bump when a change alters any feature value (invalidates caches; note it in the changelog).
-EXTRACTOR_VERSION = "3"
+EXTRACTOR_VERSION = "4"
 #: Non-feature columns written per view.
 META_FIELDS = ("scale_mode", "px_per_cm", "silhouette_method", "roll_deg", "levels_from", "failure")
 

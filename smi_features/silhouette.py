@@ -557,7 +557,14 @@ def leg_silhouette(
                 f"{s.min_area_frac:.0%} of its area (checked Canny edges and the Otsu fallback); "
                 "photograph the lower leg from knee to foot against a plain background"
             )
-    angle = axis_angle_deg(leg, s.axis_band)
+    def measure_tilt(mask: np.ndarray) -> float:
+        if joint_heights_px is not None:
+            return joint_axis_angle_deg(mask, joint_heights_px[0] * fy, joint_heights_px[1] * fy)
+        return axis_angle_deg(mask, s.axis_band)
+
+    angle = measure_tilt(leg)
+    if not np.isfinite(angle):
+        angle = axis_angle_deg(leg, s.axis_band)
     if abs(angle) > s.max_roll_deg:
         raise SilhouetteError(
             f"the leg's axis is tilted {angle:.1f} degrees from vertical (more than {s.max_roll_deg:g}); "
@@ -567,10 +574,7 @@ def leg_silhouette(
     # rotated working mask and add it (the full-resolution mask is made once, at the end).
     for _ in range(2):
         rot = _rotate_mask(leg, angle)[0] if abs(angle) >= 0.05 else leg
-        if joint_heights_px is not None:
-            residual = joint_axis_angle_deg(rot, joint_heights_px[0] * fy, joint_heights_px[1] * fy)
-        else:
-            residual = axis_angle_deg(rot, s.axis_band)
+        residual = measure_tilt(rot)
         if not np.isfinite(residual) or abs(residual) < 0.1:
             break
         angle += residual
