@@ -655,7 +655,7 @@ def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int,
         Edge positions in pixel-centre coordinates (the binary mask's edges are at
         ``left - 0.5`` and ``right + 0.5``); rows whose window does not fit keep those.
     """
-    h, w, _ = img.shape
+    h, w = img.shape[:2]
     left_e = left - 0.5
     right_e = right + 0.5
     rows = np.flatnonzero(np.isfinite(left) & (right - left >= 2 * k + 4))

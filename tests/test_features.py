@@ -93,6 +93,16 @@ def test_uint8_uint16_and_float_give_the_same_silhouette():
         np.testing.assert_allclose(sil.right, ref.right, rtol=0, atol=1e-4, equal_nan=True)
 
 
+def test_grey_and_rgba_photos_are_measured_like_colour_ones():
+    import cv2
+
+    img, _ = drawn_leg()
+    ref = _measure(img).features_px["calf_max_width"]
+    grey = _measure(cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)).features_px["calf_max_width"]
+    rgba = _measure(np.dstack([img, np.full(img.shape[:2], 255, np.uint8)])).features_px["calf_max_width"]
+    assert grey == pytest.approx(ref, rel=0.005) and rgba == pytest.approx(ref, rel=1e-9)
+
+
 def test_float_image_outside_unit_range_is_refused():
     with pytest.raises(ValueError, match=r"\[0, 1\]"):
         to_uint8(np.full((32, 32), 2.0))
