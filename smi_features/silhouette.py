@@ -296,23 +296,22 @@ def background_distance(u8: np.ndarray, exclude: np.ndarray | None = None) -> np
     import cv2
 
     img = u8 if u8.ndim == 3 else cv2.cvtColor(u8, cv2.COLOR_GRAY2BGR)
-    lab = cv2.cvtColor(img, cv2.COLOR_BGR2LAB).astype(np.float32)
+    planes = [p.astype(np.float32) for p in cv2.split(cv2.cvtColor(img, cv2.COLOR_BGR2LAB))]
     # OpenCV's 8-bit Lab stores L * 255/100; back to CIELAB units so distances are Delta-E-like.
-    lab[..., 0] *= 100.0 / 255.0
-    h, w = lab.shape[:2]
+    planes[0] *= 100.0 / 255.0
+    h, w = planes[0].shape
     k = max(2, int(round(0.04 * w)))
     sides = []
     for cols in (slice(0, k), slice(w - k, w)):
-        med = np.median(lab[:, cols], axis=1)  # (h, 3)
+        med = np.stack([np.median(p[:, cols], axis=1) for p in planes], axis=1)  # (h, 3)
         ok = np.ones(h, bool) if exclude is None else ~(exclude[:, cols] > 0).any(axis=1)
         if not ok.any():
-            med[:] = np.median(lab.reshape(-1, 3), axis=0)
+            med[:] = [np.median(p) for p in planes]
         elif not ok.all():
             idx = np.arange(h)
             for c in range(3):
                 med[:, c] = np.interp(idx, idx[ok], med[ok, c])
         sides.append(np.stack([_running_median(med[:, c], 9) for c in range(3)], axis=1))
-    planes = cv2.split(lab)
     # Distance to the nearest of the side colours of this row and of the rows 6 px above
     # and below: a tilted floor line puts wall on one side and floor on the other in the
     # same row, and a blend of the two would match neither. The shifted colours differ
@@ -451,8 +450,8 @@ def _rotate_mask(mask: np.ndarray, angle_deg: float) -> tuple[np.ndarray, np.nda
     """Rotate a bool mask about its centroid; returns (rotated, forward 2x3, inverse 2x3)."""
     import cv2
 
-    ys, xs = np.nonzero(mask)
-    centre = (float(xs.mean()), float(ys.mean()))
+    mom = cv2.moments(mask.astype(np.uint8), binaryImage=True)
+    centre = (mom["m10"] / mom["m00"], mom["m01"] / mom["m00"])
     fwd = cv2.getRotationMatrix2D(centre, angle_deg, 1.0)
     inv = cv2.invertAffineTransform(fwd)
     h, w = mask.shape
@@ -586,8 +585,8 @@ def leg_silhouette(
     # Working mask -> upright full-resolution mask in one warp: scale up, then rotate
     # about the leg's centroid (in full-resolution pixel-centre coordinates).
     up = np.array([[1 / fx, 0.0, 0.5 / fx - 0.5], [0.0, 1 / fy, 0.5 / fy - 0.5], [0.0, 0.0, 1.0]])
-    ys, xs = np.nonzero(leg)
-    centre = ((xs.mean() + 0.5) / fx - 0.5, (ys.mean() + 0.5) / fy - 0.5)
+    mom = cv2.moments(leg.astype(np.uint8), binaryImage=True)
+    centre = ((mom["m10"] / mom["m00"] + 0.5) / fx - 0.5, (mom["m01"] / mom["m00"] + 0.5) / fy - 0.5)
     rotate = cv2.getRotationMatrix2D(centre, angle if abs(angle) >= 0.25 else 0.0, 1.0)
     to_upright = rotate @ up
     full = cv2.warpAffine(leg.astype(np.uint8) * 255, to_upright, (w, h), flags=cv2.INTER_LINEAR,
