@@ -662,30 +662,26 @@ def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int,
         return left_e, right_e
     offs = np.arange(-k, k + 1)
 
-    def one_side(col: np.ndarray, sign: int) -> tuple[np.ndarray, np.ndarray]:
-        # sign = +1: leg to the right of the edge (left edge); -1: leg to the left.
-        idx = col[:, None] + sign * offs[None, :]
-        out_idx = col[:, None] - sign * np.array([k + 1, k + 2])[None, :]
-        in_idx = col[:, None] + sign * np.array([k + 1, k + 2])[None, :]
-        ok = (idx.min(axis=1) >= 0) & (idx.max(axis=1) < w) & (out_idx.min(axis=1) >= 0) & (out_idx.max(axis=1) < w) \
-            & (in_idx.min(axis=1) >= 0) & (in_idx.max(axis=1) < w)
-        r = rows[:, None]
-        allc = np.concatenate([idx, out_idx, in_idx], axis=1)
-        vals = _gather(img, r, allc, to_image)
-        p = vals[:, : 2 * k + 1]                              # (n, 2k+1, C)
-        out_v = vals[:, 2 * k + 1: 2 * k + 3].mean(axis=1)    # (n, C)
-        in_v = vals[:, 2 * k + 3:].mean(axis=1)
-        d = in_v - out_v
-        dd = (d * d).sum(axis=1)
-        ok &= dd > 1e-4 * 255.0 ** 2                           # no contrast: keep the binary edge
-        alpha = ((p - out_v[:, None, :]) * d[:, None, :]).sum(axis=2) / np.maximum(dd, 1e-12)[:, None]
-        alpha = np.clip(alpha, 0.0, 1.0).sum(axis=1)
-        return alpha, ok
-
     lc = left[rows].astype(int)
     rc = right[rows].astype(int)
-    a_l, ok_l = one_side(lc, +1)
-    a_r, ok_r = one_side(rc, -1)
+    # Both sides in one gather: rows of the left edges, then of the right edges.
+    # sign = +1: leg to the right of the edge (left edge); -1: leg to the left.
+    col = np.concatenate([lc, rc])[:, None]
+    sign = np.concatenate([np.ones(len(rows), int), -np.ones(len(rows), int)])[:, None]
+    steps = np.concatenate([offs, -np.array([k + 1, k + 2]), np.array([k + 1, k + 2])])
+    allc = col + sign * steps[None, :]
+    ok = (allc.min(axis=1) >= 0) & (allc.max(axis=1) < w)
+    vals = _gather(img, np.concatenate([rows, rows])[:, None], allc, to_image)
+    p = vals[:, : 2 * k + 1]                              # (2n, 2k+1, C)
+    out_v = vals[:, 2 * k + 1: 2 * k + 3].mean(axis=1)    # (2n, C)
+    in_v = vals[:, 2 * k + 3:].mean(axis=1)
+    d = in_v - out_v
+    dd = (d * d).sum(axis=1)
+    ok &= dd > 1e-4 * 255.0 ** 2                           # no contrast: keep the binary edge
+    alpha = ((p - out_v[:, None, :]) * d[:, None, :]).sum(axis=2) / np.maximum(dd, 1e-12)[:, None]
+    alpha = np.clip(alpha, 0.0, 1.0).sum(axis=1)
+    n = len(rows)
+    a_l, a_r, ok_l, ok_r = alpha[:n], alpha[n:], ok[:n], ok[n:]
     # Left edge: window lc-k..lc+k, leg to the right: e = (lc + k + 0.5) - sum(alpha).
     left_e[rows[ok_l]] = (lc + k + 0.5 - a_l)[ok_l]
     # Right edge: window rc-k..rc+k, leg to the left: e = (rc - k - 0.5) + sum(alpha).
