@@ -473,7 +473,9 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
                     if isinstance(p, str) and p:
                         target = out_dir / f"{Path(p).stem}_annotated.png"
                         try:
-                            annotate_photo(p, target, result_text=text)
+                            ppc = r.get(f"px_per_cm_{v}")
+                            annotate_photo(p, target, result_text=text, height_cm=float(r["height_cm"]),
+                                           px_per_cm=float(ppc) if ppc is not None and np.isfinite(ppc) else None)
                         except Exception as exc:  # an annotation failure must not lose the estimate
                             click.echo(f"  could not annotate {p}: {exc}", err=True)
     click.echo(f"wrote {out_dir / 'predictions.csv'}")
