@@ -180,21 +180,6 @@ def test_marker_scale_on_a_toy_photo(tmp_path):
     assert rec["ok"] and rec["marker_px_per_cm"] == pytest.approx(truth.loc[0, "px_per_cm_true"], rel=0.005)
 
 
-def test_fast_marker_refinement_equals_the_data_layer():
-    import cv2
-
-    from smi_data import scale as dscale
-    from smi_features.scale import refine_marker_corners
-
-    img = np.full((300, 300), 210, np.uint8)
-    side = 61
-    img[100:100 + side, 120:120 + side] = dscale.marker_image(side)
-    img = cv2.GaussianBlur(img, (0, 0), 0.8)
-    rough = np.array([[120.4, 100.3], [180.6, 99.8], [181.2, 160.9], [119.7, 161.2]])
-    np.testing.assert_allclose(refine_marker_corners(img, rough), dscale.refine_marker_corners(img, rough),
-                               atol=1e-9)
-
-
 # ----------------------------------------------------------------------------- paired
 def test_ramanujan_perimeter_known_values():
     assert paired.ramanujan_perimeter(3.0, 3.0) == pytest.approx(2 * np.pi * 3.0)
