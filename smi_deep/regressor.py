@@ -485,6 +485,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         import torch
 
         self._check_fitted()
+        if isinstance(X, pd.DataFrame) and len(X) == 0:
+            self.failures_ = {}
+            return np.empty(0, dtype=float)
         views = sample_views(X)
         if tuple(views) != tuple(self.views_):
             raise ValueError(f"model trained on view(s) {'+'.join(self.views_)}, got samples of "
