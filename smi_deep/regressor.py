@@ -26,6 +26,14 @@ Our reading of the study's training (which it does not describe)
   final weights are kept. ``validation_fraction`` turns on early stopping on a split of
   *subjects* drawn (seeded) from the training fold only, keeping the best epoch's
   weights.
+- **Crop and background**: "crop to the leg" read as a fixed-size window around the
+  leg at a known scale (``crop='scale'``, 60 cm, from the ArUco marker): the study's
+  photos were taken at a fixed distance, so its crops kept the leg's absolute size;
+  with photos taken at any distance the marker restores it. The background outside
+  the (dilated) leg mask is filled with its own colour (``fill_background=True``), so
+  the Canny image shows the leg's edges rather than the wall's and the floor's. Both
+  measured on phantom-v1 lateral (cnn-lite, first two folds of the saved splits):
+  size-normalised crop r 0.45, fixed-scale crop 0.56, plus background filled 0.67.
 - **Input normalisation**: each input channel standardised with its mean and standard
   deviation over the (un-augmented) training fold; stored with the model.
 - **Two views** (``view='both'``): the lateral and posterior crops' channels are
@@ -158,7 +166,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
     patience : int
         Epochs without improvement of the validation loss before stopping.
     fill_background : bool
-        Replace everything outside the dilated leg mask by the background colour.
+        Replace everything outside the dilated leg mask by the background colour before
+        the channels are made (default True: the edge image shows the leg, not the
+        wall's corners or the floor line).
     device : str
         ``'auto'`` (CUDA, then MPS, then CPU), ``'cpu'``, ``'cuda'``, ``'mps'``.
     n_threads : int, optional
@@ -169,10 +179,12 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         0 silent; 1 one line per epoch.
     pool : {'flatten', 'avg'}, optional
         Override the variant's pooling before the head (:class:`smi_deep.nets.VGGRegressor`).
-    crop : {'leg', 'scale'}
-        ``'leg'`` (the study): square around the leg, size-normalised. ``'scale'``: a
-        fixed 60 cm window at the marker's (else ``px_per_cm_<view>``'s) scale, which
-        keeps the leg's absolute size (:class:`smi_deep.preprocess.CropSettings`).
+    crop : {'scale', 'leg'}
+        ``'scale'`` (default): a fixed 60 cm window standing on the sole, at the
+        marker's (else ``px_per_cm_<view>``'s) scale, which keeps the leg's absolute
+        size as the study's fixed-distance photos did; a photo with neither fails.
+        ``'leg'``: a square around the leg, size-normalised (proportions only).
+        See :class:`smi_deep.preprocess.CropSettings`.
 
     Attributes
     ----------
@@ -200,9 +212,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, variant: str = "cnn-paper", input_mode: str = "canny", image_size: int | None = None,
                  epochs: int | None = None, batch_size: int = 16, lr: float = 2e-3, weight_decay: float = 1e-4,
                  augment: bool = True, covariates: bool = False, validation_fraction: float | None = None,
-                 patience: int = 10, fill_background: bool = False, device: str = "auto",
+                 patience: int = 10, fill_background: bool = True, device: str = "auto",
                  n_threads: int | None = None, random_state: int = 0, verbose: int = 0,
-                 pool: str | None = None, crop: str = "leg"):
+                 pool: str | None = None, crop: str = "scale"):
         self.variant = variant
         self.input_mode = input_mode
         self.image_size = image_size

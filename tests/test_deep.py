@@ -31,7 +31,8 @@ FAST = dict(variant="cnn-lite", image_size=48, epochs=6, batch_size=8, n_threads
 
 @pytest.fixture(scope="module")
 def toy(tmp_path_factory):
-    d = make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", n_subjects=12, seed=0, size=160)
+    # 256 px: the smallest toy size whose 5 cm marker OpenCV still finds (the default crop needs the scale)
+    d = make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", n_subjects=12, seed=0, size=256)
     return read_manifest(d)
 
 
@@ -330,3 +331,15 @@ def test_a_pickle_in_weights_is_refused(fitted, tmp_path):
     _edit_meta(d, lambda m: m["deep"]["weights"].__setitem__("sha256", hashlib.sha256(data).hexdigest()))
     with pytest.raises(ModelFileError, match="state_dict"):
         load_model(d)
+
+
+def test_scale_crop_uses_the_table_scale_when_there_is_no_marker(fitted, tmp_path):
+    d = make_toy_dataset(tmp_path / "nomarker", n_subjects=2, seed=1, size=256, marker=False,
+                         views=("lateral",))
+    X = to_samples(read_manifest(d), "lateral")
+    p = fitted.predict(X)
+    assert np.isnan(p).all()
+    assert all("no scale" in why for why in fitted.failures_.values())
+    truth = pd.read_csv(d / "truth.csv")
+    X["px_per_cm_lateral"] = truth["px_per_cm_true"].to_numpy()
+    assert np.isfinite(fitted.predict(X)).all() and fitted.failures_ == {}
