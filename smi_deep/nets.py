@@ -22,7 +22,8 @@ on two CPU cores (see :data:`VARIANTS`):
 Max pooling keeps thin edges alive where average pooling would dilute them.
 
 Covariates (sex, age, height, standardised) can be concatenated to the pooled image
-features before the head (``n_covariates > 0``); off in the study's mode.
+features before the head and added through a linear term of their own
+(``n_covariates > 0``); off in the study's mode.
 """
 
 from __future__ import annotations
@@ -124,9 +125,15 @@ class VGGRegressor(nn.Module):
             elif isinstance(m, nn.Linear):
                 nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
                 nn.init.zeros_(m.bias)
+        # covariates also reach the output through a linear term of their own: in the
+        # hidden layer they are 3 inputs among hundreds of image features and dropout
+        # would hide them half the time, while SMI is close to linear in sex and height
+        self.cov_linear = nn.Linear(self.n_covariates, 1, bias=False) if self.n_covariates else None
         # the output starts at 0 = the training mean of the standardised target, so the
         # first epochs learn the signal instead of undoing a random offset
         nn.init.zeros_(self.head[-1].weight)
+        if self.cov_linear is not None:
+            nn.init.zeros_(self.cov_linear.weight)
 
     def forward(self, x: torch.Tensor, covariates: torch.Tensor | None = None) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
@@ -136,7 +143,8 @@ class VGGRegressor(nn.Module):
             if covariates is None or covariates.shape != (x.shape[0], self.n_covariates):
                 got = None if covariates is None else tuple(covariates.shape)
                 raise ValueError(f"expected covariates ({x.shape[0]}, {self.n_covariates}), got {got}")
-            z = torch.cat([z, covariates.to(z.dtype)], dim=1)
+            cov = covariates.to(z.dtype)
+            return self.head(torch.cat([z, cov], dim=1)) + self.cov_linear(cov)
         return self.head(z)
 
 
