@@ -24,6 +24,7 @@ from __future__ import annotations
 import base64
 import html
 import math
+import os
 from pathlib import Path
 
 import numpy as np
@@ -275,7 +276,8 @@ def _ceiling_text(ceiling: dict | None) -> str:
             f"{ceiling.get('folds', '?')}-fold split): the best an image model can hope for on this cohort.")
     cov = ceiling.get("covariates_only")
     if isinstance(cov, dict) and "mape" in cov:
-        text += f" Covariates alone reach MAPE {cov['mape']:.2f} %, CCC {cov['ccc']:.3f}."
+        used = ", ".join(str(f) for f in cov.get("features", ())) or "the covariates"
+        text += f" The covariates alone ({used}) reach MAPE {cov['mape']:.2f} %, CCC {cov['ccc']:.3f}."
     floor = ceiling.get("label_noise_floor")
     if isinstance(floor, dict) and "mape" in floor:
         text += (f" The reference device's own error (true SMI against the label) is MAPE {floor['mape']:.2f} %, "
@@ -335,8 +337,8 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
     cmd = config_command(config)
     md = [f"# legsmi benchmark: {Path(str(config.get('dataset'))).name}", "",
           f"Command: `{cmd}`  ", f"Seed {config.get('seed')}, {config.get('folds')} folds × "
-          f"{config.get('repeats')} repeat(s), {seconds:.0f} s. Every model was refit inside each fold "
-          "under the same `splits.json`.", ""]
+          f"{config.get('repeats')} repeat(s), {seconds:.0f} s on {os.cpu_count()} CPU core(s). Every model was "
+          "refit inside each fold under the same `splits.json`.", ""]
     for title, text, df in sections:
         md += [f"## {title}", "", text, "", md_table(df)]
     if notes:
@@ -349,8 +351,8 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
 
     body = [f"<h1>legsmi benchmark: {html.escape(Path(str(config.get('dataset'))).name)}</h1>",
             f"<p>Command: <code>{html.escape(cmd)}</code><br>Seed {config.get('seed')}, {config.get('folds')} "
-            f"folds × {config.get('repeats')} repeat(s), {seconds:.0f} s. Every model was refit inside each "
-            "fold under the same <code>splits.json</code>.</p>"]
+            f"folds × {config.get('repeats')} repeat(s), {seconds:.0f} s on {os.cpu_count()} CPU core(s). Every "
+            "model was refit inside each fold under the same <code>splits.json</code>.</p>"]
     for title, text, df in sections:
         body += [f"<h2>{html.escape(title)}</h2>", f"<p>{_md_inline(text)}</p>", html_table(df)]
     if notes:
