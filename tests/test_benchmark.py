@@ -385,3 +385,24 @@ def test_parallel_jobs_give_the_same_numbers(tmp_path):
     a = bench(tmp_path, ds, ["covariates", "noisy"], name="serial", seed=2, views="lateral", report=False)
     b = bench(tmp_path, ds, ["covariates", "noisy"], name="parallel", seed=2, views="lateral", report=False, jobs=2)
     assert (a["out"] / "metrics.csv").read_bytes() == (b["out"] / "metrics.csv").read_bytes()
+
+
+def test_ablation_arms_equal_to_defaults_share_fits():
+    from benchmarks.ablate import arm_tag, arms_for, drop_defaults
+
+    specs = {"cnn": ModelSpec("cnn", "test", lambda random_state=0, **kw: Knobs(**kw), "knobs")}
+    on = drop_defaults(arms_for("canny", cnn_model="cnn")[0], specs)
+    off = drop_defaults(arms_for("canny", cnn_model="cnn")[1], specs)
+    aug_on, aug_off = (drop_defaults(a, specs) for a in arms_for("augment", cnn_model="cnn"))
+    assert on.key == aug_on.key and arm_tag(on) == "cnn/lateral"
+    assert len({on.key, off.key, aug_off.key}) == 3
+    assert arm_tag(off) == "cnn/lateral input_mode=grey"
+    sizes = [a.train_fraction for a in arms_for("train-size")]
+    assert sizes == [0.2, 0.4, 0.6, 0.8, 1.0]
+
+
+class Knobs(RegressorMixin, BaseEstimator):
+    def __init__(self, input_mode="canny", augment=True, image_size=None):
+        self.input_mode = input_mode
+        self.augment = augment
+        self.image_size = image_size
