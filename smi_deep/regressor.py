@@ -53,10 +53,10 @@ transform) and the early-stopping split. During ``fit`` and ``predict``
 same seed gives the same predictions.
 
 Device: ``device='auto'`` takes CUDA, then Apple's MPS, then the CPU. ``n_threads``
-sets torch's CPU threads during ``fit``/``predict`` (restored afterwards); results with
-different thread counts may differ in the last bits. On a CPU shared with other work,
-``n_threads=1`` is steadier: with two threads on two busy cores a training step was
-measured anywhere from 50 to 900 ms, with one thread 75–83 ms.
+sets torch's CPU threads during ``fit``/``predict`` (restored afterwards; default half
+the cores, :func:`default_threads`); results with different thread counts may differ
+in the last bits. With two threads on two busy cores a training step was measured
+anywhere from 50 to 900 ms, with one thread 75–83 ms.
 """
 
 from __future__ import annotations
@@ -125,23 +125,38 @@ def sample_views(X: pd.DataFrame) -> tuple[str, ...]:
     return (kind,)
 
 
+def default_threads() -> int:
+    """Torch CPU threads when ``n_threads=None``: half the cores (at least 1, at most torch's default).
+
+    On a two-core machine shared with other work, two torch threads were measured 5 to
+    10 times slower than one (one fold of cnn-paper: 207 s against 42 s; cnn-lite 153 s
+    against 13 s, load average about 5), because OpenMP threads wait on each other
+    when one of them is descheduled. Half the cores also leaves one for the data
+    preparation (augmentation, Canny) that runs between steps.
+    """
+    import os
+
+    import torch
+
+    return max(1, min(torch.get_num_threads(), (os.cpu_count() or 1) // 2))
+
+
 @contextmanager
 def _torch_settings(n_threads: int | None):
     """Deterministic algorithms and the thread count for the duration of a call, restored after."""
     import torch
 
+    n_threads = int(n_threads) if n_threads else default_threads()
     prev_det = torch.are_deterministic_algorithms_enabled()
     prev_warn = torch.is_deterministic_algorithms_warn_only_enabled()
     prev_threads = torch.get_num_threads()
     torch.use_deterministic_algorithms(True, warn_only=True)
-    if n_threads:
-        torch.set_num_threads(int(n_threads))
+    torch.set_num_threads(n_threads)
     try:
         yield
     finally:
         torch.use_deterministic_algorithms(prev_det, warn_only=prev_warn)
-        if n_threads:
-            torch.set_num_threads(prev_threads)
+        torch.set_num_threads(prev_threads)
 
 
 class CNNRegressor(RegressorMixin, BaseEstimator):
@@ -178,7 +193,8 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
     device : str
         ``'auto'`` (CUDA, then MPS, then CPU), ``'cpu'``, ``'cuda'``, ``'mps'``.
     n_threads : int, optional
-        torch CPU threads during fit/predict (None: leave torch's setting).
+        torch CPU threads during fit/predict (None: :func:`default_threads`, half the
+        cores).
     random_state : int
         The one seed.
     verbose : int

@@ -18,7 +18,6 @@ from __future__ import annotations
 import os
 import time
 
-import numpy as np
 
 
 def speed_benchmark(dataset: str | os.PathLike | None = None, *, variants=("cnn-paper", "cnn-lite"),
@@ -39,7 +38,7 @@ def speed_benchmark(dataset: str | os.PathLike | None = None, *, variants=("cnn-
         Images for inference timing (default: all samples).
     seed : int
     n_threads : int, optional
-        torch CPU threads (default: torch's setting).
+        torch CPU threads (default: :func:`smi_deep.regressor.default_threads`).
     device : str
         ``'cpu'`` (the point of this benchmark) or ``'auto'``.
     epochs : int, optional
@@ -54,13 +53,11 @@ def speed_benchmark(dataset: str | os.PathLike | None = None, *, variants=("cnn-
         ``preprocess_ms_per_image``, ``train_s_per_fold``, ``infer_images_per_s``,
         ``end_to_end_images_per_s``.
     """
-    import torch
-
     from smi_data.manifest import read_manifest, to_samples
     from smi_data.paths import BUNDLED_COHORT
 
     from .preprocess import clear_cache
-    from .regressor import CNNRegressor
+    from .regressor import CNNRegressor, default_threads
 
     dataset = dataset or BUNDLED_COHORT
     samples = to_samples(read_manifest(dataset), view)
@@ -70,7 +67,7 @@ def speed_benchmark(dataset: str | os.PathLike | None = None, *, variants=("cnn-
     n_train = min(int(n_train), len(samples))
     train = samples.iloc[:n_train]
     infer = samples.iloc[: (len(samples) if n_infer is None else min(int(n_infer), len(samples)))]
-    threads = int(n_threads) if n_threads else torch.get_num_threads()
+    threads = int(n_threads) if n_threads else default_threads()
     n_images = len(infer) * (2 if view == "both" else 1)
     rows = []
     for name in variants:

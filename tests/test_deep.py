@@ -7,7 +7,6 @@ on two CPU cores.
 from __future__ import annotations
 
 import json
-import math
 
 import numpy as np
 import pandas as pd
@@ -22,7 +21,7 @@ from smi_data.modelfile import ModelFileError  # noqa: E402
 from smi_data.toy import make_toy_dataset  # noqa: E402
 from smi_deep import preprocess as pp  # noqa: E402
 from smi_deep.modelio import load_model, save_model  # noqa: E402
-from smi_deep.nets import VARIANTS, VGGRegressor, build_net, regression_loss  # noqa: E402
+from smi_deep.nets import VARIANTS, build_net, regression_loss  # noqa: E402
 from smi_deep.regressor import CNNRegressor, resolve_device, sample_views  # noqa: E402
 from smi_deep.transforms import Augment, AugmentSettings  # noqa: E402
 
