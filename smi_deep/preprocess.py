@@ -20,25 +20,25 @@ Our reading of the study, choice by choice
   (after a 3 × 3 Gaussian blur) is thresholded at the lower of Otsu's threshold and
   three times the border strips' 99th percentile (at least 4 ΔE: Otsu alone keeps
   only a foot that stands out on a dark floor and drops a leg close to its wall's
-  colour); a morphological opening and
-  closing clean the mask, the largest connected component is the leg, its holes are
+  colour); a morphological opening and closing clean the mask, the largest connected component is the leg, its holes are
   filled. The ArUco marker (if detected by :mod:`smi_data.scale`) is painted over
   with the colour around it first, quiet zone included, so it can neither be taken for
   the leg nor appear in the crop. No leg (the largest component under
   :data:`MIN_LEG_FRACTION` of the image, or no contrast at all) is a failure. A leg
   whose colour matches its background, or clutter touching it, defeats this simple
   model; the features family has the careful silhouette.
-- **Crop** (``crop='leg'``, the study's literal reading): the leg's bounding box plus a
+- **Crop**, two readings. ``crop='leg'`` (the study's literal words): the leg's bounding box plus a
   margin of ``margin`` (default 5 %) of its longer side on every side, made square
   around its centre (the lower leg is tall and narrow, so the square is as tall as the
-  leg and padded left and right), padded with the background colour where it leaves
-  the photo, then resized to ``size`` × ``size`` with area interpolation. A square keeps
+  leg and padded left and right), padded by replicating the photo's edge where it
+  leaves the photo, then resized to ``size`` × ``size`` with area interpolation. A square keeps
   the aspect ratio, so the calf's width *relative to the leg's length* is kept, but the
   absolute size is not: a tall thin-calved and a short thick-calved leg can give the
   same crop. The study's photos were presumably taken at a fixed distance, where pixel
-  size itself carries absolute size; ``crop='scale'`` is our way to keep it with photos
-  taken at any distance: a fixed ``window_cm`` (60 cm) square standing on the sole and
-  centred on the leg, at the marker's (else the manifest's) pixels per cm.
+  size itself carries absolute size; ``crop='scale'`` (the estimator's default) keeps
+  it with photos taken at any distance: a fixed ``window_cm`` (60 cm) square standing
+  on the sole and centred on the leg, at the marker's (else the manifest's) pixels per
+  cm. (:class:`CropSettings` itself defaults to ``'leg'``, which needs no scale.)
 - **Grey**: OpenCV's BGR → grey (ITU-R BT.601 weights).
 - **Canny**: on the resized grey crop (so edges are one pixel wide at the network's
   resolution), after a Gaussian blur of ``canny_sigma`` = 1.0 px, on OpenCV's L2 Sobel
@@ -46,9 +46,10 @@ Our reading of the study, choice by choice
   no dtype ambiguity). Hysteresis thresholds are set per image: high = Otsu's
   threshold of the gradient magnitude (floored at 12), low = high / 2; fixed
   thresholds can be given instead.
-- **Background**: kept as it is in the crop by default (the study crops, it does not
-  cut the leg out); ``fill_background=True`` replaces everything outside the dilated
-  leg mask by the background colour, which removes clutter edges in real photos.
+- **Background**: ``fill_background=True`` (the estimator's default) replaces
+  everything outside the dilated leg mask by the crop's border colour, so Canny draws
+  the leg's outline and inner edges, not the wall's corners or the floor line;
+  ``False`` keeps the crop as photographed.
 
 Input modes (channels per view, values in [0, 1] before normalisation)
 ----------------------------------------------------------------------
