@@ -59,6 +59,8 @@ cnn-lite   both       8.83         0.702  two views stacked as channels
 cnn-lite   lateral    10.85        0.539  augmentation off
 cnn-lite   lateral    8.01         0.786  ``input_mode='mask'``
 cnn-lite   lateral    8.75         0.737  ``covariates=True``
+cnn-lite   lateral    9.09         0.699  ``epochs=100`` (about twice the time)
+cnn-lite   lateral    9.43         0.640  ``lr=5e-3``
 =========  =========  ===========  =====  ==========================================
 
 The study reports lateral MAPE 3.70–4.15 %, CCC 0.93–0.94 on 100 real adults. From
