@@ -11,7 +11,14 @@ so the guarantees live here:
   handed to ``predict`` without the ``smi`` column.
 * Each fit gets ``random_state`` derived from the run seed, the repeat and the fold
   (not from the model), so every model of one fold sees the same seed and the same
-  seed gives the same numbers.
+  seed gives the same numbers (on one machine, with the same ``--jobs``: with parallel
+  jobs each CNN gets fewer torch threads, which may change the last bits).
+* Views: ``--views auto`` (the default) runs every model on the study's two views,
+  lateral and posterior, and the cheap models (baselines, xgb-features) also on
+  ``both``; the CNNs skip ``both`` there because they are the slow part of the
+  quick start (measured on 2 cores: about 30 s a fold for cnn-paper and 15 s for
+  cnn-lite, against well under a second for the others). Name the views to run
+  every model on them.
 * A model that fails (an exception, NaN for some samples, the wrong number of
   predictions) is recorded and the run goes on: its rows get NaN and a reason.
 
