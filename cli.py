@@ -225,7 +225,7 @@ _FAMILY_MODULES = {"baseline": "benchmarks.baselines", "features": "smi_features
 
 def _model_choices() -> list[str]:
     # kept in step with benchmarks.registry.MODELS (a test checks it); literal so --help stays instant
-    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite"]
+    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid"]
 
 
 def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:

@@ -13,6 +13,7 @@ tape           baseline    calf circumference from the photos, one line per sex
 xgb-features   features    leg dimensions from the silhouette -> XGBoost (smi_features)
 cnn-paper      deep        the study's CNN on Canny-edge images (smi_deep)
 cnn-lite       deep        a smaller, faster CNN for CPUs (smi_deep)
+cnn-hybrid     deep        ridge on the covariates + cnn-lite on its residual (smi_deep.hybrid)
 =============  ==========  ================================================================
 
 ``cheap`` models are also run on the ``both`` view (one sample per person, both
@@ -113,6 +114,11 @@ def _cnn(variant: str):
     return factory
 
 
+def _cnn_hybrid(random_state: int = 0, **overrides):
+    make = _import("smi_deep.hybrid", "make_hybrid")
+    return make(random_state=random_state, **overrides)
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
@@ -122,6 +128,8 @@ MODELS: dict[str, ModelSpec] = {
         ModelSpec("xgb-features", "features", _xgb_features, "silhouette dimensions -> XGBoost"),
         ModelSpec("cnn-paper", "deep", _cnn("cnn-paper"), "the study's CNN on Canny edges", cheap=False),
         ModelSpec("cnn-lite", "deep", _cnn("cnn-lite"), "a small CNN for CPUs", cheap=False),
+        ModelSpec("cnn-hybrid", "deep", _cnn_hybrid, "ridge on covariates + cnn-lite on its residual",
+                  cheap=False),
     )
 }
 

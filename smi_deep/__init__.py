@@ -4,12 +4,13 @@ Modules: :mod:`~smi_deep.preprocess` (leg crop, grey, Canny, input modes, crop c
 :mod:`~smi_deep.transforms` (seeded augmentation), :mod:`~smi_deep.nets` (pure
 ``nn.Module``s), :mod:`~smi_deep.regressor` (:class:`CNNRegressor`),
 :mod:`~smi_deep.modelio` (``save_model`` / ``load_model``), :mod:`~smi_deep.speed`
-(training and inference timings). torch is imported only by the modules that need it,
+(training and inference timings), :mod:`~smi_deep.hybrid` (``cnn-hybrid``: a ridge on the
+covariates plus a CNN on its residual). torch is imported only by the modules that need it,
 so ``import smi_deep`` stays light.
 """
 
 FAMILY = "deep"
-MODEL_NAMES = ("cnn-paper", "cnn-lite")
+MODEL_NAMES = ("cnn-paper", "cnn-lite", "cnn-hybrid")
 
 
 def __getattr__(name):  # lazy: keep `import smi_deep` free of torch

@@ -94,9 +94,11 @@ def save_model(estimator, model_dir: str | os.PathLike, *, extra_meta: dict | No
                      "n_failures": len(estimator.failures_)},
         "weights": {"file": WEIGHTS_NAME, "sha256": hashlib.sha256(data).hexdigest(), "bytes": len(data)},
     }
+    if hasattr(estimator, "hybrid_meta"):  # cnn-hybrid: the ridge under the CNN, as plain numbers
+        deep["hybrid"] = estimator.hybrid_meta()
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(d / WEIGHTS_NAME, data)
-    write_model_meta(d, family=FAMILY, model=estimator.variant, config=_jsonable(estimator.get_params()),
+    write_model_meta(d, family=FAMILY, model=getattr(estimator, "model_name", estimator.variant), config=_jsonable(estimator.get_params()),
                      extra={**(extra_meta or {}), "deep": deep})
     return d
 
@@ -126,6 +128,8 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "cpu"):
 
     from .nets import VARIANTS, VGGRegressor
     from .preprocess import ChannelSettings, CropSettings
+    from .hybrid import MODEL_NAME as HYBRID_NAME
+    from .hybrid import HybridCNNRegressor
     from .regressor import CNNRegressor, resolve_device
 
     d = Path(model_dir)
@@ -138,17 +142,24 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "cpu"):
         raise ModelFileError(f"{where}: deep model format version {deep.get('deep_format_version')!r}, this code "
                              f"reads version {DEEP_FORMAT_VERSION}; retrain the model with this legsmi or use "
                              "the legsmi that wrote it")
-    if meta.get("model") not in VARIANTS:
+    hybrid = meta.get("model") == HYBRID_NAME
+    if not hybrid and meta.get("model") not in VARIANTS:
         raise ModelFileError(f"{where}: model {meta.get('model')!r} is not a CNN this code knows "
-                             f"({', '.join(VARIANTS)})")
+                             f"({', '.join((*VARIANTS, HYBRID_NAME))})")
+    if hybrid != isinstance(deep.get("hybrid"), dict):
+        raise ModelFileError(f"{where}: model {meta.get('model')!r} and the 'hybrid' section do not go together; "
+                             "the file was altered or written by another version; retrain it")
+    cls = HybridCNNRegressor if hybrid else CNNRegressor
     config = meta.get("config") or {}
-    known = set(CNNRegressor().get_params())
+    known = set(cls().get_params())
     unknown = sorted(set(config) - known)
     if unknown:
         raise ModelFileError(f"{where}: parameter(s) {', '.join(unknown)} unknown to this smi_deep; the model was "
                              "written by a different version; retrain it or use the matching legsmi")
     try:
-        est = CNNRegressor(**config)
+        est = cls(**config)
+        if hybrid:
+            est.set_hybrid_meta(deep["hybrid"])
         crop = CropSettings(**deep["input"]["crop"])
         channels = ChannelSettings(**deep["input"]["channels"])
         arch = dict(deep["architecture"])
