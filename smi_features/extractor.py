@@ -26,6 +26,7 @@ and under-reads it from a narrow (posterior) one by a few per cent.
 
 from __future__ import annotations
 
+import functools
 import hashlib
 import json
 import os
@@ -192,6 +193,25 @@ def file_sha256(path: str | os.PathLike) -> str:
     return h.hexdigest()
 
 
+@functools.lru_cache(maxsize=1)
+def code_digest() -> str:
+    """SHA-256 of the measuring code (this package and the data layer's image and scale modules).
+
+    Part of every cache key, so a record measured by older code is never reused, even when
+    a change forgot to bump :data:`EXTRACTOR_VERSION`.
+    """
+    import smi_data
+
+    here = Path(__file__).resolve().parent
+    data = Path(smi_data.__file__).resolve().parent
+    files = sorted(here.rglob("*.py")) + [data / "scale.py", data / "images.py"]
+    h = hashlib.sha256()
+    for f in files:
+        h.update(f.relative_to(f.parents[1]).as_posix().encode())
+        h.update(f.read_bytes())
+    return h.hexdigest()[:16]
+
+
 class FeatureCache:
     """Per-image records on disk, keyed by the image file's hash and the settings.
 
@@ -207,7 +227,8 @@ class FeatureCache:
     def key(file_hash: str, settings: ExtractionSettings, context: tuple = (None, None)) -> str:
         """Cache key: the file's hash, the settings and the image's context (manifest px_per_cm, height)."""
         ctx = [None if v is None or not np.isfinite(v) else round(float(v), 6) for v in context]
-        blob = json.dumps({"file": file_hash, "settings": settings.as_dict(), "context": ctx}, sort_keys=True)
+        blob = json.dumps({"file": file_hash, "settings": settings.as_dict(), "context": ctx,
+                           "code": code_digest()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
 
     def _path(self, key: str) -> Path:
