@@ -204,25 +204,28 @@ def study_table(metrics: pd.DataFrame, models: list[str], *, ceiling: dict | Non
     return pd.DataFrame(rows)
 
 
-def pooled_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Pooled agreement by model and view (sex all; mean over repeats), formatted for reading."""
-    p = pooled_rows(metrics, "all")
-    rows = []
+def _each_model_view(pooled: pd.DataFrame, models: list[str]):
+    """``(model, view, row)`` for every model and view present in a pooled table, in report order."""
     for m in models:
         for v in VIEW_ORDER:
-            r = p[(p["model"] == m) & (p["view"] == v)]
-            if r.empty:
-                continue
-            r = r.iloc[0]
-            rows.append({
-                "model": m, "view": v, "n": int(r["n"]), "failed": int(r["n_failed"]),
-                "MAPE %": f"{r['mape']:.2f}", "MAE": f"{r['mae']:.3f}", "RMSE": f"{r['rmse']:.3f}",
-                "r": f"{r['pearson_r']:.3f}",
-                "CCC [95% CI]": f"{r['ccc']:.3f} [{r['ccc_lower']:.3f}, {r['ccc_upper']:.3f}]",
-                "BA bias": f"{r['ba_bias']:+.3f}",
-                "BA 95% LoA": f"{r['ba_loa_lower']:+.2f} to {r['ba_loa_upper']:+.2f}",
-                "prop. slope": f"{r['ba_prop_slope']:+.3f}",
-            })
+            r = pooled[(pooled["model"] == m) & (pooled["view"] == v)]
+            if not r.empty:
+                yield m, v, r.iloc[0]
+
+
+def pooled_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Pooled agreement by model and view (sex all; mean over repeats), formatted for reading."""
+    rows = []
+    for m, v, r in _each_model_view(pooled_rows(metrics, "all"), models):
+        rows.append({
+            "model": m, "view": v, "n": int(r["n"]), "failed": int(r["n_failed"]),
+            "MAPE %": f"{r['mape']:.2f}", "MAE": f"{r['mae']:.3f}", "RMSE": f"{r['rmse']:.3f}",
+            "r": f"{r['pearson_r']:.3f}",
+            "CCC [95% CI]": f"{r['ccc']:.3f} [{r['ccc_lower']:.3f}, {r['ccc_upper']:.3f}]",
+            "BA bias": f"{r['ba_bias']:+.3f}",
+            "BA 95% LoA": f"{r['ba_loa_lower']:+.2f} to {r['ba_loa_upper']:+.2f}",
+            "prop. slope": f"{r['ba_prop_slope']:+.3f}",
+        })
     return pd.DataFrame(rows)
 
 
@@ -249,14 +252,8 @@ def sex_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
 
 def screening_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """AWGS 2019 low-muscle-mass screening by model and view (pooled, both sexes)."""
-    p = pooled_rows(metrics, "all")
     rows = []
-    for m in models:
-        for v in VIEW_ORDER:
-            r = p[(p["model"] == m) & (p["view"] == v)]
-            if r.empty:
-                continue
-            r = r.iloc[0]
-            rows.append({"model": m, "view": v, "prevalence": _f(r["prevalence"]), "sens": _f(r["sens"]),
-                         "spec": _f(r["spec"]), "PPV": _f(r["ppv"]), "NPV": _f(r["npv"]), "AUC": _f(r["auc"])})
+    for m, v, r in _each_model_view(pooled_rows(metrics, "all"), models):
+        rows.append({"model": m, "view": v, "prevalence": _f(r["prevalence"]), "sens": _f(r["sens"]),
+                     "spec": _f(r["spec"]), "PPV": _f(r["ppv"]), "NPV": _f(r["npv"]), "AUC": _f(r["auc"])})
     return pd.DataFrame(rows)
