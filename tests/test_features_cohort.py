@@ -58,8 +58,9 @@ def test_features_match_the_baseline():
             np.testing.assert_allclose(a.to_numpy(float), b.to_numpy(float), rtol=1e-5, atol=1e-7,
                                        equal_nan=True, err_msg=col)
         else:
-            assert a.fillna("").astype(str).tolist() == b.fillna("").astype(str).tolist(), col
-    assert set(cur["scale_mode"]) == {"marker"} and (cur["failure"].fillna("") == "").all()
+            assert a.astype(object).where(a.notna(), "").astype(str).tolist() == \
+                b.astype(object).where(b.notna(), "").astype(str).tolist(), col
+    assert set(cur["scale_mode"]) == {"marker"} and cur["failure"].astype(object).where(cur["failure"].notna(), "").eq("").all()
 
 
 @pytest.mark.slow
