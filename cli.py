@@ -232,6 +232,8 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     """Move a finished folder into place; an old one is removed only after the new one is there."""
     import shutil
 
+    if out.is_dir() and not any(out.iterdir()):
+        out.rmdir()  # an empty folder (e.g. made beforehand by the user) holds nothing to keep
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out}: exists; pass --overwrite or choose another --out")

@@ -99,3 +99,12 @@ def test_predict_dataset_and_a_model_folder_from_elsewhere_is_refused(toy, tmp_p
     res = runner.invoke(cli.main, ["predict", str(fake), str(toy / "images" / "T001_lateral.jpg"),
                                    "--sex", "F", "--age", "70", "--height", "158", "--out", str(tmp_path / "q")])
     assert res.exit_code != 0 and "not written by legsmi" in res.output
+
+
+def test_train_into_an_existing_empty_folder(toy, tmp_path):
+    model_dir = tmp_path / "empty"
+    model_dir.mkdir()
+    res = CliRunner().invoke(cli.main, ["train", str(toy), "--model", "mean", "--out", str(model_dir)])
+    assert res.exit_code == 0, res.output
+    assert (model_dir / "model.json").is_file()
+    assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no temporary folder left behind
