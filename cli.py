@@ -415,10 +415,17 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
                 rec[f"image_{v}"] = str(Path(p).resolve())
             rows.append(rec)
         else:
+            used: set[str] = set()
             for v, p in parsed:
                 if v != view:
                     _fail(f"{p}: this model was trained on {view} photos, not {v}")
-                rec = {"sample_id": f"{Path(p).stem}:{view}", "subject_id": Path(p).stem, "view": view, **base, **empty()}
+                # photos from different folders may share a name: keep their ids (and results) apart
+                sid, k = Path(p).stem, 1
+                while sid in used:
+                    k += 1
+                    sid = f"{Path(p).stem}-{k}"
+                used.add(sid)
+                rec = {"sample_id": f"{sid}:{view}", "subject_id": sid, "view": view, **base, **empty()}
                 rec[f"image_{view}"] = str(Path(p).resolve())
                 rows.append(rec)
         samples = pd.DataFrame(rows)
@@ -457,6 +464,7 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
         result["failure"] = [failures.get(s, "") for s in result["sample_id"]]
         atomic_write_csv(result, out_dir / "predictions.csv")
         rec.data["results"] = {"n": int(len(result)), "n_failed": int((~ok).sum())}
+        annotated: set[Path] = set()
         for _, r in result.iterrows():
             if not np.isfinite(r["smi_pred"]):
                 click.echo(f"{r['sample_id']}: no estimate: {r['failure']}")
@@ -473,7 +481,13 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
                 for v in ("lateral", "posterior"):
                     p = r.get(f"image_{v}")
                     if isinstance(p, str) and p:
-                        target = out_dir / f"{Path(p).stem}_annotated.png"
+                        stem = Path(p).stem
+                        target = out_dir / f"{stem}_annotated.png"
+                        k = 1
+                        while target in annotated:  # same file name from another folder: do not overwrite
+                            k += 1
+                            target = out_dir / f"{stem}-{k}_annotated.png"
+                        annotated.add(target)
                         try:
                             ppc = r.get(f"px_per_cm_{v}")
                             annotate_photo(p, target, result_text=text, height_cm=float(r["height_cm"]),

@@ -108,3 +108,22 @@ def test_train_into_an_existing_empty_folder(toy, tmp_path):
     assert res.exit_code == 0, res.output
     assert (model_dir / "model.json").is_file()
     assert [p.name for p in tmp_path.iterdir()] == ["empty"]  # no temporary folder left behind
+
+
+def test_predict_photos_with_the_same_name_from_different_folders(toy, tmp_path):
+    runner = CliRunner()
+    model_dir = tmp_path / "model"
+    assert runner.invoke(cli.main, ["train", str(toy), "--model", "covariates", "--out", str(model_dir)]).exit_code == 0
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    good = tmp_path / "a" / "leg.jpg"
+    good.write_bytes((toy / "images" / "T001_lateral.jpg").read_bytes())
+    (tmp_path / "b" / "leg.jpg").write_bytes(b"not an image")
+    out = tmp_path / "pred"
+    res = runner.invoke(cli.main, ["predict", str(model_dir), str(good), str(tmp_path / "b" / "leg.jpg"),
+                                   "--sex", "F", "--age", "70", "--height", "158", "--out", str(out)])
+    assert res.exit_code == 0, res.output
+    pred = pd.read_csv(out / "predictions.csv").set_index("image_lateral")
+    assert pred["sample_id"].is_unique
+    assert pred.loc[str(good.resolve()), "smi_pred"] > 0  # the good photo is not lost with the bad one
+    assert pred["smi_pred"].isna().sum() == 1
