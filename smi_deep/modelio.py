@@ -186,8 +186,11 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "cpu"):
                              f"{len(views)} view(s) gives {channels.n_channels * len(views)}")
     if crop.size != int(arch.get("image_size", crop.size)):
         raise ModelFileError(f"{where}: crop size {crop.size} != network input size {arch.get('image_size')}")
-    wpath = d / str(weights.get("file", WEIGHTS_NAME))
-    if wpath.name != WEIGHTS_NAME or not wpath.is_file():
+    if not isinstance(weights, dict) or weights.get("file", WEIGHTS_NAME) != WEIGHTS_NAME:
+        raise ModelFileError(f"{where}: weights must be the file {WEIGHTS_NAME!r} inside the model folder; "
+                             "the file was altered or written by another version; retrain it")
+    wpath = d / WEIGHTS_NAME
+    if not wpath.is_file():
         raise ModelFileError(f"{d}: no {WEIGHTS_NAME} next to model.json; the model folder is incomplete")
     data = wpath.read_bytes()
     if hashlib.sha256(data).hexdigest() != weights.get("sha256"):

@@ -302,6 +302,7 @@ def _edit_meta(d, fn):
     (lambda m: m["deep"]["input"]["channels"].__setitem__("mode", "sobel"), "do not match"),
     (lambda m: m["deep"]["architecture"].__setitem__("widths", [8, 16, 32, 128]), "do not fit"),
     (lambda m: m["deep"]["weights"].__setitem__("sha256", "0" * 64), "checksum"),
+    (lambda m: m["deep"]["weights"].__setitem__("file", "../weights.pt"), "inside the model folder"),
     (lambda m: m.__setitem__("family", "features"), "family"),
     (lambda m: m["deep"]["normalisation"].__setitem__("input_mean", [0.0, 0.0]), "normalisation"),
 ])
