@@ -264,6 +264,7 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
     """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
     import importlib
     import os
+    import shutil
 
     import numpy as np
 
@@ -302,22 +303,30 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
     tmp.mkdir(parents=True, exist_ok=False)
     y = samples["smi"].to_numpy(float)
     X = samples.drop(columns=["smi"])
-    with RunRecord(tmp, "train", config, seed) as rec:
-        model.fit(X, y)
-        fitted = model.predict(X)
-        ok = np.isfinite(fitted)
-        failures = dict(getattr(model, "failures_", {}) or {})
-        rec.data["results"] = {
-            "n_samples": int(len(samples)), "n_failed": int((~ok).sum()), "failures": failures,
-            "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,
-            "training_ccc": float(ccc(y[ok], fitted[ok]).ccc) if ok.sum() > 2 else None,
-        }
-        family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
-        family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
-                                                         "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed}})
+    try:
+        with RunRecord(tmp, "train", config, seed) as rec:
+            model.fit(X, y)
+            fitted = model.predict(X)
+            ok = np.isfinite(fitted)
+            failures = dict(getattr(model, "failures_", {}) or {})
+            rec.data["results"] = {
+                "n_samples": int(len(samples)), "n_failed": int((~ok).sum()), "failures": failures,
+                "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,
+                "training_ccc": float(ccc(y[ok], fitted[ok]).ccc) if ok.sum() > 2 else None,
+            }
+            family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
+            family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
+                                                             "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed}})
+    except ValueError as exc:  # data the model cannot learn from (e.g. no photo could be measured)
+        shutil.rmtree(tmp, ignore_errors=True)
+        _fail(f"training {model_name} on {dataset} failed: {exc}")
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)  # no half-written model folder left behind
+        raise
     try:
         _swap_into_place(tmp, out_path, overwrite)
     except FileExistsError as exc:
+        shutil.rmtree(tmp, ignore_errors=True)
         _fail(str(exc))
     res = rec.data["results"]
     click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}")

@@ -127,3 +127,17 @@ def test_predict_photos_with_the_same_name_from_different_folders(toy, tmp_path)
     assert pred["sample_id"].is_unique
     assert pred.loc[str(good.resolve()), "smi_pred"] > 0  # the good photo is not lost with the bad one
     assert pred["smi_pred"].isna().sum() == 1
+
+
+def test_train_on_photos_that_cannot_be_measured_is_a_clear_error(toy, tmp_path):
+    import shutil
+
+    ds = tmp_path / "ds"
+    shutil.copytree(toy, ds)
+    for img in (ds / "images").glob("*_lateral.jpg"):
+        img.write_bytes(b"not an image")
+    model_dir = tmp_path / "model"
+    res = CliRunner().invoke(cli.main, ["train", str(ds), "--model", "xgb-features", "--out", str(model_dir)])
+    assert res.exit_code == 2, res.output
+    assert "no sample could be measured" in res.output and not isinstance(res.exception, ValueError)
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no model folder, no temporary folder
