@@ -399,6 +399,8 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
             samples = to_samples(read_manifest(dataset, require_label=False), view)
         except ManifestError as exc:
             _fail(str(exc))
+        if samples.empty:
+            _fail(f"{dataset}: no samples with the {view} view; this model was trained on {view} photos")
         if "reference_device" not in samples.columns:
             samples["reference_device"] = reference_device
     else:

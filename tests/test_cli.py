@@ -93,6 +93,16 @@ def test_predict_dataset_and_a_model_folder_from_elsewhere_is_refused(toy, tmp_p
     pred = pd.read_csv(tmp_path / "p" / "predictions.csv")
     assert len(pred) == 16 and pred["smi_pred"].notna().all() and (pred["view"] == "posterior").all()
 
+    # a dataset without the model's view is an error, not an empty predictions.csv
+    import shutil
+
+    lat_only = tmp_path / "lat"
+    shutil.copytree(toy, lat_only)
+    m = pd.read_csv(lat_only / "manifest.csv")
+    m[m["view"] == "lateral"].to_csv(lat_only / "manifest.csv", index=False)
+    res = runner.invoke(cli.main, ["predict", str(model_dir), "--dataset", str(lat_only), "--out", str(tmp_path / "p2")])
+    assert res.exit_code == 2 and "no samples with the posterior view" in res.output
+
     fake = tmp_path / "fake"
     fake.mkdir()
     (fake / "model.json").write_text(json.dumps({"format": "something-else"}))
