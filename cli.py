@@ -237,9 +237,13 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
     if out.exists():
         if not overwrite:
             raise FileExistsError(f"{out}: exists; pass --overwrite or choose another --out")
-        old = out.with_name(out.name + ".old")
-        if old.exists():
-            shutil.rmtree(old)
+        import os
+
+        # a fresh name: never touch a sibling folder of the user's (e.g. their own 'MODEL.old' backup)
+        old, k = out.with_name(f"{out.name}.old-{os.getpid()}"), 0
+        while old.exists():
+            k += 1
+            old = out.with_name(f"{out.name}.old-{os.getpid()}-{k}")
         out.rename(old)
         tmp.rename(out)
         shutil.rmtree(old, ignore_errors=True)

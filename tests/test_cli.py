@@ -151,3 +151,16 @@ def test_train_on_photos_that_cannot_be_measured_is_a_clear_error(toy, tmp_path)
     assert res.exit_code == 2, res.output
     assert "no sample could be measured" in res.output and not isinstance(res.exception, ValueError)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["ds"]  # no model folder, no temporary folder
+
+
+def test_train_overwrite_keeps_a_sibling_old_folder(toy, tmp_path):
+    runner = CliRunner()
+    model_dir = tmp_path / "model"
+    backup = tmp_path / "model.old"
+    backup.mkdir()
+    (backup / "keep.txt").write_text("the user's own backup")
+    assert runner.invoke(cli.main, ["train", str(toy), "--model", "mean", "--out", str(model_dir)]).exit_code == 0
+    res = runner.invoke(cli.main, ["train", str(toy), "--model", "mean", "--out", str(model_dir), "--overwrite"])
+    assert res.exit_code == 0, res.output
+    assert (backup / "keep.txt").read_text() == "the user's own backup"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.old"]
