@@ -398,6 +398,8 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
     except ModelFileError as exc:
         _fail(str(exc))
     view = meta.get("view", "lateral")
+    if dataset and photos:
+        _fail("give PHOTOS or --dataset DIR, not both")
     if dataset:
         try:
             samples = to_samples(read_manifest(dataset, require_label=False), view)

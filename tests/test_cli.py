@@ -93,6 +93,10 @@ def test_predict_dataset_and_a_model_folder_from_elsewhere_is_refused(toy, tmp_p
     pred = pd.read_csv(tmp_path / "p" / "predictions.csv")
     assert len(pred) == 16 and pred["smi_pred"].notna().all() and (pred["view"] == "posterior").all()
 
+    # photos given with --dataset are not silently ignored
+    res = runner.invoke(cli.main, ["predict", str(model_dir), str(toy / "images" / "T001_posterior.jpg"),
+                                   "--dataset", str(toy), "--out", str(tmp_path / "p3")])
+    assert res.exit_code == 2 and "not both" in res.output
     # a dataset without the model's view is an error, not an empty predictions.csv
     import shutil
 
