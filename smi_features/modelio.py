@@ -107,7 +107,11 @@ def load_model(model_dir: str | os.PathLike) -> XGBFeaturesRegressor:
             f"{d / 'model.json'}: features of extractor version {meta.get('extractor_version')!r}, this legsmi "
             f"extracts version {EXTRACTOR_VERSION}; retrain the model")
     cfg = dict(meta.get("config") or {})
-    settings = ExtractionSettings.from_dict(meta.get("extraction"))
+    try:
+        settings = ExtractionSettings.from_dict(meta.get("extraction"))
+    except (AttributeError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{d / 'model.json'}: extraction settings do not match this code ({exc}); "
+                             "retrain the model with this legsmi") from None
     cfg["silhouette_settings"] = settings.silhouette if settings.silhouette != SilhouetteSettings() else None
     cfg["level_settings"] = settings.levels if settings.levels != LevelSettings() else None
     cfg["feature_groups"] = tuple(cfg.get("feature_groups", ()))

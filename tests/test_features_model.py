@@ -150,6 +150,9 @@ def test_load_refuses_foreign_or_damaged_folders(fitted, tmp_path):
     (d / "model.json").write_text(json.dumps(dict(meta, weights="../elsewhere.json")))
     with pytest.raises(ModelFileError, match="file name inside"):
         load_model(d)
+    (d / "model.json").write_text(json.dumps(dict(meta, extraction={"silhouette": {"no_such_setting": 1}})))
+    with pytest.raises(ModelFileError, match="extraction settings"):
+        load_model(d)
     (d / "model.json").write_text(json.dumps(meta))
     (d / BOOSTER_FILE).unlink()
     with pytest.raises(ModelFileError, match="incomplete"):
