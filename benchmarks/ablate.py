@@ -229,6 +229,9 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
     with RunRecord(out_dir, "ablate", cfg.to_json(), seed=cfg.seed) as rec:
         splits = load_or_make_splits(manifest, cfg, out_dir)
         reps = min(int(splits.n_repeats), cfg.repeats)
+        if cfg.splits and reps < int(splits.n_repeats):
+            notes.append(f"{cfg.splits} holds {int(splits.n_repeats)} repeats; {reps} used "
+                         f"(pass --repeats {int(splits.n_repeats)} to use them all)")
         folds = fold_table(splits, reps)
         check_folds(folds, manifest["subject_id"].astype(str).unique(), cfg.splits or "splits")
         unique = {}

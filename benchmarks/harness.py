@@ -484,6 +484,9 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         folds = fold_table(splits, reps)
         check_folds(folds, manifest["subject_id"].astype(str).unique(), cfg.splits or "splits")
         plan, notes = plan_views(models, views, specs)
+        if cfg.splits and reps < n_repeats(splits):
+            notes.append(f"{cfg.splits} holds {n_repeats(splits)} repeats; {reps} used "
+                         f"(pass --repeats {n_repeats(splits)} to use them all)")
         overrides = {m: thread_overrides(m, cfg.overrides.get(m) or {}, cfg.jobs, specs) for m in models}
         tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())))
                  for m in models for v in plan[m] for (r, f, _, _) in folds]

@@ -233,6 +233,17 @@ def test_saved_splits_are_obeyed_and_copied(tmp_path):
     assert load_splits(res["out"] / "splits.json").test_folds == sp.test_folds
 
 
+def test_repeats_of_a_saved_splits_file_left_unused_are_noted(tmp_path):
+    from smi_data.manifest import read_manifest
+    from smi_data.splits import make_splits, save_splits
+
+    ds = write_dataset(tmp_path / "ds")
+    save_splits(make_splits(read_manifest(ds), 4, [5, 6]), tmp_path / "s.json")
+    res = bench(tmp_path, ds, ["mean"], views="lateral", splits=str(tmp_path / "s.json"))
+    assert sorted(res["predictions"]["repeat"].unique()) == [0]
+    assert any("holds 2 repeats; 1 used" in n for n in res["notes"])
+
+
 # --------------------------------------------------------------------------- failures are reported
 def test_a_failing_model_is_reported_not_fatal(tmp_path):
     ds = write_dataset(tmp_path / "ds")
