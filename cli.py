@@ -458,7 +458,8 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
                     bad[row["sample_id"]] = str(exc)
     good = samples[~samples["sample_id"].isin(bad)].reset_index(drop=True)
     try:
-        out_dir = prepare_output_dir(out, overwrite=overwrite)
+        inputs = (model_dir, dataset, *photos, *(ph.partition("=")[2] for ph in photos if "=" in ph))
+        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=inputs)
     except OutputExistsError as exc:
         _fail(str(exc))
     config = {"model_dir": str(Path(model_dir).resolve()), "model": meta.get("model_name", meta.get("model")),

@@ -223,7 +223,7 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
         raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
     arms = [drop_defaults(a, specs) for a in arms]
     manifest = read_manifest(cfg.dataset)
-    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite)
+    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=(cfg.dataset, cfg.splits))
     started = time.perf_counter()
     notes: list[str] = []
     with RunRecord(out_dir, "ablate", cfg.to_json(), seed=cfg.seed) as rec:

@@ -473,7 +473,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
     if unavailable:
         raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
     manifest = read_manifest(cfg.dataset)
-    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite)
+    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=(cfg.dataset, cfg.splits))
     started = time.perf_counter()
     with RunRecord(out_dir, "benchmark", cfg.to_json(), seed=cfg.seed) as rec:
         splits = load_or_make_splits(manifest, cfg, out_dir)

@@ -58,13 +58,23 @@ def git_commit(repo: str | os.PathLike | None = None) -> str | None:
         return None
 
 
-def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False) -> Path:
+def prepare_output_dir(path: str | os.PathLike, *, overwrite: bool = False,
+                       protect: tuple = ()) -> Path:
     """Create an output folder; refuse a non-empty existing one unless ``overwrite``.
 
     With ``overwrite`` the old folder is moved aside and removed only after the new
-    one exists, so the call never leaves neither.
+    one exists, so the call never leaves neither. An output folder that is, or holds,
+    one of the ``protect`` paths (the command's inputs: dataset, model folder) is
+    refused even with ``overwrite``, so a slip of ``--out`` cannot delete them.
     """
     p = Path(path)
+    target = p.resolve()
+    for keep in protect:
+        if keep is None:
+            continue
+        k = Path(keep).resolve()
+        if k == target or target in k.parents:
+            raise OutputExistsError(f"{p}: this output folder would replace the input {keep}; choose another --out")
     if p.exists() and not p.is_dir():
         raise OutputExistsError(f"{p}: exists and is not a folder; choose another --out")
     if p.is_dir() and any(p.iterdir()):

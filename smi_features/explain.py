@@ -209,7 +209,7 @@ def explain_model(model_dir: str | os.PathLike, dataset: str | os.PathLike, out_
     est = load_model(model_dir)
     meta = read_model_meta(model_dir, family=FAMILY)
     view = view or infer_view(est, meta)
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    out = prepare_output_dir(out_dir, overwrite=overwrite, protect=(model_dir, dataset))
     config = {"model_dir": str(model_dir), "dataset": str(dataset), "view": view, "n_jobs": n_jobs,
               "max_display": max_display}
     with RunRecord(out, "explain", config, seed=meta.get("config", {}).get("random_state")) as rec:

@@ -168,3 +168,19 @@ def test_train_overwrite_keeps_a_sibling_old_folder(toy, tmp_path):
     assert res.exit_code == 0, res.output
     assert (backup / "keep.txt").read_text() == "the user's own backup"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["model", "model.old"]
+
+
+def test_overwrite_never_deletes_the_inputs(toy, tmp_path):
+    runner = CliRunner()
+    model_dir = tmp_path / "model"
+    assert runner.invoke(cli.main, ["train", str(toy), "--model", "mean", "--out", str(model_dir)]).exit_code == 0
+    photo = tmp_path / "leg.jpg"
+    photo.write_bytes((toy / "images" / "T001_lateral.jpg").read_bytes())
+    for out in (model_dir, tmp_path):  # the model folder; a folder holding the photo
+        res = runner.invoke(cli.main, ["predict", str(model_dir), str(photo), "--sex", "F", "--age", "70",
+                                       "--height", "158", "--out", str(out), "--overwrite"])
+        assert res.exit_code == 2 and "would replace the input" in res.output, res.output
+    assert (model_dir / "model.json").is_file() and photo.is_file()
+    res = runner.invoke(cli.main, ["predict", str(model_dir), "--dataset", str(toy), "--out", str(toy),
+                                   "--overwrite"])
+    assert res.exit_code == 2 and (toy / "manifest.csv").is_file()
