@@ -278,6 +278,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
 
     dataset = dataset or _default_dataset()
     out_path = Path(out)
+    if out_path.resolve() == Path(dataset).resolve() or out_path.resolve() in Path(dataset).resolve().parents:
+        _fail(f"{out_path}: this model folder would replace the input {dataset}; choose another --out")
     if out_path.exists() and any(out_path.iterdir()) and not overwrite:
         _fail(f"{out_path}: model folder exists; pass --overwrite or choose another --out")
     try:

@@ -184,3 +184,5 @@ def test_overwrite_never_deletes_the_inputs(toy, tmp_path):
     res = runner.invoke(cli.main, ["predict", str(model_dir), "--dataset", str(toy), "--out", str(toy),
                                    "--overwrite"])
     assert res.exit_code == 2 and (toy / "manifest.csv").is_file()
+    res = runner.invoke(cli.main, ["train", str(toy), "--model", "mean", "--out", str(toy), "--overwrite"])
+    assert res.exit_code == 2 and "would replace the input" in res.output and (toy / "manifest.csv").is_file()
