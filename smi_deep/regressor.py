@@ -343,6 +343,20 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         sex = X["sex"].astype(str).map({"M": 1.0, "F": 0.0}).to_numpy(dtype=float)
         return np.column_stack([sex, X["age"].to_numpy(dtype=float), X["height_cm"].to_numpy(dtype=float)])
 
+    def _usable_covariates(self, X: pd.DataFrame, usable: np.ndarray, failures: dict, why: str) -> np.ndarray:
+        """The covariate matrix; rows with a missing or invalid covariate are marked unusable.
+
+        ``usable`` (bool, one per row) is updated in place and each newly unusable
+        sample's reason goes into ``failures``.
+        """
+        cov = self._covariate_matrix(X)
+        bad = ~np.all(np.isfinite(cov), axis=1) & usable
+        ids = X["sample_id"].astype(str).tolist() if "sample_id" in X.columns else [str(i) for i in range(len(X))]
+        for i in np.flatnonzero(bad):
+            failures[ids[i]] = f"missing or invalid sex/age/height_cm ({why})"
+        usable &= ~bad
+        return cov
+
     def _inputs(self, items, channels: ChannelSettings, augment: Augment | None) -> np.ndarray:
         """Stack the channels of ``items`` (all present) into ``(N, C, S, S)`` float32, un-normalised."""
         out = []
@@ -381,12 +395,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         items, failures = self._load(X, views, cfg["crop"])
         keep = np.array([it is not None for it in items])
         if self.covariates:
-            cov = self._covariate_matrix(X)
-            bad = ~np.all(np.isfinite(cov), axis=1) & keep
-            ids = X["sample_id"].astype(str).tolist() if "sample_id" in X.columns else [str(i) for i in range(len(X))]
-            for i in np.flatnonzero(bad):
-                failures[ids[i]] = "missing or invalid sex/age/height_cm (covariates=True)"
-            keep &= ~bad
+            cov = self._usable_covariates(X, keep, failures, "covariates=True")
         if keep.sum() < 2:
             reasons = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:5])
             raise ValueError(f"fewer than 2 usable training samples ({len(failures)} failed: {reasons})")
@@ -556,12 +565,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         ok = np.array([it is not None for it in items], bool)
         cov = None
         if self.cov_mean_ is not None:
-            cov = self._covariate_matrix(X)
-            bad = ~np.all(np.isfinite(cov), axis=1) & ok
-            ids = X["sample_id"].astype(str).tolist() if "sample_id" in X.columns else [str(i) for i in range(len(X))]
-            for i in np.flatnonzero(bad):
-                failures[ids[i]] = "missing or invalid sex/age/height_cm (the model uses covariates)"
-            ok &= ~bad
+            cov = self._usable_covariates(X, ok, failures, "the model uses covariates")
             cov = ((cov - self.cov_mean_) / self.cov_std_).astype(np.float32)
         out = np.full(len(X), np.nan, dtype=float)
         idx = np.flatnonzero(ok)
