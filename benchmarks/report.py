@@ -39,6 +39,19 @@ VIEW_COLOURS = {"lateral": "#1f77b4", "posterior": "#ff7f0e", "both": "#2ca02c"}
 
 
 # --------------------------------------------------------------------------- plots
+
+def _save_grid(fig, axes, n_used: int, title: str, path):
+    """Blank the unused panels of a model grid, title it, save it and close the figure."""
+    import matplotlib.pyplot as plt
+
+    for ax in list(axes.flat)[n_used:]:
+        ax.axis("off")
+    fig.suptitle(title, fontsize=10)
+    fig.tight_layout()
+    fig.savefig(path, dpi=90)
+    plt.close(fig)
+    return path
+
 def _plt():
     import matplotlib
 
@@ -86,13 +99,7 @@ def plot_pred_vs_ref(predictions: pd.DataFrame, view: str, models: list[str], pa
         ax.set_ylabel("predicted SMI (kg/m²)", fontsize=8)
         ax.tick_params(labelsize=7)
     axes.flat[0].legend(fontsize=7, loc="upper left")
-    for ax in list(axes.flat)[len(models):]:
-        ax.axis("off")
-    fig.suptitle(f"Predicted vs reference SMI, {view} view (test folds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_grid(fig, axes, len(models), f"Predicted vs reference SMI, {view} view (test folds)", path)
 
 
 def plot_bland_altman(predictions: pd.DataFrame, view: str, models: list[str], path: Path) -> Path | None:
@@ -122,13 +129,7 @@ def plot_bland_altman(predictions: pd.DataFrame, view: str, models: list[str], p
         ax.set_xlabel("mean of reference and predicted (kg/m²)", fontsize=8)
         ax.set_ylabel("predicted − reference (kg/m²)", fontsize=8)
         ax.tick_params(labelsize=7)
-    for ax in list(axes.flat)[len(models):]:
-        ax.axis("off")
-    fig.suptitle(f"Bland–Altman, {view} view (test folds)", fontsize=10)
-    fig.tight_layout()
-    fig.savefig(path, dpi=90)
-    plt.close(fig)
-    return path
+    return _save_grid(fig, axes, len(models), f"Bland–Altman, {view} view (test folds)", path)
 
 
 def plot_fold_metrics(metrics: pd.DataFrame, models: list[str], path: Path) -> Path | None:
