@@ -263,8 +263,11 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 @click.option("--device", "torch_device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="CNN device: auto picks CUDA, then MPS, then the CPU.")
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
+@click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "cv", "split", "none"]),
+              help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
+                   "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
-def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, overwrite):
+def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, interval_method, overwrite):
     """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
     import importlib
     import os
@@ -304,14 +307,29 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
         overrides["n_jobs"] = jobs
     model = spec.build(seed, **overrides)
     config = {"model": model_name, "view": view, "dataset": str(Path(dataset).resolve()), "seed": seed,
-              "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))}}
+              "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
+              "intervals": interval_method}
+    from benchmarks.calibration import plan_intervals
+
+    wrapper, interval_note = plan_intervals(model, spec.family, samples, seed, interval_method)
     tmp = out_path.with_name(out_path.name + f".tmp-{os.getpid()}")
     tmp.mkdir(parents=True, exist_ok=False)
     y = samples["smi"].to_numpy(float)
     X = samples.drop(columns=["smi"])
     try:
         with RunRecord(tmp, "train", config, seed) as rec:
-            model.fit(X, y)
+            calibration = None
+            if wrapper is not None:
+                from smi_data.conformal import CalibrationError
+
+                try:
+                    wrapper.fit(X, y)
+                    model, calibration = wrapper.estimator_, wrapper.calibration_
+                except CalibrationError as exc:  # too few usable people: the model without intervals
+                    interval_note = f"no prediction intervals: {exc}"
+                    model.fit(X, y)
+            else:
+                model.fit(X, y)
             fitted = model.predict(X)
             ok = np.isfinite(fitted)
             failures = dict(getattr(model, "failures_", {}) or {})
@@ -320,9 +338,18 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
                 "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,
                 "training_ccc": float(ccc(y[ok], fitted[ok]).ccc) if ok.sum() > 2 else None,
             }
+            rec.data["results"]["intervals"] = (calibration.details | {"method": calibration.method,
+                                                                       "bins": calibration.bins_used}
+                                                if calibration is not None else interval_note)
             family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
             family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
-                                                             "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed}})
+                                                             "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed},
+                                                             "intervals": "intervals.json" if calibration is not None else None})
+            if calibration is not None:
+                from smi_data.conformal import save_calibration
+                from smi_data.modelfile import read_model_meta
+
+                save_calibration(calibration, tmp, model_meta=read_model_meta(tmp))
     except ValueError as exc:  # data the model cannot learn from (e.g. no photo could be measured)
         shutil.rmtree(tmp, ignore_errors=True)
         _fail(f"training {model_name} on {dataset} failed: {exc}")
@@ -343,6 +370,9 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
     if res["training_mape"] is not None:
         click.echo(f"fit on the training data (optimistic; use `legsmi benchmark` for cross-validated figures): "
                    f"MAPE {res['training_mape']:.2f} %, CCC {res['training_ccc']:.3f}")
+    from benchmarks.calibration import describe_calibration
+
+    click.echo(describe_calibration(calibration) if calibration is not None else interval_note)
     click.echo(f"wrote {out_path}")
 
 
@@ -574,6 +604,8 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))
     _echo_table(result["table"])
+    for line in result.get("calibration_targets") or []:  # prediction intervals (benchmarks.calibration)
+        click.echo(line)
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"report: {Path(result['out']) / 'report.html'} ({result['seconds']:.0f} s)")

@@ -75,6 +75,7 @@ class Task:
     arm: str = ""
     overrides: tuple = ()
     train_fraction: float = 1.0
+    intervals: bool = False  # wrap the model for conformal intervals (benchmarks.calibration)
 
 
 @dataclass
@@ -260,6 +261,10 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
     try:
         spec = registry.get_spec(task.model, specs)
         estimator = spec.build(fold_seed(seed, task.repeat, task.fold), **dict(task.overrides))
+        if task.intervals:
+            from . import calibration
+
+            estimator = calibration.wrap(estimator, spec.family, fold_seed(seed, task.repeat, task.fold))
         t0 = time.perf_counter()
         estimator.fit(X_train, y_train)
         fit_s = time.perf_counter() - t0
@@ -299,6 +304,11 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
     rows["y_true"] = test["smi"].to_numpy(dtype=float)
     rows["y_pred"] = pred
     rows["failure"] = failure
+    if task.intervals:
+        from . import calibration
+
+        rows = pd.concat([rows, calibration.interval_columns(estimator, rows)], axis=1)
+        estimator = calibration.unwrap(estimator)
     return FoldResult(task, rows, status, fit_s, predict_s, len(train), len(test), int(bad.sum()),
                       estimator if keep_estimator else None)
 
@@ -413,6 +423,7 @@ class BenchmarkConfig:
     progress: bool | None = None
     report: bool = True
     ceiling: bool = True
+    intervals: bool = True
 
     def to_json(self) -> dict:
         d = asdict(self)
@@ -488,7 +499,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
             notes.append(f"{cfg.splits} holds {n_repeats(splits)} repeats; {reps} used "
                          f"(pass --repeats {n_repeats(splits)} to use them all)")
         overrides = {m: thread_overrides(m, cfg.overrides.get(m) or {}, cfg.jobs, specs) for m in models}
-        tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())))
+        tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())), intervals=cfg.intervals)
                  for m in models for v in plan[m] for (r, f, _, _) in folds]
         shap_view = (plan.get("xgb-features") or [None])[0]
         keep = {t for t in tasks if t.model == "xgb-features" and t.repeat == 0 and t.view == shap_view}
@@ -503,6 +514,11 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         atomic_write_csv(records, out_dir / "folds.csv")
         metrics = aggregate.compute_metrics(preds, model_order=models)
         atomic_write_csv(metrics, out_dir / "metrics.csv")
+        from .calibration import calibration_table, target_lines
+
+        calib = calibration_table(preds)
+        if not calib.empty:
+            atomic_write_csv(calib, out_dir / "calibration.csv")
         ceiling = compute_ceiling_safe(cfg.dataset, cfg.folds, cfg.seed, notes) if cfg.ceiling else None
         table = aggregate.study_table(metrics, models, ceiling=ceiling)
         atomic_write_csv(table, out_dir / "table.csv")
@@ -520,9 +536,11 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
             "ceiling": ceiling,
             "notes": notes,
             "table": table.to_dict(orient="records"),
+            "calibration_targets": target_lines(calib),
         }
     return {"out": out_dir, "table": table, "metrics": metrics, "predictions": preds, "records": records,
-            "notes": notes, "seconds": time.perf_counter() - started, "ceiling": ceiling}
+            "notes": notes, "seconds": time.perf_counter() - started, "ceiling": ceiling,
+            "calibration": calib, "calibration_targets": target_lines(calib)}
 
 
 def thread_overrides(model: str, overrides: dict, jobs: int, specs: dict | None = None) -> dict:

@@ -335,6 +335,11 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
          "the test folds is below the cut-off.", aggregate.screening_table(metrics, models)),
         ("Fits and time", "Seconds per fold on this machine.", timing_table(records, models)),
     ]
+    from .calibration import report_parts  # prediction intervals (issue 11): a section and a plot
+
+    cal_sections, cal_plots = report_parts(predictions, models, plots_dir)
+    sections[-1:-1] = cal_sections
+    plots += cal_plots
     cmd = config_command(config)
     md = [f"# legsmi benchmark: {Path(str(config.get('dataset'))).name}", "",
           f"Command: `{cmd}`  ", f"Seed {config.get('seed')}, {config.get('folds')} folds × "
