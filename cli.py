@@ -320,14 +320,10 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, inte
         with RunRecord(tmp, "train", config, seed) as rec:
             calibration = None
             if wrapper is not None:
-                from smi_data.conformal import CalibrationError
-
-                try:
-                    wrapper.fit(X, y)
-                    model, calibration = wrapper.estimator_, wrapper.calibration_
-                except CalibrationError as exc:  # too few usable people: the model without intervals
-                    interval_note = f"no prediction intervals: {exc}"
-                    model.fit(X, y)
+                wrapper.fit(X, y)
+                model, calibration = wrapper.estimator_, wrapper.calibration_
+                if calibration is None:  # too few usable people (photos that could not be measured)
+                    interval_note = f"no prediction intervals: {wrapper.calibration_error_}"
             else:
                 model.fit(X, y)
             fitted = model.predict(X)

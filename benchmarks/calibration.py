@@ -37,8 +37,12 @@ NOMINAL_GRID = tuple(np.round(np.arange(0.50, 0.991, 0.01), 2))
 
 
 def scheme_for(family: str, method: str = "auto") -> tuple[str, dict]:
-    """``(method, params)`` for a model family; ``method`` other than 'auto' overrides the family's."""
-    default, params = SCHEMES.get(family, SCHEMES["deep"])
+    """``(method, params)`` for a model family; ``method`` other than 'auto' overrides the family's.
+
+    A family not in :data:`SCHEMES` (a plug-in) gets the cross-conformal scheme, whose point
+    estimate is the model fit on all the training data.
+    """
+    default, params = SCHEMES.get(family, SCHEMES["features"])
     if method in (None, "auto"):
         return default, dict(params)
     if method == "cv":

@@ -120,9 +120,24 @@ class Estimate:
         return self.status == "ok" and self.smi is not None
 
     def summary(self) -> str:
-        """One line: the estimate and the flag, or why there is none."""
+        """The estimate and the flag (one line), or why there is none.
+
+        With calibrated intervals: the estimate with its 95 % and 90 % intervals, then on
+        a second line the three-way screening result and the probability of being below
+        the cut-off.
+        """
         if not self.ok:
             return f"no estimate: {self.reason}"
+        if self.interval_95 is not None and self.screening:
+            lo95, hi95 = self.interval_95
+            lo90, hi90 = self.interval_90
+            text = (f"SMI {self.smi:.2f} kg/m2, 95 % interval {lo95:.2f}-{hi95:.2f} (90 %: {lo90:.2f}-{hi90:.2f})"
+                    f"\n  AWGS 2019 {self.reference_device}, {'men' if self.sex == 'M' else 'women'} < "
+                    f"{self.awgs_cutoff:.1f}: {self.screening.upper() if self.screening == 'low' else self.screening}"
+                    f", P(SMI < {self.awgs_cutoff:.1f}) = {self.p_low:.2f}")
+            if self.caution:
+                text += f"\n  [caution: {self.caution}]"
+            return text
         verdict = "LOW muscle mass" if self.low_muscle_mass else "not low"
         text = (f"SMI {self.smi:.2f} kg/m2: {verdict} (AWGS 2019 {self.reference_device}, "
                 f"{'men' if self.sex == 'M' else 'women'} < {self.awgs_cutoff:.1f})")
@@ -327,6 +342,7 @@ class Predictor:
         self.view = self.meta.get("view", "lateral")
         self.name = self.meta.get("model_name", self.meta.get("model"))
         self.training_range = training_smi_range(self.meta)
+        self.calibration = _load_calibration(self.model_dir, self.meta)
         # predict() sets the estimator's failures_: one request at a time reads its own
         self._lock = threading.Lock()
 
@@ -336,7 +352,10 @@ class Predictor:
         return {"name": self.name, "family": self.meta.get("family"), "view": self.view,
                 "model_dir": str(self.model_dir.resolve()), "created": self.meta.get("created"),
                 "trained_on": tr.get("dataset"), "n_samples": tr.get("n_samples"), "seed": tr.get("seed"),
-                "training_smi_range": list(self.training_range) if self.training_range else None}
+                "training_smi_range": list(self.training_range) if self.training_range else None,
+                "intervals": None if self.calibration is None else {
+                    "method": self.calibration.method, "bins": self.calibration.bins_used,
+                    "n_scores": self.calibration.details.get("n_scores")}}
 
     # ------------------------------------------------------------------ one person
     def estimate(self, photos: Mapping[str, str | os.PathLike], *, sex: str, age: float, height_cm: float,
@@ -411,6 +430,8 @@ class Predictor:
         result["reference_device"] = [normalise_device(d if isinstance(d, str) and d else reference_device)
                                       for d in result["reference_device"]]
         estimates = [self._estimate_row(r, failures) for _, r in result.iterrows()]
+        if self.calibration is not None:
+            add_intervals(estimates, self.calibration)
         if out_dir is not None and annotate:
             self._annotate(estimates, result, Path(out_dir))
         table = result.copy()
@@ -480,6 +501,30 @@ class Predictor:
                     continue
                 ph.annotated_path = str(target)
                 ph.measurement = {k: info.get(k) for k in ("calf_max_width_cm", "scale_mode", "px_per_cm")}
+
+
+def _load_calibration(model_dir: Path, meta: dict):
+    """The model's conformal calibration (``intervals.json``), checked; None for a model without one."""
+    from smi_data.conformal import CalibrationError, load_calibration
+    from smi_data.modelfile import ModelFileError
+
+    try:
+        return load_calibration(model_dir, model_meta=meta)
+    except CalibrationError as exc:
+        raise ModelFileError(str(exc)) from None
+
+
+def add_intervals(estimates: list[Estimate], calibration) -> None:
+    """Fill ``interval_90``, ``interval_95``, ``screening`` and ``p_low`` of every estimate with an SMI."""
+    ok = [e for e in estimates if e.ok and e.sex in ("M", "F") and e.awgs_cutoff is not None]
+    if not ok:
+        return
+    t = calibration.table([e.smi for e in ok], [e.sex for e in ok], [e.reference_device for e in ok])
+    for e, (_, r) in zip(ok, t.iterrows()):
+        e.interval_90 = (float(r["lo90"]), float(r["hi90"]))
+        e.interval_95 = (float(r["lo95"]), float(r["hi95"]))
+        e.screening = str(r["screening"])
+        e.p_low = float(r["p_low"])
 
 
 def _cutoff(sex, device) -> float | None:

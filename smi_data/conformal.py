@@ -13,8 +13,10 @@ saved scores whenever it is needed:
   scores ``|y - y_hat| / sigma`` at level ``c``;
 * the probability of being below a cut-off comes from a ``crepes.ConformalPredictiveSystem``
   on the signed scores ``(y - y_hat) / sigma``: its predictive distribution evaluated
-  at the cut-off (unsmoothed, so the same inputs give the same number; crepes returns the
-  upper of the two conformal bounds, ``(#{scores below} + 1) / (n + 1)``).
+  at the cut-off. crepes' unsmoothed value is the upper of the two conformal bounds,
+  ``(#{scores below} + 1) / (n + 1)``; we report the midpoint, ``(#{scores below} + 0.5) / (n + 1)``
+  (a smoothed p-value with its random tie-breaker fixed at 1/2, so the same inputs give the
+  same number). It lies in ``[0.5/(n+1), 1 - 0.5/(n+1)]``.
 
 Calibration schemes (``method``), all inside the data handed to ``fit``:
 
@@ -137,7 +139,8 @@ class Calibration:
                                    f"expected {sorted(want)}")
         need = min_scores(max(LEVELS))
         for b, s in self.scores.items():
-            arr = np.asarray(s, dtype=float) if isinstance(s, (list, tuple)) else None
+            ok = isinstance(s, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s)
+            arr = np.asarray(s, dtype=float) if ok else None
             if arr is None or arr.ndim != 1 or not np.all(np.isfinite(arr)):
                 raise CalibrationError(f"{where}: scores of bin {b!r} are not a list of finite numbers")
             if arr.size < need:
@@ -210,8 +213,10 @@ class Calibration:
         ok = np.isfinite(y_hat) & np.isfinite(thr)
         if ok.any():
             cps = self._fitted("cps")
-            out[ok] = cps.predict_p(y_hat[ok], thr[ok], sigmas=_sigmas(y_hat[ok], self.normalise),
-                                    bins=bins[ok], smoothing=False)
+            upper = cps.predict_p(y_hat[ok], thr[ok], sigmas=_sigmas(y_hat[ok], self.normalise),
+                                  bins=bins[ok], smoothing=False)
+            n_bin = np.array([len(self.scores[b]) for b in bins[ok]], dtype=float)
+            out[ok] = upper - 0.5 / (n_bin + 1)  # midway between the two conformal bounds
         return out
 
     def p_values(self, y_hat, y, sex=None) -> np.ndarray:
@@ -322,7 +327,8 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
     Attributes
     ----------
     estimator_ : the fitted model that makes the point estimates.
-    calibration_ : :class:`Calibration`
+    calibration_ : :class:`Calibration` or None
+        None when too few usable calibration scores remained (``calibration_error_`` says why).
     failures_ : dict, the wrapped model's ``{sample_id: reason}``.
     """
 
@@ -378,8 +384,12 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
                        "n_training_subjects": int(len(subjects) - n_cal)}
         sex = X["sex"].to_numpy() if "sex" in X.columns else np.full(len(y), "")
         mondrian = self.mondrian if "sex" in X.columns else "none"
-        self.calibration_ = calibrate(y[cal_mask], oof[cal_mask], sex[cal_mask], method=self.method,
-                                      normalise=self.normalise, mondrian=mondrian, details=details)
+        try:
+            self.calibration_ = calibrate(y[cal_mask], oof[cal_mask], sex[cal_mask], method=self.method,
+                                          normalise=self.normalise, mondrian=mondrian, details=details)
+            self.calibration_error_ = None
+        except CalibrationError as exc:  # the model stands; it just has no intervals
+            self.calibration_, self.calibration_error_ = None, str(exc)
         self.failures_ = dict(getattr(self.estimator_, "failures_", {}) or {})
         return self
 
@@ -391,6 +401,8 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
     def predict_table(self, X: pd.DataFrame) -> pd.DataFrame:
         """``smi_pred`` and the columns of :meth:`Calibration.table` for each row of ``X``."""
         y_hat = np.asarray(self.predict(X), dtype=float).ravel()
+        if self.calibration_ is None:
+            raise CalibrationError(f"no intervals: {self.calibration_error_}")
         dev = X["reference_device"].to_numpy() if "reference_device" in X.columns else "BIA"
         df = self.calibration_.table(y_hat, X["sex"].to_numpy(), dev)
         df.insert(0, "smi_pred", y_hat)
