@@ -588,5 +588,40 @@ def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
         _fail(str(exc))
 
 
+
+# ----------------------------------------------------------------------------- reliability (benchmarks.reliability)
+@main.command()
+@click.argument("dataset", type=click.Path(file_okay=False))
+@click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
+              help="Model folder whose SMI estimate is studied too (without it: the leg measurements only).")
+@click.option("--out", "out", default="legsmi-reliability", type=click.Path(file_okay=False),
+              help="Folder for reliability.csv, measurements.csv, report.html and plots.")
+@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
+@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+def reliability(dataset, model_dir, out, jobs, overwrite):
+    """Test-retest reliability from repeat photos (a manifest with a take column).
+
+    For calf width, calf circumference, lower-leg volume, knee-ankle length and (with
+    --model) the SMI estimate: ICC(2,1) and ICC(3,1) with 95 % CI, SEM, MDC95,
+    within-subject CV % and Bland-Altman between takes.
+    """
+    from benchmarks.reliability import ReliabilityConfig, ReliabilityError, run_reliability
+    from smi_data.manifest import ManifestError
+    from smi_data.modelfile import ModelFileError
+    from smi_data.runs import OutputExistsError
+
+    try:
+        res = run_reliability(ReliabilityConfig(dataset=dataset, out=out, model=model_dir, overwrite=overwrite,
+                                                jobs=jobs), echo=lambda s: click.echo(s, err=True))
+    except (ReliabilityError, ManifestError, ModelFileError, OutputExistsError) as exc:
+        _fail(str(exc))
+    _echo_table(res["display"])
+    for line in res["targets"]:
+        click.echo(line)
+    if res["failures"]:
+        click.echo(f"{len(res['failures'])} photo session(s) could not be measured or estimated (see report)", err=True)
+    click.echo(f"report: {Path(res['out']) / 'report.html'} ({res['seconds']:.0f} s)")
+
+
 if __name__ == "__main__":
     main()

@@ -120,15 +120,31 @@ def sample_toy_subjects(n_subjects: int, seed: int = 0) -> pd.DataFrame:
 
 def make_toy_dataset(out_dir, n_subjects: int = 12, *, seed: int = 0, size: int = 256,
                      views=("lateral", "posterior"), marker: bool = True, jpeg_quality: int = 92,
-                     max_roll_deg: float = 0.0) -> Path:
-    """Write a drawn dataset (manifest.csv, images/, truth.csv) to ``out_dir`` and return its path."""
-    import cv2
+                     max_roll_deg: float = 0.0, takes: int = 1) -> Path:
+    """Write a drawn dataset (manifest.csv, images/, truth.csv) to ``out_dir`` and return its path.
 
+    ``takes`` > 1 photographs every subject that many times (repeat photos for a
+    reliability study): the body is the same, the camera distance (scale), roll, light,
+    skin shade and noise are drawn afresh for each take, and the manifest gets a ``take``
+    column (1, 2, ...).
+    """
     out = Path(out_dir)
     (out / "images").mkdir(parents=True, exist_ok=True)
     subjects = sample_toy_subjects(n_subjects, seed)
-    rng = np.random.default_rng(np.random.SeedSequence([seed, 1]))
     man, truth = [], []
+    for take in range(1, int(takes) + 1):
+        # take 1 draws exactly what a one-take dataset of this seed draws
+        rng = np.random.default_rng(np.random.SeedSequence([seed, 1] if take == 1 else [seed, 1, take]))
+        _draw_take(out, subjects, views, size, rng, marker, max_roll_deg, jpeg_quality, man, truth,
+                   take if takes > 1 else None)
+    atomic_write_csv(pd.DataFrame(man), out / "manifest.csv")
+    atomic_write_csv(pd.DataFrame(truth), out / "truth.csv", float_format="%.5f")
+    return out
+
+
+def _draw_take(out, subjects, views, size, rng, marker, max_roll_deg, jpeg_quality, man, truth, take):
+    import cv2
+
     for _, s in subjects.iterrows():
         for view in views:
             frame_cm = s["leg_length_cm"] + 10.0
@@ -137,16 +153,15 @@ def make_toy_dataset(out_dir, n_subjects: int = 12, *, seed: int = 0, size: int 
             ppc = round(MARKER_SIZE_CM * ppc) / MARKER_SIZE_CM
             roll = float(rng.uniform(-max_roll_deg, max_roll_deg)) if max_roll_deg else 0.0
             img = _draw_leg(view, s.to_dict(), ppc, size, rng, marker, roll)
-            rel = f"images/{s['subject_id']}_{view}.jpg"
+            rel = f"images/{s['subject_id']}_{view}.jpg" if take is None else \
+                f"images/{s['subject_id']}_{view}_t{take}.jpg"
             ok, buf = cv2.imencode(".jpg", img, [cv2.IMWRITE_JPEG_QUALITY, jpeg_quality])
             atomic_write_bytes(out / rel, buf.tobytes())
+            extra = {} if take is None else {"take": take}
             man.append({"subject_id": s["subject_id"], "view": view, "image": rel, "sex": s["sex"],
                         "age": s["age"], "height_cm": s["height_cm"], "weight_kg": s["weight_kg"],
-                        "smi": s["smi"], "side": "L", "reference_device": "BIA"})
-            truth.append({"subject_id": s["subject_id"], "view": view, "image": rel, "px_per_cm_true": ppc,
+                        "smi": s["smi"], "side": "L", "reference_device": "BIA", **extra})
+            truth.append({"subject_id": s["subject_id"], "view": view, "image": rel, **extra, "px_per_cm_true": ppc,
                           "roll_deg": roll, **{k: s[k] for k in (
                               "calf_circ_cm", "calf_width_lateral_cm", "calf_width_posterior_cm", "calf_level_frac",
                               "ankle_width_lateral_cm", "ankle_width_posterior_cm", "smi_true", "smi")}})
-    atomic_write_csv(pd.DataFrame(man), out / "manifest.csv")
-    atomic_write_csv(pd.DataFrame(truth), out / "truth.csv", float_format="%.5f")
-    return out
