@@ -133,7 +133,7 @@ class Estimate:
             lo90, hi90 = self.interval_90
             text = (f"SMI {self.smi:.2f} kg/m2, 95 % interval {lo95:.2f}-{hi95:.2f} (90 %: {lo90:.2f}-{hi90:.2f})"
                     f"\n  AWGS 2019 {self.reference_device}, {'men' if self.sex == 'M' else 'women'} < "
-                    f"{self.awgs_cutoff:.1f}: {self.screening.upper() if self.screening == 'low' else self.screening}"
+                    f"{self.awgs_cutoff:.1f}: {self.screening}"
                     f", P(SMI < {self.awgs_cutoff:.1f}) = {self.p_low:.2f}")
             if self.caution:
                 text += f"\n  [caution: {self.caution}]"

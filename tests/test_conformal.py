@@ -186,3 +186,35 @@ def test_damaged_or_foreign_interval_files_are_refused(tmp_path):
     path.unlink()
     with pytest.raises(CalibrationError, match="missing"):
         load_calibration(d, model_meta=read_model_meta(d))
+
+
+def test_train_then_predict_prints_intervals_and_screening(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    import cli
+    from smi_data.toy import make_toy_dataset
+
+    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path / "cache"))
+    ds = make_toy_dataset(tmp_path / "ds", 24, seed=6, views=("lateral",))
+    runner = CliRunner()
+    res = runner.invoke(cli.main, ["train", str(ds), "--model", "covariates", "--out", str(tmp_path / "m")])
+    assert res.exit_code == 0, res.output
+    assert "prediction intervals: cross-conformal, 5 folds" in res.output and "men and women pooled" in res.output
+    assert (tmp_path / "m" / "intervals.json").is_file()
+    res = runner.invoke(cli.main, ["predict", str(tmp_path / "m"), str(ds / "images" / "T001_lateral.jpg"),
+                                   "--sex", "F", "--age", "70", "--height", "158", "--out", str(tmp_path / "p")])
+    assert res.exit_code == 0, res.output
+    assert "95 % interval" in res.output and "P(SMI < 5.7)" in res.output
+    pred = pd.read_csv(tmp_path / "p" / "predictions.csv")
+    r = pred.iloc[0]
+    assert r["interval_95_low"] < r["interval_90_low"] < r["smi_pred"] < r["interval_90_high"] < r["interval_95_high"]
+    assert r["screening"] in ("low", "not low", "indeterminate") and 0 < r["p_low"] < 1
+    assert r["screening"] in res.output
+    # --intervals none: no file, and predict says nothing about intervals
+    res = runner.invoke(cli.main, ["train", str(ds), "--model", "covariates", "--intervals", "none",
+                                   "--out", str(tmp_path / "m2")])
+    assert res.exit_code == 0 and not (tmp_path / "m2" / "intervals.json").exists()
+    # too few people for a 95 % interval: trained, without intervals, and told why
+    small = make_toy_dataset(tmp_path / "small", 12, seed=6, views=("lateral",))
+    res = runner.invoke(cli.main, ["train", str(small), "--model", "covariates", "--out", str(tmp_path / "m3")])
+    assert res.exit_code == 0 and "no prediction intervals" in res.output and "at least 19" in res.output
