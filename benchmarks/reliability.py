@@ -234,7 +234,11 @@ def reliability_table(values: pd.DataFrame, measures) -> pd.DataFrame:
         if col not in values.columns or not np.isfinite(pd.to_numeric(values[col], errors="coerce")).any():
             continue
         long = values[["subject", "take", col]].rename(columns={"subject": "subject_id", col: "value"})
-        rows.append({"measure": label, "column": col, "unit": unit, **reliability_stats(long)})
+        stats = reliability_stats(long)
+        note = ""
+        if stats["sem"] == 0:  # e.g. knee-ankle length where the levels are placed from the entered height
+            note = "identical at every take: not measured from the photo (derived from the entered covariates)"
+        rows.append({"measure": label, "column": col, "unit": unit, **stats, "note": note})
     return pd.DataFrame(rows)
 
 
@@ -310,6 +314,7 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
         "within-subject CV %": [g(x, 2) for x in table["cv_within_pct"]],
         "BA bias (take 2 − 1)": [g(x) for x in table["ba_bias"]],
         "BA 95 % limits": [f"{g(a)} to {g(b)}" for a, b in zip(table["ba_loa_lower"], table["ba_loa_upper"])],
+        "note": table["note"] if "note" in table.columns else "",
     })
 
 
