@@ -236,7 +236,7 @@ def reliability_table(values: pd.DataFrame, measures) -> pd.DataFrame:
         long = values[["subject", "take", col]].rename(columns={"subject": "subject_id", col: "value"})
         stats = reliability_stats(long)
         note = ""
-        if stats["sem"] == 0:  # e.g. knee-ankle length where the levels are placed from the entered height
+        if np.isfinite(stats["sem"]) and stats["sem"] <= 1e-9 * max(abs(stats["mean"]), 1.0):  # e.g. knee-ankle length where the levels are placed from the entered height
             note = "identical at every take: not measured from the photo (derived from the entered covariates)"
         rows.append({"measure": label, "column": col, "unit": unit, **stats, "note": note})
     return pd.DataFrame(rows)
