@@ -372,7 +372,9 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, inte
         shutil.rmtree(tmp, ignore_errors=True)
         _fail(str(exc))
     res = rec.data["results"]
-    click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}")
+    click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}"
+               + (f" (the model itself on the {calibration.details['n_training_subjects']} subjects not held out to "
+                  "calibrate its intervals)" if calibration is not None and calibration.method == "split" else ""))
     if res["n_failed"]:
         click.echo(f"{res['n_failed']} sample(s) could not be used:")
         for sid, why in failures.items():
