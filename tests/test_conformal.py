@@ -218,3 +218,40 @@ def test_train_then_predict_prints_intervals_and_screening(tmp_path, monkeypatch
     small = make_toy_dataset(tmp_path / "small", 12, seed=6, views=("lateral",))
     res = runner.invoke(cli.main, ["train", str(small), "--model", "covariates", "--out", str(tmp_path / "m3")])
     assert res.exit_code == 0 and "no prediction intervals" in res.output and "at least 19" in res.output
+
+
+def test_benchmark_measures_calibration(tmp_path, monkeypatch):
+    from benchmarks.calibration import calibration_table, coverage_curve
+    from benchmarks.harness import BenchmarkConfig, run_benchmark
+    from smi_data.toy import make_toy_dataset
+
+    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path / "cache"))
+    ds = make_toy_dataset(tmp_path / "ds", 40, seed=8, views=("lateral",))
+    cfg = BenchmarkConfig(dataset=str(ds), out=str(tmp_path / "run"), models=["mean", "covariates"], views="lateral",
+                          folds=4, progress=False, ceiling=False)
+    res = run_benchmark(cfg)
+    out = tmp_path / "run"
+    cal = pd.read_csv(out / "calibration.csv")
+    assert set(cal["model"]) == {"mean", "covariates"} and set(cal["sex"]) == {"all", "M", "F"}
+    row = cal[(cal["model"] == "covariates") & (cal["sex"] == "all")].iloc[0]
+    assert row["n"] == 40 and 0.7 <= row["coverage_95"] <= 1 and row["width_95"] > row["width_90"] > 0
+    assert 0 <= row["indeterminate"] <= 1
+    p = res["predictions"]
+    assert {"lo95", "hi95", "p_low", "screening", "p_true"} <= set(p.columns)
+    # the p-values of the true SMI give the same coverage as the interval bounds
+    curve = coverage_curve(p)
+    at95 = curve[(curve["model"] == "covariates") & (curve["nominal"] == 0.95)]["empirical"].iloc[0]
+    assert abs(at95 - row["coverage_95"]) <= 0.03
+    report = (out / "report.md").read_text()
+    assert "## Prediction intervals: calibration" in report and "## Prediction intervals: targets" in report
+    assert (out / "plots" / "calibration.png").is_file()
+    assert any("95 % interval coverage" in ln for ln in res["calibration_targets"])
+    # intervals off: no interval columns, no calibration file
+    cfg.out, cfg.intervals = str(tmp_path / "run2"), False
+    res2 = run_benchmark(cfg)
+    assert "lo95" not in res2["predictions"].columns and not (tmp_path / "run2" / "calibration.csv").exists()
+    assert calibration_table(res2["predictions"]).empty
+    # the point estimates do not change with intervals on (cross-conformal predicts with the full model)
+    a = p.sort_values(["model", "sample_id"])["y_pred"].to_numpy()
+    b = res2["predictions"].sort_values(["model", "sample_id"])["y_pred"].to_numpy()
+    assert np.allclose(a, b)
