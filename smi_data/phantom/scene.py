@@ -28,8 +28,8 @@ import colorsys
 import numpy as np
 
 from . import textures
-from .geometry import clip_triangles, vertex_normals
-from .render import Camera
+from .geometry import clip_triangles, slice_points, vertex_normals
+from .render import Camera, triangle_fragments
 
 #: Label map values (uint8 PNG beside each photo).
 LABELS = {"background": 0, "leg": 1, "other_leg": 2, "clothing": 3, "marker": 4, "distractor": 5,
@@ -132,7 +132,7 @@ def draw_photo(rng: np.random.Generator, condition: str) -> dict:
         p["f_factor"] = float(rng.uniform(0.8, 1.15))
         p["fill"] = float(rng.uniform(0.72, 0.86))
         p["pp_dx"], p["pp_dy"] = (float(x) for x in rng.uniform(-0.03, 0.03, 2))
-        p["camera_height_m"] = float(rng.uniform(0.2, 0.7))
+        p["camera_height_m"] = float(rng.uniform(0.2, 0.6))
         p["yaw_deg"] = float(rng.uniform(-5.0, 5.0))
         p["roll_deg"] = float(rng.uniform(-3.0, 3.0))
         p["aim_shift"] = float(rng.uniform(0.0, 0.25))
@@ -335,40 +335,9 @@ def rasterize(cam: Camera, vertices: np.ndarray, faces: np.ndarray):
                    cam.f_px * pc[:, 1] / np.where(ok_v, z, 1) + cam.cy], axis=1)
     keep = np.nonzero(ok_v[faces].all(1))[0]
     faces = faces[keep]
-    tri = uv[faces]
-    x0 = np.floor(tri[:, :, 0].min(1) - 0.5)
-    x1 = np.ceil(tri[:, :, 0].max(1) - 0.5)
-    y0 = np.floor(tri[:, :, 1].min(1) - 0.5)
-    y1 = np.ceil(tri[:, :, 1].max(1) - 0.5)
-    vis = (x1 >= 0) & (x0 <= W - 1) & (y1 >= 0) & (y0 <= H - 1)
-    x0 = np.clip(x0, 0, W - 1).astype(np.int64)
-    x1 = np.clip(x1, 0, W - 1).astype(np.int64)
-    y0 = np.clip(y0, 0, H - 1).astype(np.int64)
-    y1 = np.clip(y1, 0, H - 1).astype(np.int64)
-    area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
-            - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1]))
-    ti = np.nonzero(vis & (np.abs(area) > 1e-12))[0]
     face_id = np.full(H * W, -1, dtype=np.int64)
     bary = np.zeros((H * W, 3))
-    if not len(ti):
-        return face_id.reshape(H, W), bary.reshape(H, W, 3), keep
-    bw, bh = (x1 - x0 + 1)[ti], (y1 - y0 + 1)[ti]
-    counts = bw * bh
-    t = np.repeat(ti, counts)
-    start = np.repeat(np.cumsum(counts) - counts, counts)
-    local = np.arange(len(t)) - start
-    bwr = np.repeat(bw, counts)
-    px = x0[t] + local % bwr
-    py = y0[t] + local // bwr
-    qx, qy = px + 0.5, py + 0.5
-    a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
-    ar = area[t]
-    w0 = ((b[:, 0] - qx) * (c[:, 1] - qy) - (c[:, 0] - qx) * (b[:, 1] - qy)) / ar
-    w1 = ((c[:, 0] - qx) * (a[:, 1] - qy) - (a[:, 0] - qx) * (c[:, 1] - qy)) / ar
-    w2 = 1.0 - w0 - w1
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    t, px, py = t[inside], px[inside], py[inside]
-    w = np.stack([w0[inside], w1[inside], w2[inside]], 1)
+    t, px, py, w = triangle_fragments(uv, faces, W, H)
     inv = w / z[faces[t]]
     depth = 1.0 / inv.sum(1)
     pix = py * W + px
@@ -476,7 +445,8 @@ def _foot_ellipses(vertices: np.ndarray, face_left: np.ndarray, faces: np.ndarra
 
 def render_scene(cam: Camera, parts: list, sess: dict, ph: dict, skin: dict, anchor, vdir, knee_plane,
                  feet, *, supersample: int = 2):
-    """Draw the scene. ``parts``: list of ``(vertices, faces, normals, kind, rgb, cull)``.
+    """Draw the scene. ``parts``: list of ``(vertices, faces, normals, kind, rgb, cull)``; ``cull``
+    True drops back faces, False keeps them, a height (m) drops those wholly above it.
 
     Returns ``(rgb float (H, W, 3) in [0, 1], label coverage (H, W, n_labels) float, wall mask (H, W))``.
     """
@@ -489,10 +459,13 @@ def render_scene(cam: Camera, parts: list, sess: dict, ph: dict, skin: dict, anc
     verts, faces, norms, kind, rgbs = [], [], [], [], []
     base = 0
     for v, f, n, k, rgb, cull in parts:
-        if cull:
+        if cull is not False:  # True: every back face; a height: back faces above it (cloth near its hem)
             a = v[f[:, 0]]
             fn = np.cross(v[f[:, 1]] - a, v[f[:, 2]] - a)
-            f = f[np.einsum("ij,ij->i", fn, cam.position - a) > 0]
+            front = np.einsum("ij,ij->i", fn, cam.position - a) > 0
+            if cull is not True:
+                front |= v[f][:, :, 2].min(1) < cull
+            f = f[front]
         verts.append(v), norms.append(n), faces.append(f + base)
         kind.append(np.full(len(f), k, np.int8))
         rgbs.append(np.broadcast_to(np.asarray(rgb, float), (len(f), 3)))
@@ -596,8 +569,30 @@ def marker_label(shape, card_corners: np.ndarray) -> np.ndarray:
 
 
 # ============================================================================ one photo
-def _hex(rgb) -> str:
-    return "#" + "".join(f"{int(round(255 * min(max(c, 0.0), 1.0))):02x}" for c in rgb)
+def seen_calf_width(leg_v: np.ndarray, leg_f: np.ndarray, knee, ankle, cam: Camera, place,
+                    band=(0.2, 0.6), step: float = 0.005) -> tuple[float, float]:
+    """The widest horizontal slice of the calf as the camera sees it: ``(cm, px)``.
+
+    Horizontal slices of the rest-pose leg between ``band`` fractions of the knee-to-ankle height,
+    moved by ``place`` (the stance shear, which only translates horizontal slices). ``cm``: the
+    largest extent along the camera's image-right axis made horizontal (an orthographic view);
+    ``px``: the largest extent along the image rows of the slice projected by ``cam`` (perspective
+    included, each slice at its own depth). ``px`` is what the widest row of the photographed leg's
+    mask shows, without pixels.
+    """
+    r = np.array([cam.rot[0][0], cam.rot[0][1], 0.0])
+    r /= np.linalg.norm(r)
+    zk, za = float(knee[2]), float(ankle[2])
+    tri_z = leg_v[leg_f][:, :, 2]
+    z_top, z_bot = zk - band[0] * (zk - za), zk - band[1] * (zk - za)
+    sel = leg_f[(tri_z.max(1) >= z_bot) & (tri_z.min(1) <= z_top)]
+    best_cm, best_px = np.nan, np.nan
+    for z in np.arange(z_bot, z_top + 1e-9, step * (zk - za)):
+        pts = slice_points(leg_v, sel, [0.0, 0.0, z], [0.0, 0.0, 1.0])
+        if len(pts) >= 3:
+            best_cm = np.nanmax([best_cm, float(np.ptp(pts @ r))])
+            best_px = np.nanmax([best_px, float(np.ptp(cam.project(place(pts))[:, 0]))])
+    return best_cm * 100.0, best_px
 
 
 def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condition: str = "clinic",
@@ -637,7 +632,7 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     skin_rgb = cam_mod.skin_rgb(skin["skin_tone"])
     parts = [(V, F[skin_keep & photo_face], normals, _SKIN_PHOTO, skin_rgb, True),
              (V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True),
-             (*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], False)]
+             (*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], hem_z + 0.04)]
     # ---- camera
     vdir = view_direction(view, side)
     used = np.unique(F[photo_face].ravel())
@@ -690,11 +685,16 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     sole_y = float(sole[:, 1].max()) if len(sole) else np.nan
     in_frame = bool(0 <= ky and sole_y < height and 0 <= uv[0, 0] < width)
     fwd = cam.rot[2]
+    seen_cm, seen_px = seen_calf_width(*subj["leg"], subj["knee"], subj["ankle"], cam,
+                                       lambda q: shear(q, is_l, sb, off))
     info.update(
         calf_x_px=float(uv[0, 0]), calf_y_px=float(uv[0, 1]), knee_y_px=float(ky), ankle_y_px=float(ay),
-        sole_y_px=sole_y, calf_width_px_true=width_cm * ppc, mask_calf_width_px=mask_w,
+        sole_y_px=sole_y, calf_width_px_true=width_cm * ppc, calf_width_seen_cm=seen_cm,
+        calf_width_seen_px=seen_px, mask_calf_width_px=mask_w,
         mask_calf_width_row=int(r0 + np.argmax(rows)) if len(rows) else -1,
-        mask_width_bias_pct=100.0 * (mask_w / (width_cm * ppc) - 1.0), leg_pixels=float(leg_cov.sum()),
+        perspective_bias_pct=100.0 * (seen_px / (seen_cm * ppc) - 1.0),
+        mask_vs_seen_pct=100.0 * (mask_w / seen_px - 1.0),
+        mask_vs_slice_pct=100.0 * (mask_w / (width_cm * ppc) - 1.0), leg_pixels=float(leg_cov.sum()),
         leg_in_frame=in_frame, f_px=cam.f_px,
         camera_distance_cm=float(np.linalg.norm((cam.position - calf)[:2]) * 100.0),
         camera_height_cm=float(cam.position[2] * 100.0), pitch_deg=float(np.degrees(np.arcsin(-fwd[2]))),
@@ -702,10 +702,10 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
         principal_dy_px=cam.cy - height / 2,
         light_azimuth_deg=ph["light_azimuth_deg"], light_elevation_deg=ph["light_elevation_deg"],
         light_intensity=ph["light_intensity"], ambient_light=ph["ambient_light"], exposure=ph["exposure"],
-        skin_tone=skin["skin_tone"], skin_rgb=_hex(skin_rgb), stance_gap_cm=sess["stance_gap_cm"],
+        skin_tone=skin["skin_tone"], skin_rgb=cam_mod.hex_rgb(skin_rgb), stance_gap_cm=sess["stance_gap_cm"],
         stagger_cm=sess["stagger_cm"], hem_above_knee_cm=sess["hem_above_knee_cm"],
-        cloth_rgb=_hex(sess["cloth_rgb"]), wall_kind=sess["wall_kind"], wall_rgb=_hex(sess["wall_rgb"]),
-        floor_kind=sess["floor_kind"], floor_rgb=_hex(sess["floor_rgb"]), skirting=sess["skirting"],
+        cloth_rgb=cam_mod.hex_rgb(sess["cloth_rgb"]), wall_kind=sess["wall_kind"], wall_rgb=cam_mod.hex_rgb(sess["wall_rgb"]),
+        floor_kind=sess["floor_kind"], floor_rgb=cam_mod.hex_rgb(sess["floor_rgb"]), skirting=sess["skirting"],
         wall_distance_cm=ph["wall_distance_m"] * 100.0, wall_shadow=ph["wall_shadow"],
         n_distractors=len(ph["distractors"]), noise_sigma=ph["noise_sigma"], blur_sigma=ph["blur_sigma"],
         lowres_factor=ph["lowres"], jpeg_quality=ph["jpeg_quality"], marker=placed,
