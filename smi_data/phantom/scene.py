@@ -130,7 +130,7 @@ def draw_photo(rng: np.random.Generator, condition: str) -> dict:
         p["exposure"] = float(rng.uniform(0.7, 1.35))
     else:
         p["f_factor"] = float(rng.uniform(0.8, 1.15))
-        p["fill"] = float(rng.uniform(0.72, 0.86))
+        p["fill"] = float(rng.uniform(0.76, 0.88))
         p["pp_dx"], p["pp_dy"] = (float(x) for x in rng.uniform(-0.03, 0.03, 2))
         p["camera_height_m"] = float(rng.uniform(0.2, 0.6))
         p["yaw_deg"] = float(rng.uniform(-5.0, 5.0))
@@ -142,16 +142,17 @@ def draw_photo(rng: np.random.Generator, condition: str) -> dict:
         p["ambient_light"] = float(rng.uniform(0.3, 0.5))
         p["light_tint"] = [float(x) for x in rng.uniform(0.96, 1.04, 3)]
         p["wall_distance_m"] = float(rng.uniform(0.3, 1.2))
-        p["noise_sigma"] = float(rng.uniform(1.0, 4.0))
+        p["noise_sigma"] = float(rng.uniform(0.8, 3.0))
         p["blur_sigma"] = float(rng.uniform(0.0, 0.7))
         p["lowres"] = 1.0
-        p["jpeg_quality"] = int(rng.integers(80, 96))
+        p["jpeg_quality"] = int(rng.integers(72, 89))
         p["marker"] = bool(rng.uniform() < 0.92)
         p["n_distractors"] = int(rng.uniform() < 0.15)
         p["wall_shadow"] = float(rng.uniform(0.0, 0.15))
         p["exposure"] = 1.0
-    p["margin_above_cm"] = float(rng.uniform(4.0, 12.0))
-    p["margin_below_cm"] = float(rng.uniform(2.0, 6.0))
+    # frame from a little below the sole to a little above the knee (clinic: tight, so the card is >= ~50 px)
+    p["margin_above_cm"] = float(rng.uniform(4.0, 12.0) if wild else rng.uniform(3.0, 8.0))
+    p["margin_below_cm"] = float(rng.uniform(2.0, 6.0) if wild else rng.uniform(1.5, 4.0))
     p["marker_side"] = "left" if rng.uniform() < 0.5 else "right"
     p["marker_height_frac"] = float(rng.uniform(0.3, 0.6))
     p["marker_gap_cm"] = float(rng.uniform(2.0, 6.0))
