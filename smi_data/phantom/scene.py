@@ -41,7 +41,7 @@ SKIN_STREAM = 999
 ARM_BONES = ("upperarm", "lowerarm", "wrist", "finger", "metacarpal", "clavicle", "shoulder")
 
 # parts of the assembled mesh
-_SKIN_PHOTO, _SKIN_OTHER, _CLOTH, _DISTRACTOR = 0, 1, 2, 3
+_SKIN_PHOTO, _SKIN_OTHER, _CLOTH, _DISTRACTOR, _SHOE = 0, 1, 2, 3, 4
 
 
 def session_stream(take: int) -> int:
@@ -99,6 +99,11 @@ def draw_session(rng: np.random.Generator, condition: str) -> dict:
     s["skirting_cm"] = float(rng.uniform(4.0, 14.0))
     s["skirting_rgb"] = _muted_rgb(rng, (0.0, 0.3), (0.2, 0.98))
     s["tex_offset"] = [float(x) for x in rng.uniform(0, 400, 4)]
+    # wild only (drawn last, so the clinic's draws stay as they were): a skirt instead of shorts, shoes
+    s["skirt"] = bool(wild and rng.uniform() < 0.3)
+    s["shoes"] = bool(wild and rng.uniform() < 0.5)
+    s["shoe_height_cm"] = float(rng.uniform(3.0, 14.0)) if wild else 0.0
+    s["shoe_rgb"] = _muted_rgb(rng, (0.0, 0.8), (0.05, 0.95)) if wild else (0.0, 0.0, 0.0)
     return s
 
 
@@ -128,6 +133,10 @@ def draw_photo(rng: np.random.Generator, condition: str) -> dict:
         p["n_distractors"] = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.35, 0.25, 0.15]))
         p["wall_shadow"] = float(rng.uniform(0.0, 0.35))
         p["exposure"] = float(rng.uniform(0.7, 1.35))
+        # front and oblique views too (the real photos are mostly frontal): turn the camera around the subject
+        u = rng.uniform()
+        p["turn_deg"] = float(180.0 + rng.uniform(-30, 30) if u < 0.35 else
+                              (rng.choice([-1, 1]) * rng.uniform(25, 65) if u < 0.55 else 0.0))
     else:
         p["f_factor"] = float(rng.uniform(0.8, 1.15))
         p["fill"] = float(rng.uniform(0.76, 0.88))
@@ -236,6 +245,41 @@ def shorts_mesh(vertices, faces, normals, hem_z: float, session: dict):
     return tri[:, :, :3].reshape(-1, 3), np.arange(3 * n).reshape(n, 3), tri[:, :, 3:].reshape(-1, 3)
 
 
+def skirt_mesh(vertices, hem_z: float, top_z: float, session: dict, *, segments: int = 64, rings: int = 10):
+    """A skirt: an elliptic cone around both legs from ``top_z`` down to the hem (double-sided soup)."""
+    band = vertices[np.abs(vertices[:, 2] - top_z) < 0.02]
+    cx, cy = band[:, 0].mean(), band[:, 1].mean()
+    rx0 = np.abs(band[:, 0] - cx).max() + session["cloth_ease_cm"] / 100.0
+    ry0 = np.abs(band[:, 1] - cy).max() + session["cloth_ease_cm"] / 100.0
+    flare = 0.02 + 3 * session["cloth_flare_cm"] / 100.0
+    zs = np.linspace(top_z, hem_z, rings)
+    a = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    grow = (top_z - zs) / max(top_z - hem_z, 1e-6)
+    rx, ry = rx0 + flare * grow, ry0 + flare * grow
+    pts = np.stack([cx + rx[:, None] * np.cos(a)[None], cy + ry[:, None] * np.sin(a)[None],
+                    np.repeat(zs[:, None], segments, 1)], axis=-1)
+    nrm = np.stack([np.cos(a)[None] / rx[:, None], np.sin(a)[None] / ry[:, None], np.zeros((rings, segments))], -1)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+    idx = np.arange(rings * segments).reshape(rings, segments)
+    i0, i1 = idx[:-1], np.roll(idx[:-1], -1, axis=1)
+    j0, j1 = idx[1:], np.roll(idx[1:], -1, axis=1)
+    faces = np.concatenate([np.stack([i0, j0, i1], -1).reshape(-1, 3), np.stack([i1, j0, j1], -1).reshape(-1, 3)])
+    return pts.reshape(-1, 3), faces, nrm.reshape(-1, 3)
+
+
+def shoe_mesh(vertices, faces, normals, top_z: float):
+    """Shoes: the feet's surface below ``top_z`` pushed out (more at the sole), flat on the floor, cut at the top."""
+    z = vertices[:, 2]
+    push = 0.004 + 0.008 * np.clip((0.02 - z) / 0.02, 0, 1)
+    v = vertices + normals * push[:, None]
+    v[:, 2] = np.maximum(v[:, 2], 0.0)
+    keep = v[faces][:, :, 2].min(1) < top_z
+    tri = np.concatenate([v[faces[keep]], normals[faces[keep]]], axis=2)
+    tri = clip_triangles(tri, np.array([0, 0, top_z, 0, 0, 0.0]), np.array([0, 0, 1.0, 0, 0, 0]))
+    n = len(tri)
+    return tri[:, :, :3].reshape(-1, 3), np.arange(3 * n).reshape(n, 3), tri[:, :, 3:].reshape(-1, 3)
+
+
 def distractor_mesh(d: dict, anchor: np.ndarray, right: np.ndarray, back: np.ndarray):
     """A box, cylinder or post standing on the floor beside the subject (soup with face normals)."""
     import trimesh
@@ -284,7 +328,7 @@ def frame_camera(ph: dict, condition: str, leg_points: np.ndarray, knee, ankle, 
     in frame (the camera steps back until it is). ``wild``: the leg may be cut by the frame, but the
     calf stays inside it and ``top_z`` (a little below the body mesh's open top) above it.
     """
-    yaw = np.deg2rad(ph["yaw_deg"])
+    yaw = np.deg2rad(ph["yaw_deg"] + ph.get("turn_deg", 0.0))
     c, s = np.cos(yaw), np.sin(yaw)
     d = np.array([c * vdir[0] - s * vdir[1], s * vdir[0] + c * vdir[1], 0.0])
     d /= np.linalg.norm(d)
@@ -360,7 +404,7 @@ def _smooth_noise(rng, shape, cell: int) -> np.ndarray:
 
 
 def _light(ph: dict, vdir: np.ndarray) -> np.ndarray:
-    az = np.deg2rad(ph["light_azimuth_deg"] + ph["yaw_deg"])
+    az = np.deg2rad(ph["light_azimuth_deg"] + ph["yaw_deg"] + ph.get("turn_deg", 0.0))
     el = np.deg2rad(ph["light_elevation_deg"])
     h = np.array([np.cos(az) * vdir[0] - np.sin(az) * vdir[1], np.sin(az) * vdir[0] + np.cos(az) * vdir[1], 0.0])
     v = np.cos(el) * h + np.array([0.0, 0.0, np.sin(el)])
@@ -513,7 +557,7 @@ def render_scene(cam: Camera, parts: list, sess: dict, ph: dict, skin: dict, anc
         lab = np.where(k == _SKIN_PHOTO, LABELS["leg"], LABELS["other_leg"]).astype(np.uint8)
         above = (pts - knee_plane["point"]) @ knee_plane["normal"] < 0
         lab[(k == _SKIN_PHOTO) & above] = LABELS["thigh"]
-        lab[cloth] = LABELS["clothing"]
+        lab[cloth | (k == _SHOE)] = LABELS["clothing"]
         lab[k == _DISTRACTOR] = LABELS["distractor"]
         labels[mask] = lab
     img = np.clip(img * tint * ph["exposure"], 0, 1)
@@ -596,6 +640,16 @@ def seen_calf_width(leg_v: np.ndarray, leg_f: np.ndarray, knee, ankle, cam: Came
     return best_cm * 100.0, best_px
 
 
+def _facing(view: str, turn_deg: float) -> str:
+    """Which side of the subject the camera sees: back, front, outside (lateral) or oblique."""
+    t = (turn_deg + 180.0) % 360.0 - 180.0
+    if abs(t) < 20:
+        return "back" if view == "posterior" else "outside"
+    if abs(abs(t) - 180) < 40 and view == "posterior":
+        return "front"
+    return "oblique"
+
+
 def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condition: str = "clinic",
                       width: int = 600, height: int = 800, supersample: int = 2, marker: bool = True):
     """Render one scene photo of a built subject (``subj["scene_body"]`` from :func:`scene_body`).
@@ -632,8 +686,15 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     skin_keep = V[F][:, :, 2].min(1) < hem_z + 0.02
     skin_rgb = cam_mod.skin_rgb(skin["skin_tone"])
     parts = [(V, F[skin_keep & photo_face], normals, _SKIN_PHOTO, skin_rgb, True),
-             (V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True),
-             (*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], hem_z + 0.04)]
+             (V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True)]
+    # the inside of the cloth shows near the hem (more of it from the low cameras of wild scenes)
+    if sess.get("skirt"):
+        parts.append((*skirt_mesh(V, hem_z, float(V[:, 2].max()) - 0.03, sess), _CLOTH, sess["cloth_rgb"], False))
+    else:
+        inside = hem_z + (0.12 if condition == "wild" else 0.04)
+        parts.append((*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], inside))
+    if sess.get("shoes"):
+        parts.append((*shoe_mesh(V, F, normals, sess["shoe_height_cm"] / 100.0), _SHOE, sess["shoe_rgb"], True))
     # ---- camera
     vdir = view_direction(view, side)
     used = np.unique(F[photo_face].ravel())
@@ -712,5 +773,8 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
         lowres_factor=ph["lowres"], jpeg_quality=ph["jpeg_quality"], marker=placed,
         marker_side=ph["marker_side"] if placed else "",
     )
+    if condition == "wild":  # what only wild scenes vary
+        info.update(turn_deg=ph["turn_deg"], facing=_facing(view, ph["turn_deg"]), skirt=sess["skirt"],
+                    shoes=sess["shoes"])
     img = finish(rgb, rng, ph)
     return img, labels, info, ph["jpeg_quality"]
