@@ -87,6 +87,33 @@ def build_result(est, view: str | None, cov, models: ModelSet) -> dict:
     return result
 
 
+class SecurityHeaders:
+    """ASGI middleware: every response says to load nothing from elsewhere and not to be framed.
+
+    Plain ASGI rather than ``@app.middleware("http")``: that one runs the app in a task
+    group, which turns the upload cap's signal into an exception group.
+    """
+
+    HEADERS = ((b"content-security-policy", CSP.encode()), (b"x-content-type-options", b"nosniff"),
+               (b"referrer-policy", b"no-referrer"), (b"x-frame-options", b"DENY"))
+
+    def __init__(self, app):
+        self.app = app
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] != "http":
+            return await self.app(scope, receive, send)
+
+        async def send_with_headers(message):
+            if message["type"] == "http.response.start":
+                have = {k.lower() for k, _ in message.get("headers", [])}
+                message = {**message, "headers": [*message.get("headers", []),
+                                                  *((k, v) for k, v in self.HEADERS if k not in have)]}
+            await send(message)
+
+        await self.app(scope, receive, send_with_headers)
+
+
 def create_app(models: ModelSet, *, save_dir=None, max_photo_bytes: int = MAX_PHOTO_BYTES,
                max_photo_pixels: int = MAX_PHOTO_PIXELS, max_concurrent: int = 2,
                allowed_hosts: list[str] | None = None, tmp_dir=None):
@@ -144,15 +171,6 @@ def create_app(models: ModelSet, *, save_dir=None, max_photo_bytes: int = MAX_PH
         logger.exception("unexpected error on %s %s", request.method, request.url.path)
         return error(500, "internal error: no estimate could be made; the server's log says why", None)
 
-    @app.middleware("http")
-    async def _headers(request: Request, call_next):
-        response = await call_next(request)
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "no-referrer")
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        return response
-
     @app.get("/")
     async def page(request: Request):
         return templates.TemplateResponse(request, "index.html", {
@@ -191,6 +209,7 @@ def create_app(models: ModelSet, *, save_dir=None, max_photo_bytes: int = MAX_PH
             await run_in_threadpool(store.save, result)
         return JSONResponse(result, headers={"Cache-Control": "no-store"})
 
+    app.add_middleware(SecurityHeaders)
     if allowed_hosts:
         app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
     # outermost: a body over the cap is refused before the form parser spools it to disk
