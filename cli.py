@@ -608,8 +608,19 @@ def app_command(model_dirs, host, port, save_dir, max_concurrent):
         click.echo(f"WARNING: listening on {host}, not on loopback: anyone who can reach this computer on port "
                    f"{port} can send photos and read estimates, without a login and without encryption (plain "
                    "HTTP). Use it only on a network you trust.", err=True)
-    web = create_app(models, save_dir=save_dir, max_concurrent=max_concurrent,
-                     allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None)
+    try:
+        web = create_app(models, save_dir=save_dir, max_concurrent=max_concurrent,
+                         allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None)
+    except OSError as exc:
+        _fail(f"--save {save_dir}: cannot keep results there ({exc.strerror or exc}); choose another folder")
+    import socket
+
+    try:  # a clear message instead of uvicorn's log line when the port is taken
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host.strip("[]"), port))
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host")
     desc = models.describe()
     click.echo(f"model: {desc['name']} ({', '.join(desc['views'])}), trained on {desc['trained_on']}")
     click.echo("not clinically validated; " + (f"results are kept in {save_dir}" if save_dir else "nothing is stored"))

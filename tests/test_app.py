@@ -42,10 +42,12 @@ def _cache(cache, monkeypatch):
 @pytest.fixture(scope="module")
 def model_dirs(tmp_path_factory, cache):
     """xgb-features for each view, trained on 16 people of the bundled cohort (a few seconds)."""
-    import os
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEGSMI_CACHE_DIR", str(cache))
+        return _train_views(tmp_path_factory.mktemp("app-models"))
 
-    os.environ["LEGSMI_CACHE_DIR"] = str(cache)
-    root = tmp_path_factory.mktemp("app-models")
+
+def _train_views(root):
     ds = root / "few"
     (ds / "images").mkdir(parents=True)
     m = pd.read_csv(BUNDLED_COHORT / "manifest.csv")
@@ -452,3 +454,21 @@ def test_a_chunked_upload_over_the_cap_is_cut_off_with_413(models):
             r = c.post(f"{url}/api/estimate", content=body(),
                        headers={"content-type": "multipart/form-data; boundary=x"})
     assert r.status_code == 413 and r.json()["field"] == "request"
+
+
+def test_cli_app_refuses_a_taken_port_and_an_unusable_save_folder(model_dirs, tmp_path, monkeypatch):
+    import socket
+
+    import uvicorn
+
+    monkeypatch.setattr(uvicorn.Server, "run", lambda self, *a, **k: None)
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        port = taken.getsockname()[1]
+        res = CliRunner().invoke(cli.main, ["app", "--model", str(model_dirs["lateral"]), "--port", str(port)])
+    assert res.exit_code == 2 and f"cannot listen on 127.0.0.1:{port}" in res.output
+    afile = tmp_path / "file"
+    afile.write_text("x")
+    res = CliRunner().invoke(cli.main, ["app", "--model", str(model_dirs["lateral"]), "--save", str(afile / "sub")])
+    assert res.exit_code == 2 and "--save" in res.output and "cannot keep results" in res.output

@@ -24,11 +24,10 @@ def toy(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def model_dir(toy, tmp_path_factory):
-    import os
-
-    os.environ.setdefault("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
     out = tmp_path_factory.mktemp("model") / "xgb"
-    res = CliRunner().invoke(cli.main, ["train", str(toy), "--model", "xgb-features", "--out", str(out)])
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+        res = CliRunner().invoke(cli.main, ["train", str(toy), "--model", "xgb-features", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out
 
