@@ -434,7 +434,11 @@ def test_real_browser_fills_the_form_and_reads_the_estimate(models, tmp_path):
     finally:
         driver.quit()
     assert shown == pytest.approx(expected["smi"], abs=0.006)
-    assert verdict == ("Low muscle mass" if expected["low_muscle_mass"] else "Not low")
+    if expected["screening"]:  # a model with calibrated intervals: the three-way result
+        assert verdict == {"low": "Low muscle mass", "not low": "Not low",
+                           "indeterminate": "Indeterminate"}[expected["screening"]]
+    else:
+        assert verdict == ("Low muscle mass" if expected["low_muscle_mass"] else "Not low")
     assert len(photos_shown) == 2 and loaded
     assert err.startswith("Age:") and "from 18 to 120" in err and age_marked and old_result_hidden
     assert shot.is_file() and shot.stat().st_size > 10_000
