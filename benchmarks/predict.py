@@ -151,6 +151,11 @@ class PredictionResult:
 
 # ----------------------------------------------------------------------------- advice for a refusal
 _ADVICE = (
+    (("too dark",), "add light, or retake without a window or lamp behind the person"),
+    (("overexposed",), "retake without flash or direct sun"),
+    (("blurred",), "hold the camera still and focus on the leg"),
+    (("cut by the frame",), "retake with the whole lower leg, knee to sole, inside the frame"),
+    (("legs merged", "both legs"), "retake with the other leg set back or out of the photo"),
     (("not found", "not a regular file"), "the photo file is missing; choose it again"),
     (("safety limit", "too large"), "the photo is too large; send it at a lower resolution (e.g. 2000 px)"),
     (("empty", "truncated", "decode", "not a readable image", "unusable image", "corrupt"),
@@ -168,10 +173,23 @@ _ADVICE = (
 )
 
 
+#: First words of a clause that already says what to do ("...; retake without backlight").
+_ADVICE_VERBS = ("add", "retake", "hold", "frame", "place", "photograph", "copy", "re-export", "export",
+                 "downscale", "send", "take", "use", "check", "move", "choose", "stand", "turn", "remove")
+
+
 def advice_for(reason: str | None) -> str | None:
-    """What a person can do about a refusal, from its reason (None for no reason)."""
+    """What a person can do about a refusal, from its reason (None for no reason).
+
+    A reason whose last clause already says what to do (the image and segmentation
+    layers write them so: "...; hold the camera still") keeps those words; otherwise
+    the advice comes from the first keyword of :data:`_ADVICE` found in the reason.
+    """
     if not reason:
         return None
+    clauses = [c.strip() for c in reason.strip().split(";") if c.strip()]
+    if len(clauses) > 1 and clauses[-1].split(" ", 1)[0].lower() in _ADVICE_VERBS:
+        return clauses[-1]
     low = reason.lower()
     for keys, advice in _ADVICE:
         if any(k in low for k in keys):
