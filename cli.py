@@ -637,5 +637,95 @@ def reliability(dataset, model_dir, out, jobs, overwrite):
     click.echo(f"report: {Path(res['out']) / 'report.html'} ({res['seconds']:.0f} s)")
 
 
+# ----------------------------------------------------------------------------- the clinic's web page (smi_app)
+def _app_models(model_dirs: tuple[str, ...]):
+    """The models the page serves: the folders given, or the default light model (trained once, cached)."""
+    from smi_app.models import DEFAULT_MODEL, ModelSet, ModelSetError, default_model_dirs
+    from smi_data.modelfile import ModelFileError
+
+    ctx = click.get_current_context()
+
+    def train_default(dataset: str, view: str, out_dir) -> None:
+        # the `train` command itself, so the app's model is exactly what `legsmi train` makes
+        ctx.invoke(train, dataset=dataset, model_name=DEFAULT_MODEL, view=view, out=str(out_dir), seed=0)
+
+    try:
+        if model_dirs:
+            return ModelSet.from_dirs(list(model_dirs))
+        return ModelSet.from_dirs(default_model_dirs(train_default, echo=click.echo), default=True)
+    except (ModelFileError, ModelSetError) as exc:
+        _fail(str(exc))
+
+
+_APP_MODEL_HELP = ("Model folder to serve; repeat to give one per view (lateral, posterior, both). "
+                   "Default: xgb-features trained on the bundled cohort at the first start and cached.")
+
+
+@main.command("app")
+@click.option("--model", "model_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help=_APP_MODEL_HELP)
+@click.option("--host", default="127.0.0.1", help="Interface to listen on; anything but loopback is reachable by others.")
+@click.option("--port", default=8000, type=click.IntRange(1, 65535), help="TCP port.")
+@click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
+              help="Keep every result (JSON, annotated photos, results.csv) in this folder; default: nothing is stored.")
+@click.option("--max-concurrent", default=2, type=click.IntRange(1, 64), help="Estimates computed at once.")
+def app_command(model_dirs, host, port, save_dir, max_concurrent):
+    """Serve the clinic's web page: two photos and four numbers in, an annotated estimate out.
+
+    Open the printed address in a browser. Photos are processed on this computer only.
+    """
+    import uvicorn
+
+    from smi_app.server import LOOPBACK_HOSTS, create_app, is_loopback, uvicorn_config
+
+    models = _app_models(model_dirs)
+    loopback = is_loopback(host)
+    if not loopback:
+        click.echo(f"WARNING: listening on {host}, not on loopback: anyone who can reach this computer on port "
+                   f"{port} can send photos and read estimates, without a login and without encryption (plain "
+                   "HTTP). Use it only on a network you trust.", err=True)
+    try:
+        web = create_app(models, save_dir=save_dir, max_concurrent=max_concurrent,
+                         allowed_hosts=list(LOOPBACK_HOSTS) if loopback else None)
+    except OSError as exc:
+        _fail(f"--save {save_dir}: cannot keep results there ({exc.strerror or exc}); choose another folder")
+    import socket
+
+    try:  # a clear message instead of uvicorn's log line when the port is taken
+        with socket.socket(socket.AF_INET6 if ":" in host else socket.AF_INET) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind((host.strip("[]"), port))
+    except OSError as exc:
+        _fail(f"cannot listen on {host}:{port} ({exc.strerror or exc}); choose another --port or --host")
+    desc = models.describe()
+    click.echo(f"model: {desc['name']} ({', '.join(desc['views'])}), trained on {desc['trained_on']}")
+    click.echo("not clinically validated; " + (f"results are kept in {save_dir}" if save_dir else "nothing is stored"))
+    shown = f"[{host}]" if ":" in host else host
+    click.echo(f"legsmi app: open http://{shown}:{port}/ (Ctrl+C to stop)")
+    uvicorn.Server(uvicorn_config(web, host, port)).run()
+
+
+@main.command("app-load")
+@click.option("--model", "model_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
+              help=_APP_MODEL_HELP)
+@click.option("--requests", "n_requests", default=40, type=click.IntRange(1, 100000), help="Requests to send.")
+@click.option("--concurrency", default=4, type=click.IntRange(1, 256), help="Requests in flight at once.")
+@click.option("--views", default="lateral,posterior", type=click.Choice(["lateral,posterior", "lateral", "posterior"]),
+              help="Bundled photos sent with each request.")
+@click.option("--max-concurrent", default=2, type=click.IntRange(1, 64), help="Estimates the server computes at once.")
+def app_load(model_dirs, n_requests, concurrency, views, max_concurrent):
+    """Load benchmark of the web app on loopback: throughput, p50/p95 latency, errors."""
+    from smi_app.load import bundled_person, run_load
+    from smi_app.server import create_app
+
+    models = _app_models(model_dirs)
+    photos, fields = bundled_person()
+    photos = {v: p for v, p in photos.items() if v in views.split(",")}
+    res = run_load(create_app(models, max_concurrent=max_concurrent), requests=n_requests, concurrency=concurrency,
+                   photos=photos, fields=fields, echo=click.echo)
+    if res["errors"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()

@@ -166,6 +166,11 @@ class PredictionResult:
 
 # ----------------------------------------------------------------------------- advice for a refusal
 _ADVICE = (
+    (("too dark",), "add light, or retake without a window or lamp behind the person"),
+    (("overexposed",), "retake without flash or direct sun"),
+    (("blurred",), "hold the camera still and focus on the leg"),
+    (("cut by the frame",), "retake with the whole lower leg, knee to sole, inside the frame"),
+    (("legs merged", "both legs"), "retake with the other leg set back or out of the photo"),
     (("not found", "not a regular file"), "the photo file is missing; choose it again"),
     (("safety limit", "too large"), "the photo is too large; send it at a lower resolution (e.g. 2000 px)"),
     (("empty", "truncated", "decode", "not a readable image", "unusable image", "corrupt"),
@@ -173,18 +178,33 @@ _ADVICE = (
     (("has no lateral photo", "has no posterior photo", "no image"),
      "add the missing view's photo, or use a model trained on the views you have"),
     (("plausible range",), "check the photo (whole lower leg, marker card at the leg) and the height entered"),
+    (("no leg", "leg-shaped", "outline", "silhouette"),
+     "retake the photo: the whole lower leg from knee to floor in frame, against a plain background"),
     (("knee",), "retake the photo with the knee in frame"),
     (("ankle", "foot"), "retake the photo with the ankle and foot in frame"),
     (("marker", "scale", "relative"), "place the marker card beside the leg, at the leg's depth, fully in frame"),
-    (("leg", "outline", "silhouette", "edge", "region"),
+    (("leg", "edge", "region"),
      "retake the photo: the whole lower leg from knee to floor in frame, against a plain background"),
 )
 
 
+#: First words of a clause that already says what to do ("...; retake without backlight").
+_ADVICE_VERBS = ("add", "retake", "hold", "frame", "place", "photograph", "copy", "re-export", "export",
+                 "downscale", "send", "take", "use", "check", "move", "choose", "stand", "turn", "remove")
+
+
 def advice_for(reason: str | None) -> str | None:
-    """What a person can do about a refusal, from its reason (None for no reason)."""
+    """What a person can do about a refusal, from its reason (None for no reason).
+
+    A reason whose last clause already says what to do (the image and segmentation
+    layers write them so: "...; hold the camera still") keeps those words; otherwise
+    the advice comes from the first keyword of :data:`_ADVICE` found in the reason.
+    """
     if not reason:
         return None
+    clauses = [c.strip() for c in reason.strip().split(";") if c.strip()]
+    if len(clauses) > 1 and clauses[-1].split(" ", 1)[0].lower() in _ADVICE_VERBS:
+        return clauses[-1]
     low = reason.lower()
     for keys, advice in _ADVICE:
         if any(k in low for k in keys):
@@ -360,7 +380,8 @@ class Predictor:
     # ------------------------------------------------------------------ one person
     def estimate(self, photos: Mapping[str, str | os.PathLike], *, sex: str, age: float, height_cm: float,
                  weight_kg: float | None = None, reference_device: str | None = "BIA",
-                 px_per_cm: float | None = None, out_dir=None, annotate: bool = True) -> Estimate:
+                 px_per_cm: float | None = None, out_dir=None, annotate: bool = True,
+                 annotated_suffix: str = ".png") -> Estimate:
         """The estimate for one person from photos by view (``{'lateral': path, 'posterior': path}``).
 
         Photos of a view the model does not use are reported as refused with the reason.
@@ -386,20 +407,22 @@ class Predictor:
                             photos=[*(PhotoStatus(v, str(Path(p).resolve())) for v, p in used.items()), *unused])
         samples = samples_from_photos(used, self.view, sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg,
                                       reference_device=device, px_per_cm=px_per_cm)
-        est = self.predict(samples, out_dir=out_dir, annotate=annotate, reference_device=device).estimates[0]
+        est = self.predict(samples, out_dir=out_dir, annotate=annotate, reference_device=device,
+                           annotated_suffix=annotated_suffix).estimates[0]
         est.photos.extend(unused)
         return est
 
     # ------------------------------------------------------------------ a sample table
     def predict(self, samples: pd.DataFrame, *, out_dir=None, annotate: bool = True,
-                reference_device: str = "BIA") -> PredictionResult:
+                reference_device: str = "BIA", annotated_suffix: str = ".png") -> PredictionResult:
         """Estimates for every sample of a sample table.
 
         Unreadable images are refused by name before the model sees them; the model's
         own failures, and estimates outside the plausible range, are refused with their
         reasons. With ``out_dir`` and ``annotate``, an annotated copy of every photo of
-        an estimated sample is written there (``<stem>_annotated.png``, never over one
-        written by this call). Nothing is written without ``out_dir``.
+        an estimated sample is written there (``<stem>_annotated.png``, or ``.jpg`` by
+        ``annotated_suffix``; never over one written by this call). Nothing is written
+        without ``out_dir``.
         """
         from smi_data.cutoffs import normalise_device
         from smi_data.images import ImageError, read_image
@@ -433,7 +456,7 @@ class Predictor:
         if self.calibration is not None:
             add_intervals(estimates, self.calibration)
         if out_dir is not None and annotate:
-            self._annotate(estimates, result, Path(out_dir))
+            self._annotate(estimates, result, Path(out_dir), annotated_suffix)
         table = result.copy()
         table["smi_pred"] = [e.smi if e.ok else np.nan for e in estimates]
         table["awgs_cutoff"] = [e.awgs_cutoff for e in estimates]
@@ -473,7 +496,7 @@ class Predictor:
         est.low_muscle_mass = bool(est.awgs_cutoff is not None and smi < est.awgs_cutoff)
         return est
 
-    def _annotate(self, estimates: list[Estimate], result: pd.DataFrame, out_dir: Path) -> None:
+    def _annotate(self, estimates: list[Estimate], result: pd.DataFrame, out_dir: Path, suffix: str) -> None:
         try:
             from smi_features.annotate import annotate_photo
         except ImportError:  # the features family is not installed: estimates without pictures
@@ -486,10 +509,10 @@ class Predictor:
                 if not ph.path:
                     continue
                 stem = Path(ph.path).stem
-                target, k = out_dir / f"{stem}_annotated.png", 1
+                target, k = out_dir / f"{stem}_annotated{suffix}", 1
                 while target in written:  # same file name from another folder: do not overwrite
                     k += 1
-                    target = out_dir / f"{stem}-{k}_annotated.png"
+                    target = out_dir / f"{stem}-{k}_annotated{suffix}"
                 written.add(target)
                 ppc = r.get(f"px_per_cm_{ph.view}")
                 try:
