@@ -176,7 +176,8 @@ def _draw_distractor(rng, wild: bool) -> dict:
     return {"kind": kind, "side": side,
             "offset_m": float(rng.uniform(0.22, 0.6) if wild else rng.uniform(0.4, 0.7)),
             "depth_m": float(rng.uniform(-0.4, 0.5)),
-            "size_m": [float(x) for x in rng.uniform([0.1, 0.1, 0.15], [0.45, 0.45, 1.2] if wild else [0.35, 0.3, 0.7])],
+            "size_m": [float(x) for x in rng.uniform([0.1, 0.1, 0.15],
+                                                     [0.45, 0.45, 1.2] if wild else [0.35, 0.3, 0.7])],
             "rgb": _muted_rgb(rng, (0.0, 0.8), (0.1, 0.95)), "turn_deg": float(rng.uniform(0, 90))}
 
 
@@ -658,7 +659,7 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
 
     Returns ``(bgr uint8 image, label map uint8, truth-row dict, jpeg quality)``.
     """
-    from ..scale import MARKER_SIZE_CM  # noqa: F401  (the card's size, used by marker_card_corners)
+    from ..scale import MARKER_SIZE_CM
     from . import camera as cam_mod
     from .generate import VIEWS, _place_marker, view_direction
     from .render import draw_marker, marker_card_corners
@@ -766,7 +767,8 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
         light_intensity=ph["light_intensity"], ambient_light=ph["ambient_light"], exposure=ph["exposure"],
         skin_tone=skin["skin_tone"], skin_rgb=cam_mod.hex_rgb(skin_rgb), stance_gap_cm=sess["stance_gap_cm"],
         stagger_cm=sess["stagger_cm"], hem_above_knee_cm=sess["hem_above_knee_cm"],
-        cloth_rgb=cam_mod.hex_rgb(sess["cloth_rgb"]), wall_kind=sess["wall_kind"], wall_rgb=cam_mod.hex_rgb(sess["wall_rgb"]),
+        cloth_rgb=cam_mod.hex_rgb(sess["cloth_rgb"]), wall_kind=sess["wall_kind"],
+        wall_rgb=cam_mod.hex_rgb(sess["wall_rgb"]),
         floor_kind=sess["floor_kind"], floor_rgb=cam_mod.hex_rgb(sess["floor_rgb"]), skirting=sess["skirting"],
         wall_distance_cm=ph["wall_distance_m"] * 100.0, wall_shadow=ph["wall_shadow"],
         n_distractors=len(ph["distractors"]), noise_sigma=ph["noise_sigma"], blur_sigma=ph["blur_sigma"],
