@@ -212,7 +212,7 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int 
     """
     import sys
 
-    from ..runs import RunRecord, atomic_write_bytes, atomic_write_csv, prepare_output_dir
+    from ..runs import RunRecord, atomic_write_bytes, atomic_write_csv, stage_output
 
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
@@ -222,11 +222,12 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int 
     bad = [v for v in views if v not in VIEWS]
     if bad or not views:
         raise ValueError(f"views must be a non-empty subset of {VIEWS}, got {views}")
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    stage = stage_output(out_dir, overwrite=overwrite)
+    out = stage.path  # swapped into out_dir when the run ends ok
     config = {"n_subjects": n_subjects, "seed": seed, "size": size, "views": list(views), "marker": marker,
               "supersample": supersample, "generator": "smi_data.phantom", "body_model": "anny (rest pose)"}
     t_start = time.perf_counter()
-    with RunRecord(out, command, config, seed) as rec:
+    with RunRecord(out, command, config, seed, stage=stage) as rec:
         if model is None:
             from .body import AnnyBody
 
