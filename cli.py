@@ -28,13 +28,44 @@ def _default_dataset() -> str:
     return str(BUNDLED_COHORT)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+def _exit_if_every_fit_failed(records, by: str = "model") -> None:
+    """Exit 1 when every fit of some model (or ablation arm) failed: a run without results is no success."""
+    from benchmarks.overrides import all_fits_failed
+
+    dead = all_fits_failed(records, by)
+    if dead:
+        _fail(f"every fit of {', '.join(dead)} failed (see the notes above and folds.csv)", 1)
+
+
+class _LegsmiGroup(click.Group):
+    """The command group; its ``invoke`` is the one place that turns errors into messages and exit codes.
+
+    ``LegsmiError`` -> its message and its ``exit_code`` (2: the command line cannot run,
+    1: it ran and failed); an ``OSError`` (disk full, read-only, ...) -> a message, exit 1;
+    SIGINT / SIGTERM -> exit 130. Click's own usage errors keep exit 2.
+    """
+
+    def invoke(self, ctx):
+        from smi_data.errors import EXIT_FAILURE, EXIT_INTERRUPTED, LegsmiError, describe_os_error
+
+        try:
+            return super().invoke(ctx)
+        except LegsmiError as exc:
+            _fail(str(exc), getattr(exc, "exit_code", EXIT_FAILURE))
+        except KeyboardInterrupt as exc:
+            click.echo(f"\ninterrupted ({getattr(exc, 'signame', 'SIGINT')}); the run record says so", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            _fail(describe_os_error(exc), EXIT_FAILURE)
+
+
+@click.group(cls=_LegsmiGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="legsmi")
 def main() -> None:
     """legsmi: estimate the skeletal muscle index (SMI, kg/m^2) from photos of the lower leg.
 
     Data commands: validate, splits, phantom, features. Models: train, predict, explain.
-    Evaluation: benchmark, ablate, speed. Run any command with -h for its options.
+    Evaluation: benchmark, ablate, speed, fuzz. Run any command with -h for its options.
     """
 
 
@@ -228,29 +259,6 @@ def _model_choices() -> list[str]:
     return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid"]
 
 
-def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move a finished folder into place; an old one is removed only after the new one is there."""
-    import shutil
-
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # an empty folder (e.g. made beforehand by the user) holds nothing to keep
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out}: exists; pass --overwrite or choose another --out")
-        import os
-
-        # a fresh name: never touch a sibling folder of the user's (e.g. their own 'MODEL.old' backup)
-        old, k = out.with_name(f"{out.name}.old-{os.getpid()}"), 0
-        while old.exists():
-            k += 1
-            old = out.with_name(f"{out.name}.old-{os.getpid()}-{k}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 @main.command()
 @click.argument("dataset", type=click.Path(file_okay=False), required=False)
 @click.option("--model", "model_name", default="xgb-features", type=click.Choice(_model_choices()),
@@ -263,15 +271,17 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 @click.option("--device", "torch_device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="CNN device: auto picks CUDA, then MPS, then the CPU.")
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
+@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
+              help="Override a model parameter as in `benchmark`, e.g. --set covariates.use_weight=true (repeatable).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
-def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, overwrite):
+def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets, overwrite):
     """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
     import importlib
-    import os
-    import shutil
 
     import numpy as np
 
+    from benchmarks.harness import parse_overrides
+    from benchmarks.overrides import check_overrides
     from smi_data.manifest import ManifestError, read_manifest, to_samples
     from smi_data.metrics import ccc, mape
     from smi_data.runs import RunRecord
@@ -291,7 +301,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
     from benchmarks.registry import get_spec
 
     spec = get_spec(model_name)
-    overrides = {}
+    set_overrides = check_overrides(parse_overrides(sets), models=[model_name]).get(model_name, {})
+    overrides = dict(set_overrides)
     probe = spec.build(seed)
     params = probe.get_params()
     if epochs is not None:
@@ -304,13 +315,17 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
         overrides["n_jobs"] = jobs
     model = spec.build(seed, **overrides)
     config = {"model": model_name, "view": view, "dataset": str(Path(dataset).resolve()), "seed": seed,
+              "overrides": set_overrides,
               "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))}}
-    tmp = out_path.with_name(out_path.name + f".tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
+    from smi_data.runs import stage_output
+
+    # the old model is kept until the new one is saved; a failed fit leaves no folder, an interrupted one its run.json
+    stage = stage_output(out_path, overwrite=overwrite, protect=(dataset,), keep_failed=False)
+    tmp = stage.path
     y = samples["smi"].to_numpy(float)
     X = samples.drop(columns=["smi"])
     try:
-        with RunRecord(tmp, "train", config, seed) as rec:
+        with RunRecord(tmp, "train", config, seed, stage=stage) as rec:
             model.fit(X, y)
             fitted = model.predict(X)
             ok = np.isfinite(fitted)
@@ -324,16 +339,7 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, over
             family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
                                                              "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed}})
     except ValueError as exc:  # data the model cannot learn from (e.g. no photo could be measured)
-        shutil.rmtree(tmp, ignore_errors=True)
-        _fail(f"training {model_name} on {dataset} failed: {exc}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # no half-written model folder left behind
-        raise
-    try:
-        _swap_into_place(tmp, out_path, overwrite)
-    except FileExistsError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _fail(str(exc))
+        _fail(f"training {model_name} on {dataset} failed: {exc}", 1)
     res = rec.data["results"]
     click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}")
     if res["n_failed"]:
@@ -577,6 +583,7 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"report: {Path(result['out']) / 'report.html'} ({result['seconds']:.0f} s)")
+    _exit_if_every_fit_failed(result["records"])
 
 
 @main.command()
@@ -584,7 +591,8 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
 @click.option("--ablations", default="canny,augment,views,feature-groups,resolution,train-size",
               help="Comma-separated ablations to run.")
 @click.option("--model", default="xgb-features", help="Model of the 'views' and 'train-size' ablations.")
-@click.option("--cnn-model", default="cnn-lite", help="CNN of the 'canny', 'augment' and 'resolution' ablations.")
+@click.option("--cnn-model", default="cnn-lite", type=click.Choice(["cnn-paper", "cnn-lite", "cnn-hybrid"]),
+              help="CNN of the 'canny', 'augment' and 'resolution' ablations.")
 @click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]),
               help="View of every ablation except 'views'.")
 @click.option("--folds", default=5, type=click.IntRange(2, 50), help="Folds, when the splits are made here.")
@@ -621,6 +629,7 @@ def ablate(dataset, ablations, model, cnn_model, view, folds, repeats, seed, out
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"table: {Path(result['out']) / 'ablation.md'} ({result['seconds']:.0f} s)")
+    _exit_if_every_fit_failed(result.get("records"), "arm")
 
 
 @main.command()
