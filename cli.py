@@ -334,6 +334,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
                 "n_samples": int(len(samples)), "n_failed": int((~ok).sum()), "failures": failures,
                 "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,
                 "training_ccc": float(ccc(y[ok], fitted[ok]).ccc) if ok.sum() > 2 else None,
+                # predict flags estimates outside it (benchmarks.predict); failed samples were not learnt from
+                "smi_range": [float(np.min(y[ok])), float(np.max(y[ok]))] if ok.any() else [float(y.min()), float(y.max())],
             }
             family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
             family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
@@ -389,140 +391,51 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
 
       legsmi predict MODEL_DIR leg.jpg --sex F --age 70 --height 158
     """
-    import numpy as np
-    import pandas as pd
-
-    from smi_data.cutoffs import low_muscle_mass, smi_cutoff
-    from smi_data.images import ImageError, read_image
-    from smi_data.manifest import ManifestError, read_manifest, to_samples
-    from smi_data.modelfile import ModelFileError, read_model_meta
+    from benchmarks.predict import PredictInputError, load_predictor, samples_from_dataset, samples_from_photos
+    from smi_data.manifest import ManifestError
+    from smi_data.modelfile import ModelFileError
     from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, prepare_output_dir
 
     try:
-        meta = read_model_meta(model_dir)
-        from benchmarks.registry import load_any_model
-
-        model = load_any_model(model_dir)
+        predictor = load_predictor(model_dir)
     except ModelFileError as exc:
         _fail(str(exc))
-    view = meta.get("view", "lateral")
+    view = predictor.view
     if dataset and photos:
         _fail("give PHOTOS or --dataset DIR, not both")
-    if dataset:
-        try:
-            samples = to_samples(read_manifest(dataset, require_label=False), view)
-        except ManifestError as exc:
-            _fail(str(exc))
-        if samples.empty:
-            _fail(f"{dataset}: no samples with the {view} view; this model was trained on {view} photos")
-        if "reference_device" not in samples.columns:
-            samples["reference_device"] = reference_device
-    else:
-        if not photos:
-            _fail("give one or more PHOTOS, or --dataset DIR")
-        missing = [n for n, v in (("--sex", sex), ("--age", age), ("--height", height_cm)) if v is None]
-        if missing:
-            _fail(f"{', '.join(missing)} required with single photos (the model uses them or reports them)")
-        parsed = _parse_photos(photos, "lateral" if view == "both" else view)
-        rows = []
-        base = {"sex": sex, "age": float(age), "height_cm": float(height_cm), "reference_device": reference_device}
-        if weight_kg is not None:
-            base["weight_kg"] = float(weight_kg)
-        def empty():
-            return {f"image_{v}": None for v in ("lateral", "posterior")} | {f"px_per_cm_{v}": float(px_per_cm) if px_per_cm else np.nan for v in ("lateral", "posterior")}
-        if view == "both":
-            by_view = {v: p for v, p in parsed}
-            if set(by_view) != {"lateral", "posterior"} or len(parsed) != 2:
-                _fail("this model was trained on both views: give lateral=PATH posterior=PATH")
-            rec = {"sample_id": Path(by_view["lateral"]).stem + ":both", "subject_id": Path(by_view["lateral"]).stem,
-                   "view": "both", **base, **empty()}
-            for v, p in by_view.items():
-                rec[f"image_{v}"] = str(Path(p).resolve())
-            rows.append(rec)
+    try:
+        if dataset:
+            samples = samples_from_dataset(dataset, view, reference_device=reference_device)
         else:
-            used: set[str] = set()
-            for v, p in parsed:
-                if v != view:
-                    _fail(f"{p}: this model was trained on {view} photos, not {v}")
-                # photos from different folders may share a name: keep their ids (and results) apart
-                sid, k = Path(p).stem, 1
-                while sid in used:
-                    k += 1
-                    sid = f"{Path(p).stem}-{k}"
-                used.add(sid)
-                rec = {"sample_id": f"{sid}:{view}", "subject_id": sid, "view": view, **base, **empty()}
-                rec[f"image_{view}"] = str(Path(p).resolve())
-                rows.append(rec)
-        samples = pd.DataFrame(rows)
-    # check images up front so bad ones are reported by name and skipped
-    bad = {}
-    for i, row in samples.iterrows():
-        for v in ("lateral", "posterior"):
-            p = row.get(f"image_{v}")
-            if isinstance(p, str) and p:
-                try:
-                    read_image(p)
-                except ImageError as exc:
-                    bad[row["sample_id"]] = str(exc)
-    good = samples[~samples["sample_id"].isin(bad)].reset_index(drop=True)
+            if not photos:
+                _fail("give one or more PHOTOS, or --dataset DIR")
+            missing = [n for n, v in (("--sex", sex), ("--age", age), ("--height", height_cm)) if v is None]
+            if missing:
+                _fail(f"{', '.join(missing)} required with single photos (the model uses them or reports them)")
+            samples = samples_from_photos(_parse_photos(photos, "lateral" if view == "both" else view), view,
+                                          sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg,
+                                          reference_device=reference_device, px_per_cm=px_per_cm)
+    except (ManifestError, PredictInputError) as exc:
+        _fail(str(exc))
     try:
         inputs = (model_dir, dataset, *photos, *(ph.partition("=")[2] for ph in photos if "=" in ph))
         out_dir = prepare_output_dir(out, overwrite=overwrite, protect=inputs)
     except OutputExistsError as exc:
         _fail(str(exc))
-    config = {"model_dir": str(Path(model_dir).resolve()), "model": meta.get("model_name", meta.get("model")),
+    config = {"model_dir": str(Path(model_dir).resolve()), "model": predictor.name,
               "view": view, "dataset": dataset, "photos": list(photos), "reference_device": reference_device}
     with RunRecord(out_dir, "predict", config, None) as rec:
-        pred = model.predict(good.drop(columns=["smi"], errors="ignore")) if len(good) else np.array([])
-        failures = dict(getattr(model, "failures_", {}) or {}) | bad
-        good["smi_pred"] = pred
-        result = pd.concat([good, samples[samples["sample_id"].isin(bad)]], ignore_index=True)
-        result["smi_pred"] = result["smi_pred"].astype(float)
-        devices = result["reference_device"].fillna(reference_device).replace("", reference_device)
-        cut = [smi_cutoff(s, d) for s, d in zip(result["sex"], devices)]
-        result["awgs_cutoff"] = cut
-        ok = np.isfinite(result["smi_pred"].to_numpy())
-        flag = np.full(len(result), None, dtype=object)
-        if ok.any():
-            flag[ok] = low_muscle_mass(result.loc[ok, "smi_pred"].to_numpy(), result.loc[ok, "sex"].to_numpy(),
-                                       devices[ok].to_numpy())
-        result["low_muscle_mass"] = flag
-        result["failure"] = [failures.get(s, "") for s in result["sample_id"]]
-        atomic_write_csv(result, out_dir / "predictions.csv")
-        rec.data["results"] = {"n": int(len(result)), "n_failed": int((~ok).sum())}
-        annotated: set[Path] = set()
-        for _, r in result.iterrows():
-            if not np.isfinite(r["smi_pred"]):
-                click.echo(f"{r['sample_id']}: no estimate: {r['failure']}")
-                continue
-            verdict = "LOW muscle mass" if r["low_muscle_mass"] else "not low"
-            text = (f"SMI {r['smi_pred']:.2f} kg/m2: {verdict} (AWGS 2019 {r['reference_device'] or reference_device}, "
-                    f"{'men' if r['sex'] == 'M' else 'women'} < {r['awgs_cutoff']:.1f})")
-            click.echo(f"{r['sample_id']}: {text}")
-            if not no_annotate:
-                try:
-                    from smi_features.annotate import annotate_photo
-                except ImportError:
-                    continue
-                for v in ("lateral", "posterior"):
-                    p = r.get(f"image_{v}")
-                    if isinstance(p, str) and p:
-                        stem = Path(p).stem
-                        target = out_dir / f"{stem}_annotated.png"
-                        k = 1
-                        while target in annotated:  # same file name from another folder: do not overwrite
-                            k += 1
-                            target = out_dir / f"{stem}-{k}_annotated.png"
-                        annotated.add(target)
-                        try:
-                            ppc = r.get(f"px_per_cm_{v}")
-                            annotate_photo(p, target, result_text=text, height_cm=float(r["height_cm"]),
-                                           px_per_cm=float(ppc) if ppc is not None and np.isfinite(ppc) else None)
-                        except Exception as exc:  # an annotation failure must not lose the estimate
-                            click.echo(f"  could not annotate {p}: {exc}", err=True)
+        res = predictor.predict(samples, out_dir=out_dir, annotate=not no_annotate, reference_device=reference_device)
+        atomic_write_csv(res.table, out_dir / "predictions.csv")
+        rec.data["results"] = {"n": len(res.estimates), "n_failed": res.n_failed}
+    for est in res.estimates:
+        click.echo(f"{est.sample_id}: {est.summary()}")
+        for ph in est.photos:
+            if "annotation_error" in ph.measurement:
+                click.echo(f"  {ph.measurement['annotation_error']}", err=True)
     click.echo(f"wrote {out_dir / 'predictions.csv'}")
-    if (~ok).any():
-        sys.exit(1 if not ok.any() else 0)
+    if res.n_failed:
+        sys.exit(1 if res.n_failed == len(res.estimates) else 0)
 
 
 # ----------------------------------------------------------------------------- evaluation commands (benchmarks)
