@@ -569,5 +569,51 @@ def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
         _fail(str(exc))
 
 
+# ----------------------------------------------------------------------------- robustness (benchmarks.fuzz)
+@main.command()
+@click.option("--out", "out", default="legsmi-fuzz", type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--images", "n_images", default=1000, type=click.IntRange(0, 100000),
+              help="Mutated images to generate (spread over the categories) besides 20 unmutated controls.")
+@click.option("--random-manifests", default=60, type=click.IntRange(0, 10000),
+              help="Random byte-level manifest mutations besides the named broken manifests.")
+@click.option("--no-manifests", is_flag=True, help="Fuzz the images only.")
+@click.option("--model", "model_dirs", multiple=True, metavar="VIEW=DIR",
+              help="Model folder to predict with, per view (default: xgb-features trained on the cohort here).")
+@click.option("--no-predict", is_flag=True, help="Skip the predict stage (no model is trained).")
+@click.option("--bare-predict", is_flag=True,
+              help="Predict with the bare model, without predict's plausibility bound (shows what the bound catches).")
+@click.option("--timeout", "timeout_s", default=30.0, type=click.FloatRange(1, 3600),
+              help="Seconds one item may take before it counts as a hang (the worker is killed).")
+@click.option("--seed", default=0, type=int, help="The one seed: same seed, same corpus.")
+@click.option("--cohort", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Dataset the corpus is made from (default: the bundled cohort).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+def fuzz(out, n_images, random_manifests, no_manifests, model_dirs, no_predict, bare_predict, timeout_s, seed, cohort,
+         overwrite):
+    """Mutated photos and broken manifests through validate, features and predict; counts per category.
+
+    Reports clear refusals, accepted items (and implausible estimates), tracebacks and hangs.
+    Writes fuzz.md, fuzz.json, results.csv and run.json to --out; exit 1 when there is any
+    traceback, hang or implausible estimate. See docs/robustness.md.
+    """
+    from benchmarks.fuzz import FuzzConfig, run_fuzz
+
+    dirs = {}
+    for item in model_dirs:
+        view, sep, path = item.partition("=")
+        if not sep or view not in ("lateral", "posterior"):
+            raise click.UsageError(f"--model {item!r}: expected lateral=DIR or posterior=DIR")
+        dirs[view] = path
+    cfg = FuzzConfig(out=out, cohort=cohort, n_images=n_images, n_random_manifests=random_manifests, seed=seed,
+                     timeout_s=timeout_s, model_dirs=dirs, train_models=not no_predict, overwrite=overwrite,
+                     manifests=not no_manifests, bare_predict=bare_predict)
+    result = run_fuzz(cfg, echo=lambda s: click.echo(s, err=True))
+    click.echo(result["text"])
+    click.echo(f"wrote {Path(result['out']) / 'fuzz.md'} ({result['summary']['seconds']:.0f} s)")
+    t = result["summary"]["totals"]
+    if t["tracebacks"] or t["hangs"] or t["implausible_estimates"] or t["silently_wrong_manifests"]:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
