@@ -430,3 +430,22 @@ def test_main_turns_a_legsmi_error_into_a_message_and_its_exit_code(monkeypatch)
     res = CliRunner().invoke(cli.main, ["validate", "x"])
     assert res.exit_code == 1 and "row 9: something specific" in res.output
     assert isinstance(res.exception, SystemExit)
+
+
+def test_nested_overrides_the_scikit_learn_way():
+    from sklearn.linear_model import Ridge
+    from sklearn.pipeline import make_pipeline
+    from sklearn.preprocessing import StandardScaler
+
+    from benchmarks.overrides import check_overrides
+    from benchmarks.registry import ModelSpec
+    from smi_data.errors import UsageError
+
+    specs = {"piped": ModelSpec("piped", "baseline", lambda random_state=0, **kw: make_pipeline(
+        StandardScaler(), Ridge()).set_params(**kw))}
+    check_overrides({"piped": {"ridge__alpha": 2.5}}, specs)
+    assert specs["piped"].build(0, ridge__alpha=2.5).get_params()["ridge__alpha"] == 2.5
+    with pytest.raises(UsageError, match="has no parameter 'ridge__nope'"):
+        check_overrides({"piped": {"ridge__nope": 1}}, specs)
+    with pytest.raises(UsageError, match="expected a number"):
+        check_overrides({"piped": {"ridge__alpha": "big"}}, specs)
