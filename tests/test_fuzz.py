@@ -14,8 +14,14 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+import tempfile
+
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
+from hypothesis.configuration import set_hypothesis_home_dir
+
+# Hypothesis keeps caches (unicode tables, constants) in a folder: never inside the repository.
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "legsmi-hypothesis"))
 
 from smi_data.images import ImageError, read_image
 from smi_data.manifest import ManifestError, read_manifest
