@@ -10,23 +10,22 @@ image has the shape asked for.
 import csv
 import io
 import random
+import tempfile
 from pathlib import Path
 
 import numpy as np
 import pytest
-import tempfile
-
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from hypothesis.configuration import set_hypothesis_home_dir
-
-# Hypothesis keeps caches (unicode tables, constants) in a folder: never inside the repository.
-set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "legsmi-hypothesis"))
 
 from smi_data.images import ImageError, read_image
 from smi_data.manifest import ManifestError, read_manifest
 from smi_data.paths import BUNDLED_COHORT
 from smi_data.validate import validate_dataset
+
+# Hypothesis keeps caches (unicode tables, constants) in a folder: never inside the repository.
+set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "legsmi-hypothesis"))
 
 PHOTO_BYTES = (BUNDLED_COHORT / "images" / "P002_lateral.jpg").read_bytes()
 COLUMNS = ["subject_id", "view", "image", "sex", "age", "height_cm", "smi"]
