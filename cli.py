@@ -394,7 +394,7 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
     from benchmarks.predict import PredictInputError, load_predictor, samples_from_dataset, samples_from_photos
     from smi_data.manifest import ManifestError
     from smi_data.modelfile import ModelFileError
-    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, prepare_output_dir
+    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, stage_output
 
     try:
         predictor = load_predictor(model_dir)
@@ -419,12 +419,13 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
         _fail(str(exc))
     try:
         inputs = (model_dir, dataset, *photos, *(ph.partition("=")[2] for ph in photos if "=" in ph))
-        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=inputs)
+        stage = stage_output(out, overwrite=overwrite, protect=inputs)  # the old folder is kept until this one is done
     except OutputExistsError as exc:
         _fail(str(exc))
+    out_dir = stage.path
     config = {"model_dir": str(Path(model_dir).resolve()), "model": predictor.name,
               "view": view, "dataset": dataset, "photos": list(photos), "reference_device": reference_device}
-    with RunRecord(out_dir, "predict", config, None) as rec:
+    with RunRecord(out_dir, "predict", config, None, stage=stage) as rec:
         res = predictor.predict(samples, out_dir=out_dir, annotate=not no_annotate, reference_device=reference_device)
         atomic_write_csv(res.table, out_dir / "predictions.csv")
         rec.data["results"] = {"n": len(res.estimates), "n_failed": res.n_failed}
@@ -433,7 +434,7 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
         for ph in est.photos:
             if "annotation_error" in ph.measurement:
                 click.echo(f"  {ph.measurement['annotation_error']}", err=True)
-    click.echo(f"wrote {out_dir / 'predictions.csv'}")
+    click.echo(f"wrote {stage.target / 'predictions.csv'}")
     if res.n_failed:
         sys.exit(1 if res.n_failed == len(res.estimates) else 0)
 
