@@ -449,3 +449,25 @@ def test_nested_overrides_the_scikit_learn_way():
         check_overrides({"piped": {"ridge__nope": 1}}, specs)
     with pytest.raises(UsageError, match="expected a number"):
         check_overrides({"piped": {"ridge__alpha": "big"}}, specs)
+
+
+def test_disk_full_in_the_middle_of_a_benchmark_keeps_the_old_run(toy, tmp_path, monkeypatch):
+    import smi_data.runs as runs
+    from benchmarks.harness import run_benchmark
+    from smi_data.errors import OutputError
+
+    out = tmp_path / "run"
+    run_benchmark(_config(toy, out), specs=_fake_spec(lambda: None))
+    before = {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()}
+    real = runs.atomic_write_csv
+
+    def full(df, path, **kw):
+        if Path(path).name == "metrics.csv":
+            raise OutputError(f"{path}: No space left on device; the disk is full")
+        return real(df, path, **kw)
+
+    monkeypatch.setattr(runs, "atomic_write_csv", full)
+    with pytest.raises(OutputError, match="disk is full"):
+        run_benchmark(_config(toy, out, overwrite=True), specs=_fake_spec(lambda: None))
+    assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
