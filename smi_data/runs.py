@@ -12,7 +12,7 @@ is swapped into place and only then is the old result removed. On failure or aft
 SIGINT / SIGTERM the old result is kept untouched; where there was none, the staged
 folder is moved into place so that its ``run.json`` says ``interrupted`` or
 ``failed``. (After SIGKILL the target is untouched and the staged folder stays as a
-hidden ``.NAME.staging-*`` sibling.)
+hidden ``.NAME.staging-PID-*`` sibling, removed by the next run to the same target.)
 """
 
 from __future__ import annotations
@@ -134,7 +134,9 @@ class StagedOutput:
         try:
             self.had_old = _check_target(self.target, protect, overwrite)
             self.target.parent.mkdir(parents=True, exist_ok=True)
-            self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-", dir=self.target.parent))
+            _remove_stale_stagings(self.target)
+            self.path = Path(tempfile.mkdtemp(prefix=f".{self.target.name}.staging-{os.getpid()}-",
+                                              dir=self.target.parent))
         except OSError as exc:
             if isinstance(exc, LegsmiError):
                 raise
@@ -191,6 +193,28 @@ class StagedOutput:
             self.commit()
         else:
             self.abandon(interrupted=issubclass(exc_type, KeyboardInterrupt))
+
+
+def _remove_stale_stagings(target: Path) -> None:
+    """Remove staged folders of ``target`` left by a run that was killed (SIGKILL: its process is gone)."""
+    import glob
+
+    for d in target.parent.glob(f".{glob.escape(target.name)}.staging-*"):
+        pid = d.name.rsplit(".staging-", 1)[1].split("-", 1)[0]
+        if not pid.isdigit() or _alive(int(pid)):
+            continue
+        log.warning("removing %s, left by a run that was killed (process %s)", d, pid)
+        shutil.rmtree(d, ignore_errors=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except OSError:
+        return True
+    return True
 
 
 def _fresh_name(p: Path, tag: str) -> Path:

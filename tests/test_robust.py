@@ -471,3 +471,19 @@ def test_disk_full_in_the_middle_of_a_benchmark_keeps_the_old_run(toy, tmp_path,
         run_benchmark(_config(toy, out, overwrite=True), specs=_fake_spec(lambda: None))
     assert {p.name: p.read_bytes() for p in out.iterdir() if p.is_file()} == before
     assert sorted(p.name for p in tmp_path.iterdir()) == ["run"]
+
+
+def test_a_staged_folder_left_by_a_killed_run_is_removed_by_the_next_run(tmp_path):
+    import subprocess
+    import sys
+
+    dead = subprocess.run([sys.executable, "-c", "import os; print(os.getpid())"], capture_output=True,
+                          text=True, check=True).stdout.strip()
+    stale = tmp_path / f".out.staging-{dead}-abc"
+    stale.mkdir()
+    (stale / "run.json").write_text('{"status": "running"}')
+    mine = tmp_path / f".out.staging-{os.getpid()}-xyz"  # a live process's: kept
+    mine.mkdir()
+    with stage_output(tmp_path / "out") as st:
+        (st.path / "a.txt").write_text("a")
+    assert not stale.exists() and mine.exists() and (tmp_path / "out" / "a.txt").is_file()
