@@ -28,13 +28,44 @@ def _default_dataset() -> str:
     return str(BUNDLED_COHORT)
 
 
-@click.group(context_settings=CONTEXT_SETTINGS)
+def _exit_if_every_fit_failed(records, by: str = "model") -> None:
+    """Exit 1 when every fit of some model (or ablation arm) failed: a run without results is no success."""
+    from benchmarks.overrides import all_fits_failed
+
+    dead = all_fits_failed(records, by)
+    if dead:
+        _fail(f"every fit of {', '.join(dead)} failed (see the notes above and folds.csv)", 1)
+
+
+class _LegsmiGroup(click.Group):
+    """The command group; its ``invoke`` is the one place that turns errors into messages and exit codes.
+
+    ``LegsmiError`` -> its message and its ``exit_code`` (2: the command line cannot run,
+    1: it ran and failed); an ``OSError`` (disk full, read-only, ...) -> a message, exit 1;
+    SIGINT / SIGTERM -> exit 130. Click's own usage errors keep exit 2.
+    """
+
+    def invoke(self, ctx):
+        from smi_data.errors import EXIT_FAILURE, EXIT_INTERRUPTED, LegsmiError, describe_os_error
+
+        try:
+            return super().invoke(ctx)
+        except LegsmiError as exc:
+            _fail(str(exc), getattr(exc, "exit_code", EXIT_FAILURE))
+        except KeyboardInterrupt as exc:
+            click.echo(f"\ninterrupted ({getattr(exc, 'signame', 'SIGINT')}); the run record says so", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except OSError as exc:
+            _fail(describe_os_error(exc), EXIT_FAILURE)
+
+
+@click.group(cls=_LegsmiGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="legsmi")
 def main() -> None:
     """legsmi: estimate the skeletal muscle index (SMI, kg/m^2) from photos of the lower leg.
 
     Data commands: validate, splits, phantom, features. Models: train, predict, explain.
-    Evaluation: benchmark, ablate, speed. Run any command with -h for its options.
+    Evaluation: benchmark, ablate, speed, fuzz. Run any command with -h for its options.
     """
 
 
@@ -240,29 +271,6 @@ def _model_choices() -> list[str]:
     return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid"]
 
 
-def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
-    """Move a finished folder into place; an old one is removed only after the new one is there."""
-    import shutil
-
-    if out.is_dir() and not any(out.iterdir()):
-        out.rmdir()  # an empty folder (e.g. made beforehand by the user) holds nothing to keep
-    if out.exists():
-        if not overwrite:
-            raise FileExistsError(f"{out}: exists; pass --overwrite or choose another --out")
-        import os
-
-        # a fresh name: never touch a sibling folder of the user's (e.g. their own 'MODEL.old' backup)
-        old, k = out.with_name(f"{out.name}.old-{os.getpid()}"), 0
-        while old.exists():
-            k += 1
-            old = out.with_name(f"{out.name}.old-{os.getpid()}-{k}")
-        out.rename(old)
-        tmp.rename(out)
-        shutil.rmtree(old, ignore_errors=True)
-    else:
-        tmp.rename(out)
-
-
 @main.command()
 @click.argument("dataset", type=click.Path(file_okay=False), required=False)
 @click.option("--model", "model_name", default="xgb-features", type=click.Choice(_model_choices()),
@@ -275,18 +283,20 @@ def _swap_into_place(tmp: Path, out: Path, overwrite: bool) -> None:
 @click.option("--device", "torch_device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="CNN device: auto picks CUDA, then MPS, then the CPU.")
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
+@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
+              help="Override a model parameter as in `benchmark`, e.g. --set covariates.use_weight=true (repeatable).")
 @click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "cv", "split", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
                    "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
-def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, interval_method, overwrite):
+def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets, interval_method, overwrite):
     """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
     import importlib
-    import os
-    import shutil
 
     import numpy as np
 
+    from benchmarks.harness import parse_overrides
+    from benchmarks.overrides import check_overrides
     from smi_data.manifest import ManifestError, read_manifest, to_samples
     from smi_data.metrics import ccc, mape
     from smi_data.runs import RunRecord
@@ -306,7 +316,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, inte
     from benchmarks.registry import get_spec
 
     spec = get_spec(model_name)
-    overrides = {}
+    set_overrides = check_overrides(parse_overrides(sets), models=[model_name]).get(model_name, {})
+    overrides = dict(set_overrides)
     probe = spec.build(seed)
     params = probe.get_params()
     if epochs is not None:
@@ -319,17 +330,20 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, inte
         overrides["n_jobs"] = jobs
     model = spec.build(seed, **overrides)
     config = {"model": model_name, "view": view, "dataset": str(Path(dataset).resolve()), "seed": seed,
+              "overrides": set_overrides,
               "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
               "intervals": interval_method}
     from benchmarks.calibration import plan_intervals
+    from smi_data.runs import stage_output
 
     wrapper, interval_note = plan_intervals(model, spec.family, samples, seed, interval_method)
-    tmp = out_path.with_name(out_path.name + f".tmp-{os.getpid()}")
-    tmp.mkdir(parents=True, exist_ok=False)
+    # the old model is kept until the new one is saved; a failed fit leaves no folder, an interrupted one its run.json
+    stage = stage_output(out_path, overwrite=overwrite, protect=(dataset,), keep_failed=False)
+    tmp = stage.path
     y = samples["smi"].to_numpy(float)
     X = samples.drop(columns=["smi"])
     try:
-        with RunRecord(tmp, "train", config, seed) as rec:
+        with RunRecord(tmp, "train", config, seed, stage=stage) as rec:
             calibration = None
             if wrapper is not None:
                 wrapper.fit(X, y)
@@ -361,16 +375,7 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, inte
 
                 save_calibration(calibration, tmp, model_meta=read_model_meta(tmp))
     except ValueError as exc:  # data the model cannot learn from (e.g. no photo could be measured)
-        shutil.rmtree(tmp, ignore_errors=True)
-        _fail(f"training {model_name} on {dataset} failed: {exc}")
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)  # no half-written model folder left behind
-        raise
-    try:
-        _swap_into_place(tmp, out_path, overwrite)
-    except FileExistsError as exc:
-        shutil.rmtree(tmp, ignore_errors=True)
-        _fail(str(exc))
+        _fail(f"training {model_name} on {dataset} failed: {exc}", 1)
     res = rec.data["results"]
     click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}"
                + (f" (the model itself on the {calibration.details['n_training_subjects']} subjects not held out to "
@@ -428,7 +433,7 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
     from benchmarks.predict import PredictInputError, load_predictor, samples_from_dataset, samples_from_photos
     from smi_data.manifest import ManifestError
     from smi_data.modelfile import ModelFileError
-    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, prepare_output_dir
+    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, stage_output
 
     try:
         predictor = load_predictor(model_dir)
@@ -453,12 +458,13 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
         _fail(str(exc))
     try:
         inputs = (model_dir, dataset, *photos, *(ph.partition("=")[2] for ph in photos if "=" in ph))
-        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=inputs)
+        stage = stage_output(out, overwrite=overwrite, protect=inputs)  # the old folder is kept until this one is done
     except OutputExistsError as exc:
         _fail(str(exc))
+    out_dir = stage.path
     config = {"model_dir": str(Path(model_dir).resolve()), "model": predictor.name,
               "view": view, "dataset": dataset, "photos": list(photos), "reference_device": reference_device}
-    with RunRecord(out_dir, "predict", config, None) as rec:
+    with RunRecord(out_dir, "predict", config, None, stage=stage) as rec:
         res = predictor.predict(samples, out_dir=out_dir, annotate=not no_annotate, reference_device=reference_device)
         atomic_write_csv(res.table, out_dir / "predictions.csv")
         rec.data["results"] = {"n": len(res.estimates), "n_failed": res.n_failed}
@@ -467,7 +473,7 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
         for ph in est.photos:
             if "annotation_error" in ph.measurement:
                 click.echo(f"  {ph.measurement['annotation_error']}", err=True)
-    click.echo(f"wrote {out_dir / 'predictions.csv'}")
+    click.echo(f"wrote {stage.target / 'predictions.csv'}")
     if res.n_failed:
         sys.exit(1 if res.n_failed == len(res.estimates) else 0)
 
@@ -532,6 +538,7 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"report: {Path(result['out']) / 'report.html'} ({result['seconds']:.0f} s)")
+    _exit_if_every_fit_failed(result["records"])
 
 
 @main.command()
@@ -539,7 +546,8 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
 @click.option("--ablations", default="canny,augment,views,feature-groups,resolution,train-size",
               help="Comma-separated ablations to run.")
 @click.option("--model", default="xgb-features", help="Model of the 'views' and 'train-size' ablations.")
-@click.option("--cnn-model", default="cnn-lite", help="CNN of the 'canny', 'augment' and 'resolution' ablations.")
+@click.option("--cnn-model", default="cnn-lite", type=click.Choice(["cnn-paper", "cnn-lite", "cnn-hybrid"]),
+              help="CNN of the 'canny', 'augment' and 'resolution' ablations.")
 @click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]),
               help="View of every ablation except 'views'.")
 @click.option("--folds", default=5, type=click.IntRange(2, 50), help="Folds, when the splits are made here.")
@@ -576,6 +584,7 @@ def ablate(dataset, ablations, model, cnn_model, view, folds, repeats, seed, out
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"table: {Path(result['out']) / 'ablation.md'} ({result['seconds']:.0f} s)")
+    _exit_if_every_fit_failed(result.get("records"), "arm")
 
 
 @main.command()
@@ -724,6 +733,52 @@ def app_load(model_dirs, n_requests, concurrency, views, max_concurrent):
     res = run_load(create_app(models, max_concurrent=max_concurrent), requests=n_requests, concurrency=concurrency,
                    photos=photos, fields=fields, echo=click.echo)
     if res["errors"]:
+        sys.exit(1)
+
+
+# ----------------------------------------------------------------------------- robustness (benchmarks.fuzz)
+@main.command()
+@click.option("--out", "out", default="legsmi-fuzz", type=click.Path(file_okay=False), help="Run folder.")
+@click.option("--images", "n_images", default=1000, type=click.IntRange(0, 100000),
+              help="Mutated images to generate (spread over the categories) besides 20 unmutated controls.")
+@click.option("--random-manifests", default=60, type=click.IntRange(0, 10000),
+              help="Random byte-level manifest mutations besides the named broken manifests.")
+@click.option("--no-manifests", is_flag=True, help="Fuzz the images only.")
+@click.option("--model", "model_dirs", multiple=True, metavar="VIEW=DIR",
+              help="Model folder to predict with, per view (default: xgb-features trained on the cohort here).")
+@click.option("--no-predict", is_flag=True, help="Skip the predict stage (no model is trained).")
+@click.option("--bare-predict", is_flag=True,
+              help="Predict with the bare model, without predict's plausibility bound (shows what the bound catches).")
+@click.option("--timeout", "timeout_s", default=30.0, type=click.FloatRange(1, 3600),
+              help="Seconds one item may take before it counts as a hang (the worker is killed).")
+@click.option("--seed", default=0, type=int, help="The one seed: same seed, same corpus.")
+@click.option("--cohort", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Dataset the corpus is made from (default: the bundled cohort).")
+@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+def fuzz(out, n_images, random_manifests, no_manifests, model_dirs, no_predict, bare_predict, timeout_s, seed, cohort,
+         overwrite):
+    """Mutated photos and broken manifests through validate, features and predict; counts per category.
+
+    Reports clear refusals, accepted items (and implausible estimates), tracebacks and hangs.
+    Writes fuzz.md, fuzz.json, results.csv and run.json to --out; exit 1 when there is any
+    traceback, hang or implausible estimate. See docs/robustness.md.
+    """
+    from benchmarks.fuzz import FuzzConfig, run_fuzz
+
+    dirs = {}
+    for item in model_dirs:
+        view, sep, path = item.partition("=")
+        if not sep or view not in ("lateral", "posterior"):
+            raise click.UsageError(f"--model {item!r}: expected lateral=DIR or posterior=DIR")
+        dirs[view] = path
+    cfg = FuzzConfig(out=out, cohort=cohort, n_images=n_images, n_random_manifests=random_manifests, seed=seed,
+                     timeout_s=timeout_s, model_dirs=dirs, train_models=not no_predict, overwrite=overwrite,
+                     manifests=not no_manifests, bare_predict=bare_predict)
+    result = run_fuzz(cfg, echo=lambda s: click.echo(s, err=True))
+    click.echo(result["text"])
+    click.echo(f"wrote {Path(result['out']) / 'fuzz.md'} ({result['summary']['seconds']:.0f} s)")
+    t = result["summary"]["totals"]
+    if t["tracebacks"] or t["hangs"] or t["implausible_estimates"] or t["silently_wrong_manifests"]:
         sys.exit(1)
 
 

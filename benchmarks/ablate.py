@@ -208,7 +208,7 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
         ``out``, ``table`` (DataFrame), ``metrics``, ``notes``, ``seconds``.
     """
     from smi_data.manifest import read_manifest
-    from smi_data.runs import RunRecord, atomic_write_csv, atomic_write_text, prepare_output_dir
+    from smi_data.runs import RunRecord, atomic_write_csv, atomic_write_text, stage_output
 
     from .report import md_table
 
@@ -222,11 +222,15 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
     if unavailable:
         raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
     arms = [drop_defaults(a, specs) for a in arms]
+    from .overrides import check_overrides
+
+    check_overrides(cfg.overrides, specs, models=models)  # before any fit: a bad --set stops here (exit 2)
     manifest = read_manifest(cfg.dataset)
-    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=(cfg.dataset, cfg.splits))
+    stage = stage_output(cfg.out, overwrite=cfg.overwrite, protect=(cfg.dataset, cfg.splits))
+    out_dir = stage.path  # swapped into cfg.out when the run ends ok
     started = time.perf_counter()
     notes: list[str] = []
-    with RunRecord(out_dir, "ablate", cfg.to_json(), seed=cfg.seed) as rec:
+    with RunRecord(out_dir, "ablate", cfg.to_json(), seed=cfg.seed, stage=stage) as rec:
         splits = load_or_make_splits(manifest, cfg, out_dir)
         reps = min(int(splits.n_repeats), cfg.repeats)
         if cfg.splits and reps < int(splits.n_repeats):
@@ -265,5 +269,5 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
         atomic_write_text(out_dir / "ablation.md", "\n".join(md))
         rec.data["results"] = {"table": table.to_dict(orient="records"), "notes": notes,
                                "seconds": round(seconds, 1), "n_fits": len(tasks)}
-    return {"out": Path(out_dir), "table": table, "metrics": metrics, "notes": notes,
-            "seconds": time.perf_counter() - started}
+    return {"out": stage.target, "table": table, "metrics": metrics, "notes": notes,
+            "seconds": time.perf_counter() - started, "records": records}

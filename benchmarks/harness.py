@@ -40,6 +40,7 @@ import numpy as np
 import pandas as pd
 
 from . import registry
+from smi_data.errors import LegsmiError
 
 #: Views a benchmark can run.
 ALL_VIEWS = ("lateral", "posterior", "both")
@@ -49,8 +50,10 @@ AUTO_VIEWS = "auto"
 _INPUT_ONLY = ("image_lateral", "image_posterior", "px_per_cm_lateral", "px_per_cm_posterior", "smi")
 
 
-class BenchmarkError(ValueError):
+class BenchmarkError(LegsmiError, ValueError):
     """A benchmark that cannot start (bad splits, unknown model, ...), with what to do."""
+
+    exit_code = 2
 
 
 # --------------------------------------------------------------------------- seeds and tasks
@@ -278,6 +281,10 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except Exception as exc:  # a failing model is reported, never fatal
+        from smi_data.runs import RunInterrupted, interrupted
+
+        if interrupted():  # XGBoost's ctypes callback turns Ctrl-C into an XGBoostError: end the run
+            raise RunInterrupted(interrupted()) from exc
         status = f"failed: {type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ''}".rstrip(": ")
         pred = np.full(len(test), np.nan)
         estimator = None
@@ -463,7 +470,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         ``notes`` (list of str), ``seconds``.
     """
     from smi_data.manifest import read_manifest
-    from smi_data.runs import RunRecord, atomic_write_csv, prepare_output_dir
+    from smi_data.runs import RunRecord, atomic_write_csv, stage_output
 
     from . import aggregate
 
@@ -483,10 +490,14 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
     unavailable = registry.check_available(models, specs)
     if unavailable:
         raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
+    from .overrides import check_overrides
+
+    check_overrides(cfg.overrides, specs, models=models)  # before any fit: a bad --set stops here (exit 2)
     manifest = read_manifest(cfg.dataset)
-    out_dir = prepare_output_dir(cfg.out, overwrite=cfg.overwrite, protect=(cfg.dataset, cfg.splits))
+    stage = stage_output(cfg.out, overwrite=cfg.overwrite, protect=(cfg.dataset, cfg.splits))
+    out_dir = stage.path  # swapped into cfg.out when the run ends ok; the old result is kept until then
     started = time.perf_counter()
-    with RunRecord(out_dir, "benchmark", cfg.to_json(), seed=cfg.seed) as rec:
+    with RunRecord(out_dir, "benchmark", cfg.to_json(), seed=cfg.seed, stage=stage) as rec:
         splits = load_or_make_splits(manifest, cfg, out_dir)
         reps = n_repeats(splits) if cfg.splits else cfg.repeats
         if cfg.splits and cfg.repeats > reps:
@@ -538,7 +549,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
             "table": table.to_dict(orient="records"),
             "calibration_targets": target_lines(calib),
         }
-    return {"out": out_dir, "table": table, "metrics": metrics, "predictions": preds, "records": records,
+    return {"out": stage.target, "table": table, "metrics": metrics, "predictions": preds, "records": records,
             "notes": notes, "seconds": time.perf_counter() - started, "ceiling": ceiling,
             "calibration": calib, "calibration_targets": target_lines(calib)}
 

@@ -27,12 +27,13 @@ import importlib
 import os
 from dataclasses import dataclass, field
 from typing import Any, Callable
+from smi_data.errors import LegsmiError
 
 #: The default model list of ``legsmi benchmark``.
 DEFAULT_MODELS = ("mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite")
 
 
-class ModelUnavailableError(RuntimeError):
+class ModelUnavailableError(LegsmiError, RuntimeError):
     """A named model whose implementation cannot be imported here."""
 
 
@@ -66,7 +67,9 @@ class ModelSpec:
     def build(self, random_state: int = 0, **overrides):
         """An unfitted estimator with ``random_state`` and the given parameter overrides."""
         params = {**self.defaults, **overrides}
-        return self.factory(random_state=int(random_state), **params)
+        nested = {k: params.pop(k) for k in [k for k in params if "__" in k]}  # scikit-learn 'outer__inner'
+        est = self.factory(random_state=int(random_state), **params)
+        return est.set_params(**nested) if nested else est
 
 
 # --------------------------------------------------------------------------- factories

@@ -22,12 +22,16 @@ for ``both``), which is what every estimator's ``fit``/``predict`` takes.
 
 from __future__ import annotations
 
+import csv
+import io
 import os
+import re
 from pathlib import Path
 
 import numpy as np
 import pandas as pd
 
+from .errors import LegsmiError
 from .images import ImageError, resolve_inside
 
 MANIFEST_NAME = "manifest.csv"
@@ -49,10 +53,26 @@ RANGES = {
     "age": (0.0, 120.0),
     "smi": (2.0, 20.0),
     "weight_kg": (20.0, 300.0),
+    "px_per_cm": (0.5, 1000.0),
 }
+#: Units of the ranged columns, for messages.
+UNITS = {"age": "years", "height_cm": "cm", "smi": "kg/m^2", "weight_kg": "kg", "px_per_cm": "px/cm"}
+
+# A number as a person types it in a spreadsheet: ASCII digits, one optional sign, an optional
+# point and exponent. Python's float() also takes '4_0' (40), '١٢' (Arabic-Indic 12) and 'inf',
+# which pandas later reads as NaN: they are refused here so that validate and the models agree.
+_NUMBER_RE = re.compile(r"[+-]?(?:\d+(?:\.\d*)?|\.\d+)(?:[eE][+-]?\d+)?", re.ASCII)
 
 
-class ManifestError(ValueError):
+def parse_number(raw: str) -> float | None:
+    """``raw`` as a float if it is a plain decimal number (ASCII digits), else None."""
+    text = str(raw).strip()
+    if not _NUMBER_RE.fullmatch(text):
+        return None
+    return float(text)
+
+
+class ManifestError(LegsmiError, ValueError):
     """A manifest that cannot be used; ``problems`` lists every problem found."""
 
     def __init__(self, problems: list[str]):
@@ -72,9 +92,20 @@ def read_manifest_raw(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     if not path.is_file():
         raise ManifestError([f"{path}: no {MANIFEST_NAME} in the dataset folder"])
     try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as exc:
+        raise ManifestError([f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start}); save the "
+                             "spreadsheet as 'CSV UTF-8'"]) from None
+    except OSError as exc:
+        raise ManifestError([f"{path}: cannot be read ({exc.strerror or exc})"]) from None
+    problems = check_layout(text)
+    if problems:
+        raise ManifestError([f"{path}: {p}" for p in problems])
+    try:
         # utf-8-sig: spreadsheets often write a byte-order mark before the first column name.
-        df = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True,
-                         encoding="utf-8-sig", skip_blank_lines=False)
+        # index_col=False: never take the first column as the index (row labels stay row numbers).
+        df = pd.read_csv(io.StringIO(text), dtype=str, keep_default_na=False, skipinitialspace=True,
+                         skip_blank_lines=False, index_col=False)
     except Exception as exc:  # pandas raises several types for malformed CSV
         raise ManifestError([f"{path}: cannot parse as CSV ({exc})"]) from None
     df.columns = [str(c).strip() for c in df.columns]
@@ -84,6 +115,35 @@ def read_manifest_raw(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     # Blank lines are kept above so row numbers match the spreadsheet; drop them now.
     blank = (df == "").all(axis=1)
     return df[~blank]
+
+
+def check_layout(text: str) -> list[str]:
+    """Problems with the CSV's shape: duplicate or empty column names, rows with more fields than the header.
+
+    A row with more fields than the header is usually an unquoted comma inside a value
+    (a decimal comma: ``40,5``); pandas would shift that row's values or make its first
+    column the index, so it is refused with the row number.
+    """
+    problems: list[str] = []
+    try:
+        rows = list(csv.reader(io.StringIO(text), skipinitialspace=True))
+    except csv.Error as exc:
+        return [f"cannot parse as CSV ({exc})"]
+    if not rows:
+        return ["the file is empty; the first line must name the columns"]
+    header = [c.strip() for c in rows[0]]
+    seen: dict[str, int] = {}
+    for k, name in enumerate(header, start=1):
+        if name in seen:
+            problems.append(f"column {name!r} appears twice (columns {seen[name]} and {k}); keep one")
+        else:
+            seen[name] = k
+    for i, row in enumerate(rows[1:]):
+        if len(row) > len(header) and any(c.strip() for c in row[len(header):]):
+            problems.append(
+                f"{_row_label(i)}: {len(row)} fields but the header has {len(header)}; a value holds an "
+                "unquoted comma (a decimal comma such as 40,5?): write 40.5 or quote the value")
+    return problems
 
 
 def read_manifest(dataset_dir: str | os.PathLike, *, require_label: bool = True) -> pd.DataFrame:
@@ -141,21 +201,19 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
                     continue
                 problems.append(f"{where}: {col} is empty; a number is required")
                 continue
-            try:
-                value = float(raw)
-            except ValueError:
-                problems.append(f"{where}: {col} '{raw}' is not a number")
+            value = parse_number(raw)
+            if value is None:
+                what = "not a finite number" if raw.lower().lstrip("+-") in ("inf", "infinity", "nan") else "not a number"
+                problems.append(f"{where}: {col} '{raw}' is {what} (write digits 0-9 with a point, e.g. 40.5)")
                 continue
             if not np.isfinite(value):
                 problems.append(f"{where}: {col} '{raw}' is not a finite number")
-            elif col == "px_per_cm":
-                if value <= 0:
-                    problems.append(f"{where}: px_per_cm {value:g} must be greater than 0")
+            elif col == "px_per_cm" and value <= 0:
+                problems.append(f"{where}: px_per_cm {value:g} must be greater than 0")
             elif col in RANGES:
                 lo, hi = RANGES[col]
                 if not lo <= value <= hi:
-                    unit = {"age": "years", "height_cm": "cm", "smi": "kg/m^2", "weight_kg": "kg"}[col]
-                    problems.append(f"{where}: {col} {value:g} {unit} is outside the plausible range {lo:g}-{hi:g}")
+                    problems.append(f"{where}: {col} {value:g} {UNITS[col]} is outside the plausible range {lo:g}-{hi:g}")
         if "side" in df.columns and str(row["side"]).strip() not in ("", "L", "R"):
             problems.append(f"{where}: side '{row['side']}' is not L or R")
         if "take" in df.columns and not (str(row["take"]).strip().isdigit() and int(str(row["take"]).strip()) >= 1):
@@ -194,10 +252,8 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
 
 
 def _norm_number(s: str) -> str:
-    try:
-        return f"{float(s):g}"
-    except ValueError:
-        return s
+    value = parse_number(s)
+    return s if value is None else f"{value:g}"
 
 
 def type_manifest(df: pd.DataFrame, dataset_dir: Path) -> pd.DataFrame:
@@ -206,7 +262,8 @@ def type_manifest(df: pd.DataFrame, dataset_dir: Path) -> pd.DataFrame:
     out["subject_id"] = out["subject_id"].astype(str).str.strip()
     for col in ("age", "height_cm", "smi", "weight_kg", "px_per_cm"):
         if col in out.columns:
-            out[col] = pd.to_numeric(out[col].replace("", np.nan), errors="coerce").astype(float)
+            out[col] = [np.nan if (v := parse_number(x)) is None else v for x in out[col]]
+            out[col] = out[col].astype(float)
     for col in ("view", "sex", "side", "reference_device"):
         if col in out.columns:
             out[col] = out[col].astype(str).str.strip()

@@ -37,6 +37,7 @@ from pathlib import Path
 
 import numpy as np
 import pandas as pd
+from .errors import LegsmiError
 
 FORMAT = "legsmi-splits"
 FORMAT_VERSION = 1
@@ -46,7 +47,7 @@ METHOD = (
 )
 
 
-class SplitsError(ValueError):
+class SplitsError(LegsmiError, ValueError):
     """A splits file that cannot be used (format, content, or another dataset)."""
 
 

@@ -22,7 +22,7 @@ from pathlib import Path
 
 import numpy as np
 
-from smi_data.modelfile import META_NAME, ModelFileError, read_model_meta, write_model_meta
+from smi_data.modelfile import META_NAME, ModelFileError, check_config_values, read_model_meta, write_model_meta
 from smi_data.runs import OutputExistsError, atomic_write_bytes
 
 from . import FAMILY
@@ -151,15 +151,18 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "cpu"):
                              "the file was altered or written by another version; retrain it")
     cls = HybridCNNRegressor if hybrid else CNNRegressor
     config = meta.get("config") or {}
-    known = set(cls().get_params())
-    unknown = sorted(set(config) - known)
+    defaults = cls().get_params()
+    unknown = sorted(set(config) - set(defaults))
     if unknown:
         raise ModelFileError(f"{where}: parameter(s) {', '.join(unknown)} unknown to this smi_deep; the model was "
                              "written by a different version; retrain it or use the matching legsmi")
+    check_config_values(where, config, defaults)
     try:
         est = cls(**config)
         if hybrid:
             est.set_hybrid_meta(deep["hybrid"])
+        check_config_values(where, deep["input"]["crop"], CropSettings().to_dict())
+        check_config_values(where, deep["input"]["channels"], ChannelSettings().to_dict())
         crop = CropSettings(**deep["input"]["crop"])
         channels = ChannelSettings(**deep["input"]["channels"])
         arch = dict(deep["architecture"])

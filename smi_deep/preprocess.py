@@ -74,6 +74,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 import numpy as np
+from smi_data.errors import LegsmiError
 
 INPUT_MODES = ("canny", "grey", "rgb", "mask", "canny+grey")
 CROP_MODES = ("leg", "scale")
@@ -84,7 +85,7 @@ MIN_LEG_FRACTION = 0.01
 CACHE_ITEMS = int(os.environ.get("LEGSMI_DEEP_CACHE_ITEMS", "1024"))
 
 
-class PreprocessError(ValueError):
+class PreprocessError(LegsmiError, ValueError):
     """A photo from which no network input can be made (unreadable, no leg found)."""
 
 

@@ -202,17 +202,18 @@ def explain_model(model_dir: str | os.PathLike, dataset: str | os.PathLike, out_
     """
     from smi_data.manifest import read_manifest, to_samples
     from smi_data.modelfile import read_model_meta
-    from smi_data.runs import RunRecord, atomic_write_csv, prepare_output_dir
+    from smi_data.runs import RunRecord, atomic_write_csv, stage_output
 
     from .modelio import FAMILY, load_model
 
     est = load_model(model_dir)
     meta = read_model_meta(model_dir, family=FAMILY)
     view = view or infer_view(est, meta)
-    out = prepare_output_dir(out_dir, overwrite=overwrite, protect=(model_dir, dataset))
+    stage = stage_output(out_dir, overwrite=overwrite, protect=(model_dir, dataset))
+    out = stage.path  # swapped into out_dir when the run ends ok
     config = {"model_dir": str(model_dir), "dataset": str(dataset), "view": view, "n_jobs": n_jobs,
               "max_display": max_display}
-    with RunRecord(out, "explain", config, seed=meta.get("config", {}).get("random_state")) as rec:
+    with RunRecord(out, "explain", config, seed=meta.get("config", {}).get("random_state"), stage=stage) as rec:
         manifest = read_manifest(dataset, require_label=False)
         samples = to_samples(manifest, view)
         if samples.empty:

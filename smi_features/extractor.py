@@ -186,11 +186,9 @@ def default_cache_dir() -> Path:
 
 
 def file_sha256(path: str | os.PathLike) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as fh:
-        for chunk in iter(lambda: fh.read(1 << 20), b""):
-            h.update(chunk)
-    return h.hexdigest()
+    from smi_data.images import sha256_file
+
+    return sha256_file(path)  # refuses a named pipe (OSError) instead of waiting on it forever
 
 
 @functools.lru_cache(maxsize=1)

@@ -17,7 +17,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from smi_data.modelfile import ModelFileError, read_model_meta, write_model_meta
+from smi_data.modelfile import ModelFileError, check_config_values, read_model_meta, write_model_meta
 
 from .estimators import LogLinearBase, XGBFeaturesRegressor
 from .extractor import EXTRACTOR_VERSION, ExtractionSettings
@@ -112,13 +112,16 @@ def load_model(model_dir: str | os.PathLike) -> XGBFeaturesRegressor:
     except (AttributeError, TypeError, ValueError) as exc:
         raise ModelFileError(f"{d / 'model.json'}: extraction settings do not match this code ({exc}); "
                              "retrain the model with this legsmi") from None
+    for part, default in ((settings.silhouette, SilhouetteSettings()), (settings.levels, LevelSettings())):
+        check_config_values(d / "model.json", part.as_dict(), default.as_dict())  # e.g. a number edited into text
     cfg["silhouette_settings"] = settings.silhouette if settings.silhouette != SilhouetteSettings() else None
     cfg["level_settings"] = settings.levels if settings.levels != LevelSettings() else None
     cfg["feature_groups"] = tuple(cfg.get("feature_groups", ()))
-    valid = set(XGBFeaturesRegressor().get_params())
-    unknown = set(cfg) - valid
+    defaults = XGBFeaturesRegressor().get_params()
+    unknown = set(cfg) - set(defaults)
     if unknown:
         raise ModelFileError(f"{d / 'model.json'}: unknown parameter(s) {sorted(unknown)} for {MODEL_NAME}")
+    check_config_values(d / "model.json", {k: v for k, v in cfg.items() if not k.endswith("_settings")}, defaults)
     est = XGBFeaturesRegressor(**cfg)
     model = xgboost.XGBRegressor()
     try:

@@ -42,9 +42,10 @@ import dataclasses
 from dataclasses import dataclass, field
 
 import numpy as np
+from smi_data.errors import LegsmiError
 
 
-class SilhouetteError(ValueError):
+class SilhouetteError(LegsmiError, ValueError):
     """No leg-shaped region in a photo; the message says why."""
 
 

@@ -328,7 +328,13 @@ def test_a_pickle_in_weights_is_refused(fitted, tmp_path):
 
     data = pickle.dumps({"x": Evil()})
     (d / "weights.pt").write_bytes(data)
-    _edit_meta(d, lambda m: m["deep"]["weights"].__setitem__("sha256", hashlib.sha256(data).hexdigest()))
+    digest = hashlib.sha256(data).hexdigest()
+
+    def forge(m):  # forge both checksums, so that the torch.load(weights_only=True) guard is what is tested
+        m["deep"]["weights"]["sha256"] = digest
+        m["files"]["weights.pt"] = {"sha256": digest, "bytes": len(data)}
+
+    _edit_meta(d, forge)
     with pytest.raises(ModelFileError, match="state_dict"):
         load_model(d)
 

@@ -26,13 +26,13 @@ COLUMNS = ["subject_id", "view", "image", "sex", "age", "height_cm", "smi", "px_
 
 
 # ----------------------------------------------------------------------------- file makers
-def write_png(path: Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
+def write_png(path: Path, h: int = 96, w: int = 128, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     assert cv2.imwrite(str(path), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     return path
 
 
-def write_jpeg(path: Path, h: int = 24, w: int = 32, seed: int = 0) -> Path:
+def write_jpeg(path: Path, h: int = 96, w: int = 128, seed: int = 0) -> Path:
     rng = np.random.default_rng(seed)
     assert cv2.imwrite(str(path), rng.integers(0, 255, (h, w, 3), dtype=np.uint8))
     return path

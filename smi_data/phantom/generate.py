@@ -296,7 +296,7 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
     """
     import sys
 
-    from ..runs import RunRecord, atomic_write_bytes, atomic_write_csv, prepare_output_dir
+    from ..runs import RunRecord, atomic_write_bytes, atomic_write_csv, stage_output
 
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
@@ -308,14 +308,15 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
     bad = [v for v in views if v not in VIEWS]
     if bad or not views:
         raise ValueError(f"views must be a non-empty subset of {VIEWS}, got {views}")
-    out = prepare_output_dir(out_dir, overwrite=overwrite)
+    stage = stage_output(out_dir, overwrite=overwrite)
+    out = stage.path  # swapped into out_dir when the run ends ok
     config = {"n_subjects": n_subjects, "seed": seed, "size": width if scene == "studio" else [width, height],
               "views": list(views), "marker": marker, "supersample": supersample, "generator": "smi_data.phantom",
               "body_model": "anny (rest pose)"}
     if scene != "studio" or retakes > 1:
         config.update(scene=scene, retakes=retakes)
     t_start = time.perf_counter()
-    with RunRecord(out, command, config, seed) as rec:
+    with RunRecord(out, command, config, seed, stage=stage) as rec:
         if model is None:
             from .body import AnnyBody
 

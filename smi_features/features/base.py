@@ -44,6 +44,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from smi_data.errors import LegsmiError
 
 #: Knee and ankle joint heights above the floor as fractions of standing height
 #: (Winter 2009, after Drillis & Contini 1966).
@@ -167,7 +168,7 @@ class LegGeometry:
         return rows[(rows >= 0) & (rows < self.left.size)]
 
 
-class GeometryError(ValueError):
+class GeometryError(LegsmiError, ValueError):
     """The silhouette has no usable knee-to-ankle span."""
 
 
