@@ -341,7 +341,8 @@ def leaky_table(metrics: pd.DataFrame) -> pd.DataFrame:
     """One row per protocol, model, tier and view: honest and leaky scores and the inflation."""
     metrics = _pick_tuned(metrics)
     rows = []
-    arms = [a for a in dict.fromkeys(metrics["arm"].astype(str)) if "/honest " in a]
+    arms = sorted((a for a in dict.fromkeys(metrics["arm"].astype(str)) if "/honest " in a),
+                  key=lambda a: PROTOCOLS.index(a.split("/")[0]) if a.split("/")[0] in PROTOCOLS else 9)
     for honest_tag in arms:
         leaky_tag = honest_tag.replace("/honest ", "/leaky ")
         proto = honest_tag.split("/")[0]
@@ -349,7 +350,7 @@ def leaky_table(metrics: pd.DataFrame) -> pd.DataFrame:
         model, tier, view = rest.split("/")
         hf, (hm, hc) = _side(metrics, honest_tag)
         lf, (lm, lc) = _side(metrics, leaky_tag)
-        joined = hf.join(lf, lsuffix="_h", rsuffix="_l", how="inner")
+        joined = hf.merge(lf, left_index=True, right_index=True, suffixes=("_h", "_l"), how="inner")
         rows.append({
             "protocol": proto, "model": model, "tier": tier, "view": view,
             "honest MAPE % (folds)": _plain_rng(hf["mape"], 2), "leaky MAPE % (folds)": _plain_rng(lf["mape"], 2),
