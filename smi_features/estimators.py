@@ -20,7 +20,10 @@ Feature groups (``feature_groups``), for the ablation "width only; + area;
 Information tier (``tier``, :mod:`smi_data.tiers`): ``photo`` leaves the covariates
 group out altogether (the indices need the height), ``basic`` leaves out weight, and
 ``weight`` keeps everything; ``None`` (the default) uses whatever covariates the sample
-table holds. The benchmark also drops the columns a tier does not give before ``fit``.
+table holds. With a tier, ``transform_features`` drops the columns the tier does not
+give before extraction (the extractor places the knee and ankle from the height when it
+has one, so a photo-tier model must not see the height there either); the benchmark
+drops them too, before ``fit`` and ``predict``.
 
 No input is a function of another input alone (SHAP would split one effect between
 the two, often as large contributions of opposite sign): BMI is not a column (the
@@ -33,7 +36,7 @@ Linear base (``linear_base=True``, the default): muscle mass follows size laws (
 ~ cross-section x length), which a log-linear model captures from a hundred people
 and a hundred trees do not. So a ridge regression of SMI on the logarithms and raw
 values of a few core columns (:data:`LINEAR_CORE`: covariates, maximum calf and minimum
-ankle widths, their ratio and level, knee-to-ankle length, the two-view circumferences
+ankle widths, the calf's level, knee-to-ankle length, the two-view circumferences
 and volume; only those of the switched-on groups) gives each sample a base prediction,
 and XGBoost, started from that base (``base_margin``, ``base_score = 0``), learns what it
 leaves. Prediction = base + trees. On the bundled cohort's cross-validation this took
@@ -58,13 +61,14 @@ from .features.base import LevelSettings
 from .silhouette import SilhouetteSettings
 
 
-#: Columns the linear base may use (those present and in the switched-on groups).
+#: Columns the linear base may use (those present and in the switched-on groups). Not the
+#: calf-to-ankle ratio: its log is exactly log calf - log ankle, so beside those two the
+#: ridge split one effect into large cancelling parts (SHAP +-1.6 kg/m^2 each at the photo
+#: tier); the trees still see the ratio.
 LINEAR_CORE = (
     "cov_sex_male", "cov_age", "cov_height_cm", "cov_weight_kg",
-    "lat_calf_max_width_cm", "lat_ankle_min_width_cm", "lat_calf_ankle_ratio", "lat_calf_max_level_frac",
-    "lat_knee_ankle_length_cm",
-    "post_calf_max_width_cm", "post_ankle_min_width_cm", "post_calf_ankle_ratio", "post_calf_max_level_frac",
-    "post_knee_ankle_length_cm",
+    "lat_calf_max_width_cm", "lat_ankle_min_width_cm", "lat_calf_max_level_frac", "lat_knee_ankle_length_cm",
+    "post_calf_max_width_cm", "post_ankle_min_width_cm", "post_calf_max_level_frac", "post_knee_ankle_length_cm",
     "pair_calf_circ_cm", "pair_ankle_circ_cm", "pair_volume_cm3",
 )
 #: Smallest value before the logarithm (binary columns such as sex become log(1e-3) and 0).
@@ -242,6 +246,12 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         """The feature table of a sample table, and ``{sample_id: reason}`` of failures."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError("X must be a sample table (pandas DataFrame from smi_data.manifest.to_samples)")
+        if self.tier is not None:
+            # the extractor places the knee and ankle from the height when it has one: a photo-tier
+            # model must not get it that way either
+            from smi_data.tiers import restrict_to_tier
+
+            X = restrict_to_tier(X, self.tier)
         return sample_features(X, settings=self.extraction_settings(), n_jobs=self.n_jobs,
                                cache=bool(self.cache))
 
