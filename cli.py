@@ -236,8 +236,9 @@ def features(dataset, out, per, jobs, no_cache, no_marker, overwrite):
 def explain(model_dir, dataset, out, view, max_display, jobs, overwrite):
     """SHAP explanation of an xgb-features model on a dataset (default: the bundled cohort).
 
-    Writes shap_beeswarm.png, shap_bar.png (mean |SHAP| per feature), shap_values.csv
-    (attributions per sample), shap_mean_abs.csv and run.json to --out.
+    Writes shap_blocks.png / shap_blocks.csv (mean |SHAP| per block: covariates, each
+    leg-dimension family), shap_beeswarm.png, shap_bar.png (mean |SHAP| per feature),
+    shap_values.csv (attributions per sample), shap_mean_abs.csv and run.json to --out.
     """
     from smi_data.manifest import ManifestError
     from smi_data.modelfile import ModelFileError
@@ -250,11 +251,17 @@ def explain(model_dir, dataset, out, view, max_display, jobs, overwrite):
                                 max_display=max_display)
     except (ManifestError, ModelFileError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))
-    click.echo(f"explained {summary['n_explained']} of {summary['n_samples']} sample(s); base value "
+    click.echo(f"{summary['tier']}-tier model: explained {summary['n_explained']} of {summary['n_samples']} sample(s); base value "
                f"{summary['base_value']:.3f} kg/m^2; SHAP vs XGBoost pred_contribs max |diff| "
                f"{summary['max_abs_diff_vs_xgboost_pred_contribs']:.2e}")
     for sid, why in summary["failures"].items():
         click.echo(f"  not explained {sid}: {why}")
+    click.echo("mean |SHAP| per block of features (kg/m^2):")
+    for row in summary["blocks"]:
+        click.echo(f"  {row['block']:<34s} {row['mean_abs_shap']:.4f}")
+    if summary["tier"] != "photo":
+        click.echo("  (a model with covariates: a photo-tier model answers which leg dimensions drive SMI; "
+                   "the benchmark's report shows its SHAP first)")
     click.echo("largest mean |SHAP| (kg/m^2):")
     for row in summary["top_features"]:
         click.echo(f"  {row['feature']:<34s} {row['mean_abs_shap']:.4f}")
@@ -499,6 +506,10 @@ def _echo_table(df) -> None:
 @click.option("--views", default="auto",
               help="Comma-separated views (lateral, posterior, both), or 'auto': lateral and posterior for "
                    "every model, 'both' too for the cheap ones (the CNNs are the slow part).")
+@click.option("--tiers", default="auto", show_default=True,
+              help="Information tiers: comma-separated photo (photos only), basic (+ sex, age, height), weight "
+                   "(+ weight); 'auto': every tier each model supports, the CNNs at photo only; 'all': the CNNs "
+                   "at every tier too (slow).")
 @click.option("--folds", default=5, type=click.IntRange(2, 50), help="Folds, when the splits are made here.")
 @click.option("--repeats", default=1, type=click.IntRange(1, 100), help="Repeats (seeds seed..seed+repeats-1).")
 @click.option("--seed", default=0, type=int, help="The one seed: splits, model initialisation, augmentation.")
@@ -510,7 +521,8 @@ def _echo_table(df) -> None:
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Fits run in parallel processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
-def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, sets, jobs, overwrite, list_models):
+def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, overwrite,
+              list_models):
     """Every model under the same saved splits: metrics, the study's table and a report.
 
     Writes RUN_DIR/predictions.csv, metrics.csv, table.csv, report.md, report.html (plots
@@ -523,16 +535,23 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
 
     if list_models:
         for spec in registry.MODELS.values():
-            click.echo(f"{spec.name:14s} {spec.family:9s} {spec.description}")
+            click.echo(f"{spec.name:14s} {spec.family:9s} {','.join(spec.tiers):19s} {spec.description}")
         return
     try:
         cfg = BenchmarkConfig(dataset=dataset or _default_dataset(), out=out, models=_csv_list(models),
-                              views=views, folds=folds, repeats=repeats, seed=seed, splits=splits_file,
-                              overwrite=overwrite, jobs=jobs, overrides=parse_overrides(sets))
+                              views=views, tiers=tiers, folds=folds, repeats=repeats, seed=seed,
+                              splits=splits_file, overwrite=overwrite, jobs=jobs, overrides=parse_overrides(sets))
         result = run_benchmark(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))
-    _echo_table(result["table"])
+    table = result["table"]
+    for tier in (dict.fromkeys(table["tier"]) if "tier" in table.columns else [None]):
+        if tier is not None:
+            click.echo(f"\n## tier: {tier}\n")
+            part = table[table["tier"] == tier].drop(columns=["tier"])
+            _echo_table(part.loc[:, [c for c in part.columns if not (part[c] == "n/a").all()]])
+        else:
+            _echo_table(table)
     for line in result.get("calibration_targets") or []:  # prediction intervals (benchmarks.calibration)
         click.echo(line)
     for note in result["notes"]:
@@ -544,7 +563,10 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
 @main.command()
 @click.argument("dataset", type=click.Path(file_okay=False), required=False)
 @click.option("--ablations", default="canny,augment,views,feature-groups,resolution,train-size",
-              help="Comma-separated ablations to run.")
+              help="Comma-separated ablations to run (also: leaky-protocols).")
+@click.option("--tiers", default="auto", show_default=True,
+              help="Information tiers of the arms: 'auto' (CNNs at photo, other models at their widest tier; "
+                   "the leaky protocols at photo and weight), or a list such as photo,weight.")
 @click.option("--model", default="xgb-features", help="Model of the 'views' and 'train-size' ablations.")
 @click.option("--cnn-model", default="cnn-lite", type=click.Choice(["cnn-paper", "cnn-lite", "cnn-hybrid"]),
               help="CNN of the 'canny', 'augment' and 'resolution' ablations.")
@@ -559,13 +581,15 @@ def benchmark(dataset, models, views, folds, repeats, seed, out, splits_file, se
 @click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE", help="Override a model parameter.")
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Fits run in parallel processes.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
-def ablate(dataset, ablations, model, cnn_model, view, folds, repeats, seed, out, splits_file, sets, jobs,
+def ablate(dataset, ablations, tiers, model, cnn_model, view, folds, repeats, seed, out, splits_file, sets, jobs,
            overwrite):
     """Named ablations under one set of splits, printed as one table.
 
     canny (CNN on edges vs grey), augment (on/off), views (lateral/posterior/both),
     feature-groups (width; +area; +curvature; +covariates), resolution (64/96/128 px),
-    train-size (20/40/60/80/100 % of each training fold).
+    train-size (20/40/60/80/100 % of each training fold), leaky-protocols (augmented copies
+    before the split, folds by image, hyper-parameters tuned on the test folds, scaling
+    fitted on all rows, each beside the honest protocol; written to leaky.csv).
     """
     from benchmarks.ablate import AblateConfig, run_ablations
     from benchmarks.harness import BenchmarkError, parse_overrides
@@ -574,13 +598,17 @@ def ablate(dataset, ablations, model, cnn_model, view, folds, repeats, seed, out
 
     try:
         cfg = AblateConfig(dataset=dataset or _default_dataset(), out=out, ablations=_csv_list(ablations),
-                           folds=folds, repeats=repeats, seed=seed, splits=splits_file, overwrite=overwrite,
+                           tiers=tiers if tiers == "auto" else _csv_list(tiers), folds=folds, repeats=repeats, seed=seed, splits=splits_file, overwrite=overwrite,
                            jobs=jobs, cnn_model=cnn_model, model=model, view=view,
                            overrides=parse_overrides(sets))
         result = run_ablations(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))
-    _echo_table(result["table"])
+    if len(result["table"]):
+        _echo_table(result["table"])
+    if result.get("leaky") is not None:
+        click.echo("\n## leaky protocols beside the honest one\n")
+        _echo_table(result["leaky"])
     for note in result["notes"]:
         click.echo(f"note: {note}", err=True)
     click.echo(f"table: {Path(result['out']) / 'ablation.md'} ({result['seconds']:.0f} s)")

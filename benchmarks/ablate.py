@@ -15,7 +15,14 @@ views               the chosen model on lateral, posterior and both views
 feature-groups      xgb-features on width only; + area; + curvature; + covariates
 resolution          cnn-lite at 64, 96 (its default) and 128 px input (the default arm is the default fits)
 train-size          the chosen model on 20/40/60/80/100 % of each training fold's subjects
+leaky-protocols     the chosen model under four protocol errors beside the honest protocol
+                    (:mod:`benchmarks.leaky`): its own table, ``leaky.csv``
 ==================  =====================================================================
+
+Tiers (``--tiers``, :mod:`smi_data.tiers`): ``auto`` runs each arm at its model's
+natural tier (the CNNs at ``photo``, the study's setting; every other model at the
+widest tier it supports, as before tiers) and the leaky protocols at ``photo`` and
+``weight``; a list runs every arm at each listed tier its model supports.
 
 The parameter names each arm sets are in :data:`ARM_PARAMS`, next to the model
 families' constructors they refer to.
@@ -49,7 +56,10 @@ FEATURE_GROUP_STEPS = (
 )
 TRAIN_FRACTIONS = (0.2, 0.4, 0.6, 0.8, 1.0)
 RESOLUTIONS = (64, 96, 128)
-ABLATIONS = ("canny", "augment", "views", "feature-groups", "resolution", "train-size")
+ABLATIONS = ("canny", "augment", "views", "feature-groups", "resolution", "train-size", "leaky-protocols")
+#: What ``--ablations`` runs when not given (the leaky protocols are asked for by name).
+DEFAULT_ABLATIONS = ABLATIONS[:-1]
+LEAKY = "leaky-protocols"
 
 
 @dataclass(frozen=True)
@@ -62,11 +72,12 @@ class Arm:
     view: str
     overrides: tuple = ()
     train_fraction: float = 1.0
+    tier: str | None = None
 
     @property
     def key(self) -> tuple:
         """Arms with the same key are the same fits."""
-        return (self.model, self.view, self.overrides, self.train_fraction)
+        return (self.model, self.tier, self.view, self.overrides, self.train_fraction)
 
 
 def _default_image_size(cnn_model: str) -> int | None:
@@ -123,7 +134,8 @@ class AblateConfig:
 
     dataset: str
     out: str
-    ablations: list[str] = field(default_factory=lambda: list(ABLATIONS))
+    ablations: list[str] = field(default_factory=lambda: list(DEFAULT_ABLATIONS))
+    tiers: object = "auto"
     folds: int = 5
     repeats: int = 1
     seed: int = 0
@@ -160,7 +172,7 @@ def ablation_table(arms: list[Arm], metrics: pd.DataFrame) -> pd.DataFrame:
         f = folds[folds["arm"] == tag]
         p = pooled[pooled["arm"] == tag]
         rows.append({
-            "ablation": arm.ablation, "arm": arm.label, "model": arm.model, "view": arm.view,
+            "ablation": arm.ablation, "arm": arm.label, "model": arm.model, "tier": arm.tier or "", "view": arm.view,
             "MAPE % (folds)": _range(f["mape"], 2), "CCC (folds)": _range(f["ccc"], 3),
             "MAPE % (pooled)": f"{p['mape'].iloc[0]:.2f}" if len(p) and np.isfinite(p["mape"].iloc[0]) else "n/a",
             "CCC (pooled)": f"{p['ccc'].iloc[0]:.3f}" if len(p) and np.isfinite(p["ccc"].iloc[0]) else "n/a",
@@ -177,7 +189,7 @@ def drop_defaults(arm: Arm, specs: dict | None = None) -> Arm:
     """
     from dataclasses import replace
 
-    defaults = registry.get_spec(arm.model, specs).build(0).get_params()
+    defaults = registry.get_spec(arm.model, specs).build(0, tier=arm.tier).get_params()
     kept = tuple((k, v) for k, v in arm.overrides if k not in defaults or defaults[k] != v)
     return replace(arm, overrides=kept)
 
@@ -188,7 +200,7 @@ def arm_tag(arm: Arm) -> str:
     ``model/view``, then each override as ``name=value`` (sequences joined by ``+``), then
     ``train=fraction`` below 1: ``xgb-features/lateral feature_groups=width+area``.
     """
-    parts = [f"{arm.model}/{arm.view}"]
+    parts = [f"{arm.model}/{arm.tier}/{arm.view}" if arm.tier else f"{arm.model}/{arm.view}"]
     for k, v in arm.overrides:
         parts.append(f"{k}={'+'.join(map(str, v)) if isinstance(v, (tuple, list)) else v}")
     if arm.train_fraction < 1:
@@ -216,8 +228,10 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
     names = list(dict.fromkeys(cfg.ablations))
     if not names:
         raise BenchmarkError(f"no ablation given; choose from {', '.join(ABLATIONS)}")
-    arms = [a for n in names for a in arms_for(n, cnn_model=cfg.cnn_model, model=cfg.model, view=cfg.view)]
-    models = list(dict.fromkeys(a.model for a in arms))
+    arms = [a for n in names if n != LEAKY
+            for a in arms_for(n, cnn_model=cfg.cnn_model, model=cfg.model, view=cfg.view)]
+    arms = tiered_arms(arms, cfg.tiers, specs)
+    models = list(dict.fromkeys([a.model for a in arms] + ([cfg.model] if LEAKY in names else [])))
     unavailable = registry.check_available(models, specs)
     if unavailable:
         raise BenchmarkError("cannot build: " + "; ".join(f"{k}: {v}" for k, v in unavailable.items()))
@@ -248,26 +262,79 @@ def run_ablations(cfg: AblateConfig, *, specs: dict | None = None, echo=None) ->
             ov = thread_overrides(a.model, ov, cfg.jobs, specs)
             for r, f, _, _ in folds:
                 tasks.append(Task(a.model, a.view, r, f, arm=arm_tag(a), overrides=tuple(sorted(ov.items())),
-                                  train_fraction=a.train_fraction))
-        echo(f"ablate: {len(names)} ablation(s), {len(unique)} distinct arm(s), {len(tasks)} fits")
-        preds, records, _ = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=cfg.jobs,
-                                      progress=cfg.progress, log=notes.append)
+                                  train_fraction=a.train_fraction, tier=a.tier))
+        echo(f"ablate: {len(names)} ablation(s), {len(unique)} distinct arm(s), {len(tasks)} fits"
+             + (" + the leaky protocols" if LEAKY in names else ""))
+        parts, rec_parts = [], []
+        if tasks:
+            p, r, _ = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=cfg.jobs,
+                                progress=cfg.progress, log=notes.append)
+            parts.append(p)
+            rec_parts.append(r)
+        leaky_table = None
+        if LEAKY in names:
+            from . import leaky
+
+            lt = ["photo", "weight"] if cfg.tiers == "auto" else list(cfg.tiers)
+            lt = [t for t in lt if t in registry.get_spec(cfg.model, specs).tiers]
+            ov = thread_overrides(cfg.model, dict(cfg.overrides.get(cfg.model) or {}), cfg.jobs, specs)
+            p, r, lnotes = leaky.run_leaky(manifest, folds, model=cfg.model, tiers=lt, view=cfg.view,
+                                           seed=cfg.seed, n_folds=int(splits.n_folds), work_dir=out_dir / "leaky",
+                                           specs=specs, jobs=cfg.jobs, overrides=ov, progress=cfg.progress,
+                                           log=notes.append)
+            notes += lnotes
+            parts.append(p)
+            rec_parts.append(r)
+        preds = pd.concat(parts, ignore_index=True)
+        records = pd.concat(rec_parts, ignore_index=True)
         preds = preds.sort_values(["arm", "repeat", "fold", "sample_id"], kind="stable").reset_index(drop=True)
         atomic_write_csv(preds, out_dir / "predictions.csv")
         atomic_write_csv(records, out_dir / "folds.csv")
-        metrics = aggregate.compute_metrics(preds, keys=("arm", "model", "view"))
+        metrics = aggregate.compute_metrics(preds, keys=("arm", "model", "tier", "view"))
         atomic_write_csv(metrics, out_dir / "metrics.csv")
         table = ablation_table(arms, metrics)
         atomic_write_csv(table, out_dir / "ablation.csv")
+        if LEAKY in names:
+            from . import leaky
+
+            leaky_table = leaky.leaky_table(metrics)
+            atomic_write_csv(leaky_table, out_dir / "leaky.csv")
         seconds = time.perf_counter() - started
         md = ["# legsmi ablate", "",
               f"Seed {cfg.seed}, {cfg.folds} folds × {reps} repeat(s), one `splits.json` for every arm; "
-              f"{seconds:.0f} s. Ranges are min–max over test folds; pooled: all test predictions together.", "",
-              md_table(table)]
+              f"{seconds:.0f} s. Ranges are min–max over test folds; pooled: all test predictions together.", ""]
+        if arms:
+            md += [md_table(table)]
+        if leaky_table is not None:
+            md += ["## Leaky protocols beside the honest one", "",
+                   "Inflation = what the error gains: MAPE points (honest − leaky) and CCC points (leaky − honest), "
+                   "pooled and as the range over folds. See benchmarks/leaky.py for each protocol.", "",
+                   md_table(leaky_table)]
         if notes:
             md += ["## Notes and failures", ""] + [f"- {n}" for n in notes] + [""]
         atomic_write_text(out_dir / "ablation.md", "\n".join(md))
         rec.data["results"] = {"table": table.to_dict(orient="records"), "notes": notes,
-                               "seconds": round(seconds, 1), "n_fits": len(tasks)}
-    return {"out": stage.target, "table": table, "metrics": metrics, "notes": notes,
+                               "seconds": round(seconds, 1), "n_fits": len(records),
+                               "leaky": None if leaky_table is None else leaky_table.to_dict(orient="records")}
+        rec.data["tiers"] = {arm_tag(a): a.tier for a in arms}
+    return {"out": stage.target, "table": table, "metrics": metrics, "notes": notes, "leaky": leaky_table,
             "seconds": time.perf_counter() - started, "records": records}
+
+
+def tiered_arms(arms: list[Arm], tiers, specs: dict | None = None) -> list[Arm]:
+    """Each arm at its tier(s): ``auto`` the CNNs at ``photo`` and the rest at their widest tier; a list:
+    every listed tier the arm's model supports."""
+    from dataclasses import replace
+
+    from smi_data.tiers import AUTO, TIERS, parse_tiers
+
+    tiers = parse_tiers(tiers)
+    out = []
+    for a in arms:
+        spec = registry.get_spec(a.model, specs)
+        if tiers == AUTO:
+            chosen = [spec.tiers[0] if spec.family == "deep" else spec.tiers[-1]]
+        else:
+            chosen = [t for t in (TIERS if tiers == "all" else tiers) if t in spec.tiers]
+        out += [replace(a, tier=t) for t in chosen]
+    return out

@@ -14,7 +14,10 @@ turns it into
   MAPE and CCC for each view, our models side by side, the study's published ranges
   in a column of their own (a different population: 100 real adults, not our
   synthetic cohort), and the cohort's ceiling.
-* :func:`pooled_table`, :func:`sex_table`, :func:`screening_table` for the report.
+* :func:`tier_tables`: the study's table once per information tier (``tier`` column),
+  each with the ceiling at that tier; what ``table.csv`` holds.
+* :func:`pooled_table`, :func:`sex_table`, :func:`screening_table` for the report (with
+  a ``tier`` column when the metrics have one).
 """
 
 from __future__ import annotations
@@ -39,6 +42,7 @@ METRIC_COLUMNS = ("mape", "mae", "rmse", "pearson_r", "ccc", "ccc_lower", "ccc_u
                   "ba_loa_lower", "ba_loa_upper", "ba_prop_slope", "sens", "spec", "ppv", "npv", "auc",
                   "prevalence")
 VIEW_ORDER = ("lateral", "posterior", "both")
+TIER_ORDER = ("photo", "basic", "weight")
 SEX_GROUPS = ("all", "M", "F")
 POOLED = "pooled"
 
@@ -116,15 +120,18 @@ def _order(df: pd.DataFrame, keys: list[str], model_order: list[str] | None) -> 
         models = model_order or list(dict.fromkeys(df["model"]))
         df["_m"] = df["model"].map({m: i for i, m in enumerate(models)}).fillna(len(models))
         order_cols.append("_m")
+    if "tier" in keys:
+        df["_t"] = df["tier"].map({t: i for i, t in enumerate(TIER_ORDER)}).fillna(9)
+        order_cols.append("_t")
     if "view" in keys:
         df["_v"] = df["view"].map({v: i for i, v in enumerate(VIEW_ORDER)}).fillna(9)
         order_cols.append("_v")
     df["_f"] = df["fold"].map(lambda f: (1, 0) if f == POOLED else (0, int(f)) if str(f).lstrip("-").isdigit()
                               else (0, 0))
     df["_s"] = df["sex"].map({s: i for i, s in enumerate(SEX_GROUPS)})
-    other = [k for k in keys if k not in ("model", "view")]
+    other = [k for k in keys if k not in ("model", "tier", "view")]
     df = df.sort_values(other + order_cols + ["repeat", "_f", "_s"], kind="stable")
-    return df.drop(columns=[c for c in ("_m", "_v", "_f", "_s") if c in df.columns]).reset_index(drop=True)
+    return df.drop(columns=[c for c in ("_m", "_t", "_v", "_f", "_s") if c in df.columns]).reset_index(drop=True)
 
 
 def fold_rows(metrics: pd.DataFrame, sex: str = "all") -> pd.DataFrame:
@@ -204,21 +211,58 @@ def study_table(metrics: pd.DataFrame, models: list[str], *, ceiling: dict | Non
     return pd.DataFrame(rows)
 
 
+def tier_tables(metrics: pd.DataFrame, models: list[str], *, ceiling: dict | None = None) -> pd.DataFrame:
+    """The study's table once per information tier, stacked, with a leading ``tier`` column.
+
+    ``ceiling`` is ``{tier: ceiling dict}`` (the harness's per-tier ceiling); each tier's rows
+    get that tier's ceiling. A model that did not run at a tier has ``n/a`` in its rows.
+    """
+    if "tier" not in metrics.columns:
+        return study_table(metrics, models, ceiling=ceiling)
+    parts = []
+    for tier in [t for t in TIER_ORDER if t in set(metrics["tier"])] + \
+            sorted(set(metrics["tier"]) - set(TIER_ORDER)):
+        sub = metrics[metrics["tier"] == tier]
+        cell = (ceiling or {}).get(tier) if ceiling is not None else None
+        t = study_table(sub, models, ceiling=cell if ceiling is not None else None)
+        if ceiling is not None and cell is None:
+            t[CEILING_COLUMN] = "n/a"
+        t.insert(0, "tier", tier)
+        parts.append(t)
+    return pd.concat(parts, ignore_index=True) if parts else pd.DataFrame()
+
+
+def _tiers_of(pooled: pd.DataFrame) -> list:
+    if "tier" not in pooled.columns:
+        return [None]
+    present = set(pooled["tier"])
+    return [t for t in TIER_ORDER if t in present] + sorted(present - set(TIER_ORDER))
+
+
 def _each_model_view(pooled: pd.DataFrame, models: list[str]):
-    """``(model, view, row)`` for every model and view present in a pooled table, in report order."""
+    """``(model, tier, view, row)`` for every model, tier and view present in a pooled table, in report
+    order (tier None when the table has no tier column)."""
     for m in models:
-        for v in VIEW_ORDER:
-            r = pooled[(pooled["model"] == m) & (pooled["view"] == v)]
-            if not r.empty:
-                yield m, v, r.iloc[0]
+        for t in _tiers_of(pooled):
+            for v in VIEW_ORDER:
+                sel = (pooled["model"] == m) & (pooled["view"] == v)
+                if t is not None:
+                    sel &= pooled["tier"] == t
+                r = pooled[sel]
+                if not r.empty:
+                    yield m, t, v, r.iloc[0]
+
+
+def _head(m: str, t, v: str) -> dict:
+    return {"model": m, **({} if t is None else {"tier": t}), "view": v}
 
 
 def pooled_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Pooled agreement by model and view (sex all; mean over repeats), formatted for reading."""
+    """Pooled agreement by model, tier and view (sex all; mean over repeats), formatted for reading."""
     rows = []
-    for m, v, r in _each_model_view(pooled_rows(metrics, "all"), models):
+    for m, t, v, r in _each_model_view(pooled_rows(metrics, "all"), models):
         rows.append({
-            "model": m, "view": v, "n": int(r["n"]), "failed": int(r["n_failed"]),
+            **_head(m, t, v), "n": int(r["n"]), "failed": int(r["n_failed"]),
             "MAPE %": f"{r['mape']:.2f}", "MAE": f"{r['mae']:.3f}", "RMSE": f"{r['rmse']:.3f}",
             "r": f"{r['pearson_r']:.3f}",
             "CCC [95% CI]": f"{r['ccc']:.3f} [{r['ccc_lower']:.3f}, {r['ccc_upper']:.3f}]",
@@ -234,26 +278,28 @@ def _f(x, digits=2) -> str:
 
 
 def sex_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """Pooled MAPE, CCC and screening by model, view and sex."""
+    """Pooled MAPE, CCC and screening by model, tier, view and sex."""
     p = pooled_rows(metrics, None)
     rows = []
-    for m in models:
-        for v in VIEW_ORDER:
-            for s in ("M", "F"):
-                r = p[(p["model"] == m) & (p["view"] == v) & (p["sex"] == s)]
-                if r.empty:
-                    continue
-                r = r.iloc[0]
-                rows.append({"model": m, "view": v, "sex": s, "n": int(r["n"]), "MAPE %": _f(r["mape"]),
-                             "CCC": _f(r["ccc"], 3), "r": _f(r["pearson_r"], 3), "bias": _f(r["ba_bias"], 3),
-                             "sens": _f(r["sens"]), "spec": _f(r["spec"]), "AUC": _f(r["auc"])})
+    for m, t, v, _ in _each_model_view(p[p["sex"] == "all"], models):
+        for s in ("M", "F"):
+            sel = (p["model"] == m) & (p["view"] == v) & (p["sex"] == s)
+            if t is not None:
+                sel &= p["tier"] == t
+            r = p[sel]
+            if r.empty:
+                continue
+            r = r.iloc[0]
+            rows.append({**_head(m, t, v), "sex": s, "n": int(r["n"]), "MAPE %": _f(r["mape"]),
+                         "CCC": _f(r["ccc"], 3), "r": _f(r["pearson_r"], 3), "bias": _f(r["ba_bias"], 3),
+                         "sens": _f(r["sens"]), "spec": _f(r["spec"]), "AUC": _f(r["auc"])})
     return pd.DataFrame(rows)
 
 
 def screening_table(metrics: pd.DataFrame, models: list[str]) -> pd.DataFrame:
-    """AWGS 2019 low-muscle-mass screening by model and view (pooled, both sexes)."""
+    """AWGS 2019 low-muscle-mass screening by model, tier and view (pooled, both sexes)."""
     rows = []
-    for m, v, r in _each_model_view(pooled_rows(metrics, "all"), models):
-        rows.append({"model": m, "view": v, "prevalence": _f(r["prevalence"]), "sens": _f(r["sens"]),
+    for m, t, v, r in _each_model_view(pooled_rows(metrics, "all"), models):
+        rows.append({**_head(m, t, v), "prevalence": _f(r["prevalence"]), "sens": _f(r["sens"]),
                      "spec": _f(r["spec"]), "PPV": _f(r["ppv"]), "NPV": _f(r["npv"]), "AUC": _f(r["auc"])})
     return pd.DataFrame(rows)

@@ -19,6 +19,16 @@ so the guarantees live here:
   quick start (measured on 2 cores: about 30 s a fold for cnn-paper and 15 s for
   cnn-lite, against well under a second for the others). Name the views to run
   every model on them.
+* Information tiers (:mod:`smi_data.tiers`): every fit is made at one tier, ``photo``
+  (the photos alone), ``basic`` (+ sex, age, height) or ``weight`` (+ weight). The
+  harness sets the model up for its tier (``ModelSpec.tier_params``) **and** hands
+  ``fit`` and ``predict`` a sample table with only the columns the tier gives
+  (:func:`smi_data.tiers.restrict_to_tier`), so a ``photo``-tier model cannot see a
+  covariate whatever its settings. ``--tiers auto`` (the default) runs every model at
+  each tier it supports, except the CNNs, which run at ``photo`` only there (the
+  study's setting; they are the slow part of the quick start); ``--tiers all`` runs
+  the CNNs at every tier too; a list (``photo,weight``) runs every model at each
+  listed tier it supports.
 * A model that fails (an exception, NaN for some samples, the wrong number of
   predictions) is recorded and the run goes on: its rows get NaN and a reason.
 
@@ -38,6 +48,8 @@ from typing import Any, Iterable
 
 import numpy as np
 import pandas as pd
+
+from smi_data.tiers import TIERS, parse_tiers
 
 from . import registry
 from smi_data.errors import LegsmiError
@@ -67,8 +79,12 @@ class Task:
     """One fit and predict: a model on one view, one fold of one repeat.
 
     ``arm`` names an ablation arm (empty for the main benchmark); ``overrides`` are
-    parameters passed to the model's factory; ``train_fraction`` < 1 keeps that share
-    of the training fold's subjects (a learning curve).
+    parameters passed to the model's factory (after the tier's set-up);
+    ``train_fraction`` < 1 keeps that share of the training fold's subjects (a learning
+    curve); ``tier`` is the information tier (:mod:`smi_data.tiers`); None: the
+    model's widest (the last of its ``ModelSpec.tiers``). ``scale_on_all`` is a
+    protocol *error* kept for the leaky-protocol ablation (:mod:`benchmarks.leaky`): the
+    model's feature scaling is fitted on the training and test rows together.
     """
 
     model: str
@@ -79,6 +95,8 @@ class Task:
     overrides: tuple = ()
     train_fraction: float = 1.0
     intervals: bool = False  # wrap the model for conformal intervals (benchmarks.calibration)
+    tier: str | None = None
+    scale_on_all: bool = False
 
 
 @dataclass
@@ -94,10 +112,11 @@ class FoldResult:
     n_test: int
     n_failed: int
     estimator: Any = field(default=None, repr=False)
+    tier: str = ""
 
     def record(self) -> dict:
         t = self.task
-        return {"arm": t.arm, "model": t.model, "view": t.view, "repeat": t.repeat, "fold": t.fold,
+        return {"arm": t.arm, "model": t.model, "tier": self.tier, "view": t.view, "repeat": t.repeat, "fold": t.fold,
                 "train_fraction": t.train_fraction, "status": self.status, "n_train": self.n_train,
                 "n_test": self.n_test, "n_failed": self.n_failed,
                 "fit_s": round(self.fit_s, 3), "predict_s": round(self.predict_s, 3)}
@@ -162,6 +181,35 @@ def plan_views(models: list[str], views, specs: dict | None = None) -> tuple[dic
         for v in wanted:
             if v not in spec.views:
                 notes.append(f"{name}: does not take the '{v}' view; skipped")
+    return plan, notes
+
+
+def plan_tiers(models: list[str], tiers, specs: dict | None = None) -> tuple[dict[str, list[str]], list[str]]:
+    """Which information tiers each model runs at, and notes about combinations left out.
+
+    ``tiers='auto'``: every tier a model supports, but the slow models (the CNNs) at
+    ``photo`` only (the study's setting). ``'all'``: every tier each model supports.
+    A list: each listed tier the model supports.
+    """
+    from smi_data.tiers import ALL, AUTO, TIERS
+
+    plan, notes = {}, []
+    for name in models:
+        spec = registry.get_spec(name, specs)
+        if tiers == AUTO:
+            wanted = list(TIERS) if spec.cheap else [t for t in TIERS if t in spec.tiers][:1]
+            left = [t for t in spec.tiers if t not in wanted]
+            if left:
+                notes.append(f"{name}: tier(s) {', '.join(left)} left out by --tiers auto (slow model); "
+                             f"pass --tiers all to include them")
+        elif tiers == ALL:
+            wanted = list(TIERS)
+        else:
+            wanted = list(tiers)
+            for t in wanted:
+                if t not in spec.tiers:
+                    notes.append(f"{name}: does not run at the '{t}' tier; skipped")
+        plan[name] = [t for t in TIERS if t in wanted and t in spec.tiers]
     return plan, notes
 
 
@@ -238,6 +286,23 @@ def _pass_through(samples: pd.DataFrame) -> list[str]:
     return [c for c in samples.columns if c not in _INPUT_ONLY]
 
 
+def resolve_tier(task: Task, specs: dict | None = None) -> str:
+    """The task's tier; for ``tier=None`` the widest tier its model supports."""
+    spec = registry.get_spec(task.model, specs)
+    tier = task.tier or spec.tiers[-1]
+    if tier not in spec.tiers:
+        raise KeyError(f"model {task.model!r} does not run at tier {tier!r}; its tiers: {', '.join(spec.tiers)}")
+    return tier
+
+
+def tier_inputs(samples: pd.DataFrame, tier: str) -> pd.DataFrame:
+    """What a model at ``tier`` is handed: the sample table without the label and every column
+    the tier does not give (:func:`smi_data.tiers.restrict_to_tier`), as a copy."""
+    from smi_data.tiers import restrict_to_tier
+
+    return restrict_to_tier(samples.drop(columns=["smi"], errors="ignore"), tier).copy()
+
+
 def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_subjects: list[str],
              seed: int, specs: dict | None = None, keep_estimator: bool = False) -> FoldResult:
     """Fit one model on the training subjects' samples and predict the test subjects' samples.
@@ -253,8 +318,11 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
     train = samples[sid.isin(set(train_subjects))].reset_index(drop=True)
     test = samples[sid.isin(set(test_subjects))].reset_index(drop=True)
     y_train = train["smi"].to_numpy(dtype=float)
-    X_train = train.drop(columns=["smi"])
-    X_test = test.drop(columns=["smi"])
+    try:
+        tier = resolve_tier(task, specs)
+    except KeyError as exc:
+        raise BenchmarkError(str(exc).strip("'\"")) from None
+    X_train, X_test = tier_inputs(train, tier), tier_inputs(test, tier)
 
     pred = np.full(len(test), np.nan)
     reasons: dict[str, str] = {}
@@ -263,13 +331,16 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
     status = "ok"
     try:
         spec = registry.get_spec(task.model, specs)
-        estimator = spec.build(fold_seed(seed, task.repeat, task.fold), **dict(task.overrides))
+        estimator = spec.build(fold_seed(seed, task.repeat, task.fold), tier=tier, **dict(task.overrides))
         if task.intervals:
             from . import calibration
 
             estimator = calibration.wrap(estimator, spec.family, fold_seed(seed, task.repeat, task.fold))
         t0 = time.perf_counter()
-        estimator.fit(X_train, y_train)
+        if task.scale_on_all:  # the leaky protocol: the test rows' features reach the scaling
+            estimator.fit(X_train, y_train, scaling_X=pd.concat([X_train, X_test], ignore_index=True))
+        else:
+            estimator.fit(X_train, y_train)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
         out = np.asarray(estimator.predict(X_test), dtype=float).ravel()
@@ -305,6 +376,7 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
     rows.insert(0, "fold", task.fold)
     rows.insert(0, "repeat", task.repeat)
     rows.insert(0, "view_run", task.view)
+    rows.insert(0, "tier", tier)
     rows.insert(0, "model", task.model)
     rows.insert(0, "arm", task.arm)
     rows = rows.drop(columns=["view"]).rename(columns={"view_run": "view"})
@@ -317,7 +389,7 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
         rows = pd.concat([rows, calibration.interval_columns(estimator, rows)], axis=1)
         estimator = calibration.unwrap(estimator)
     return FoldResult(task, rows, status, fit_s, predict_s, len(train), len(test), int(bad.sum()),
-                      estimator if keep_estimator else None)
+                      estimator if keep_estimator else None, tier)
 
 
 # --------------------------------------------------------------------------- the loop
@@ -406,8 +478,8 @@ def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, sp
         if r.task in keep and r.estimator is not None:
             train, test = fold_by_key[(r.task.repeat, r.task.fold)]
             smp = samples[r.task.view]
-            kept[r.task] = (r.estimator, smp[smp["subject_id"].astype(str).isin(set(test))]
-                            .drop(columns=["smi"]).reset_index(drop=True))
+            kept[r.task] = (r.estimator, tier_inputs(smp[smp["subject_id"].astype(str).isin(set(test))],
+                                                     resolve_tier(r.task, specs)).reset_index(drop=True))
     return preds, records, kept
 
 
@@ -420,6 +492,7 @@ class BenchmarkConfig:
     out: str
     models: list[str] = field(default_factory=lambda: list(registry.DEFAULT_MODELS))
     views: Any = AUTO_VIEWS
+    tiers: Any = "auto"
     folds: int = 5
     repeats: int = 1
     seed: int = 0
@@ -483,6 +556,7 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         raise BenchmarkError(f"unknown model(s) {', '.join(unknown)}; known: "
                              f"{', '.join({**registry.MODELS, **(specs or {})})}")
     views = parse_views(cfg.views)
+    tiers = parse_tiers(cfg.tiers)
     stray = [m for m in cfg.overrides if m not in models]
     if stray:
         raise BenchmarkError(f"--set names model(s) not in this run: {', '.join(stray)} "
@@ -506,32 +580,35 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         folds = fold_table(splits, reps)
         check_folds(folds, manifest["subject_id"].astype(str).unique(), cfg.splits or "splits")
         plan, notes = plan_views(models, views, specs)
+        tier_plan, tier_notes = plan_tiers(models, tiers, specs)
+        notes += tier_notes
         if cfg.splits and reps < n_repeats(splits):
             notes.append(f"{cfg.splits} holds {n_repeats(splits)} repeats; {reps} used "
                          f"(pass --repeats {n_repeats(splits)} to use them all)")
         overrides = {m: thread_overrides(m, cfg.overrides.get(m) or {}, cfg.jobs, specs) for m in models}
-        tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())), intervals=cfg.intervals)
-                 for m in models for v in plan[m] for (r, f, _, _) in folds]
-        shap_view = (plan.get("xgb-features") or [None])[0]
-        keep = {t for t in tasks if t.model == "xgb-features" and t.repeat == 0 and t.view == shap_view}
+        tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())), tier=t, intervals=cfg.intervals)
+                 for m in models for t in tier_plan[m] for v in plan[m] for (r, f, _, _) in folds]
+        keep = shap_tasks(tasks)
+        rec.data["tiers"] = tier_record(models, tier_plan, specs)
         echo(f"benchmark: {len(models)} model(s), {len(tasks)} fits on {manifest['subject_id'].nunique()} subjects "
              f"({reps} repeat(s) x {len(folds) // max(reps, 1)} folds)")
         preds, records, kept = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=cfg.jobs,
                                          progress=cfg.progress, keep=keep, log=lambda s: notes.append(s))
-        preds = preds.sort_values(["model", "view", "repeat", "fold", "sample_id"], kind="stable",
+        preds = preds.sort_values(["model", "tier", "view", "repeat", "fold", "sample_id"], kind="stable",
                                   key=_model_order_key(models)).reset_index(drop=True)
         preds = preds.drop(columns=["arm"], errors="ignore")
         atomic_write_csv(preds, out_dir / "predictions.csv")
         atomic_write_csv(records, out_dir / "folds.csv")
-        metrics = aggregate.compute_metrics(preds, model_order=models)
+        metrics = aggregate.compute_metrics(preds, keys=("model", "tier", "view"), model_order=models)
         atomic_write_csv(metrics, out_dir / "metrics.csv")
         from .calibration import calibration_table, target_lines
 
         calib = calibration_table(preds)
         if not calib.empty:
             atomic_write_csv(calib, out_dir / "calibration.csv")
-        ceiling = compute_ceiling_safe(cfg.dataset, cfg.folds, cfg.seed, notes) if cfg.ceiling else None
-        table = aggregate.study_table(metrics, models, ceiling=ceiling)
+        run_tiers = [t for t in TIERS if any(t in tier_plan[m] for m in models)]
+        ceiling = compute_ceiling_safe(cfg.dataset, folds, run_tiers, notes) if cfg.ceiling else None
+        table = aggregate.tier_tables(metrics, models, ceiling=ceiling)
         atomic_write_csv(table, out_dir / "table.csv")
         seconds = time.perf_counter() - started
         if cfg.report:
@@ -575,13 +652,39 @@ def _model_order_key(models: list[str]):
             return col.map(lambda m: order.get(m, len(order)))
         if col.name == "view":
             return col.map(lambda v: view_order.get(v, 9))
+        if col.name == "tier":
+            return col.map(lambda t: TIERS.index(t) if t in TIERS else 9)
         return col
 
     return key
 
 
-def compute_ceiling_safe(dataset: str | os.PathLike, folds: int, seed: int, notes: list[str]) -> dict | None:
-    """The cohort ceiling from ``smi_data.phantom.ceiling`` when the dataset has truth.csv, else None."""
+def shap_tasks(tasks: list[Task]) -> set[Task]:
+    """The fits whose models the report explains: xgb-features, first repeat, its first view,
+    at the ``photo`` tier (the answer to "which leg dimensions drive SMI") and the widest tier run."""
+    xgb = [t for t in tasks if t.model == "xgb-features" and t.repeat == 0]
+    if not xgb:
+        return set()
+    view = xgb[0].view
+    tiers = sorted({t.tier for t in xgb}, key=lambda t: TIERS.index(t) if t in TIERS else 9)
+    wanted = {tiers[0], tiers[-1]}
+    return {t for t in xgb if t.view == view and t.tier in wanted}
+
+
+def tier_record(models: list[str], tier_plan: dict, specs: dict | None = None) -> dict:
+    """run.json's account of the tiers: what each tier gives and each model's set-up per tier."""
+    from smi_data.tiers import tier_columns, tier_covariates
+
+    return {
+        "definitions": {t: {"covariates": list(tier_covariates(t)), "columns_given": list(tier_columns(t))}
+                        for t in TIERS},
+        "models": {m: {t: registry.get_spec(m, specs).tier_params(t) for t in tier_plan[m]} for m in models},
+    }
+
+
+def compute_ceiling_safe(dataset: str | os.PathLike, folds, tiers, notes: list[str]) -> dict | None:
+    """The cohort ceiling per tier on the run's own folds (``smi_data.phantom.ceiling``) when the
+    dataset has truth.csv, else None: ``{tier: ceiling dict}``."""
     if not (Path(dataset) / "truth.csv").is_file():
         return None
     try:
@@ -589,8 +692,11 @@ def compute_ceiling_safe(dataset: str | os.PathLike, folds: int, seed: int, note
     except ImportError as exc:
         notes.append(f"cohort ceiling not computed: {exc}")
         return None
-    try:
-        return dict(compute_ceiling(dataset, folds=folds, seed=seed))
-    except Exception as exc:  # the ceiling is extra information; its failure must not sink the run
-        notes.append(f"cohort ceiling not computed: {type(exc).__name__}: {exc}")
-        return None
+    fold_list = [(r, f, test) for r, f, _, test in folds]
+    out = {}
+    for tier in tiers:
+        try:
+            out[tier] = dict(compute_ceiling(dataset, folds=fold_list, tier=tier))
+        except Exception as exc:  # the ceiling is extra information; its failure must not sink the run
+            notes.append(f"cohort ceiling ({tier} tier) not computed: {type(exc).__name__}: {exc}")
+    return out or None

@@ -7,14 +7,21 @@ only when a model of theirs is built, so importing this module stays cheap.
 =============  ==========  ================================================================
 name           family      what it is
 =============  ==========  ================================================================
-mean           baseline    training-fold mean SMI for everyone
-covariates     baseline    linear regression on sex, age, height
-tape           baseline    calf circumference from the photos, one line per sex
-xgb-features   features    leg dimensions from the silhouette -> XGBoost (smi_features)
-cnn-paper      deep        the study's CNN on Canny-edge images (smi_deep)
-cnn-lite       deep        a smaller, faster CNN for CPUs (smi_deep)
-cnn-hybrid     deep        ridge on the covariates + cnn-lite on its residual (smi_deep.hybrid)
+mean           baseline    training-fold mean SMI for everyone                      photo
+covariates     baseline    linear regression on sex, age, height (+ weight)          basic, weight
+tape           baseline    calf circumference from the photos, one line per sex      basic
+xgb-features   features    leg dimensions from the silhouette -> XGBoost             photo, basic, weight
+cnn-paper      deep        the study's CNN on Canny-edge images (smi_deep)           photo, basic, weight
+cnn-lite       deep        a smaller, faster CNN for CPUs (smi_deep)                 photo, basic, weight
+cnn-hybrid     deep        ridge on the covariates + cnn-lite on its residual        basic, weight
 =============  ==========  ================================================================
+
+The last column is the information tiers (:mod:`smi_data.tiers`) a model runs at: what
+it is told besides the photos. ``ModelSpec.tier_params(tier)`` gives the parameters
+that set a model up for a tier; the harness also drops every column the tier does not
+give (:func:`smi_data.tiers.restrict_to_tier`), so a model cannot see more than its tier
+whatever its parameters say. A new model (a pretrained CNN, say) slots in with a
+``ModelSpec`` naming its tiers and a ``tier_params`` function.
 
 ``cheap`` models are also run on the ``both`` view (one sample per person, both
 photos) in the default benchmark; the CNNs run on ``lateral`` and ``posterior``, the
@@ -51,9 +58,14 @@ class ModelSpec:
     description : str
     cheap : bool
         True if a fold takes well under a second or two; cheap models also run on
-        the ``both`` view by default.
+        the ``both`` view and at every tier by default.
     views : tuple of str
         Views the model accepts.
+    tiers : tuple of str
+        Information tiers the model runs at (:mod:`smi_data.tiers`), narrowest first;
+        default ``('weight',)``: a model that declares none is given every covariate.
+    tier_setup : callable or None
+        ``tier -> {param: value}``: how the model is set up for a tier.
     """
 
     name: str
@@ -63,10 +75,22 @@ class ModelSpec:
     cheap: bool = True
     views: tuple[str, ...] = ("lateral", "posterior", "both")
     defaults: dict = field(default_factory=dict)
+    tiers: tuple[str, ...] = ("weight",)
+    tier_setup: Callable[[str], dict] | None = None
 
-    def build(self, random_state: int = 0, **overrides):
-        """An unfitted estimator with ``random_state`` and the given parameter overrides."""
-        params = {**self.defaults, **overrides}
+    def tier_params(self, tier: str) -> dict:
+        """Parameters that set the model up for ``tier`` (empty for a model with one setting)."""
+        if tier not in self.tiers:
+            raise KeyError(f"model {self.name!r} does not run at tier {tier!r}; its tiers: {', '.join(self.tiers)}")
+        return dict(self.tier_setup(tier)) if self.tier_setup else {}
+
+    def build(self, random_state: int = 0, tier: str | None = None, **overrides):
+        """An unfitted estimator with ``random_state``, set up for ``tier``, with the given overrides.
+
+        ``tier=None`` builds the model with its own defaults (no tier set-up). Overrides named the
+        scikit-learn way (``outer__inner``) are set on the nested estimator after construction.
+        """
+        params = {**self.defaults, **(self.tier_params(tier) if tier else {}), **overrides}
         nested = {k: params.pop(k) for k in [k for k in params if "__" in k]}  # scikit-learn 'outer__inner'
         est = self.factory(random_state=int(random_state), **params)
         return est.set_params(**nested) if nested else est
@@ -122,17 +146,41 @@ def _cnn_hybrid(random_state: int = 0, **overrides):
     return make(random_state=random_state, **overrides)
 
 
+ALL_TIERS = ("photo", "basic", "weight")
+
+
+def _covariates_tier(tier: str) -> dict:
+    return {"use_weight": tier == "weight"}
+
+
+def _features_tier(tier: str) -> dict:
+    return {"tier": tier}
+
+
+def _cnn_tier(tier: str) -> dict:
+    return {"covariates": False if tier == "photo" else tier}
+
+
+def _hybrid_tier(tier: str) -> dict:
+    return {"use_weight": tier == "weight"}
+
+
 MODELS: dict[str, ModelSpec] = {
     spec.name: spec
     for spec in (
-        ModelSpec("mean", "baseline", _mean, "training-fold mean for everyone"),
-        ModelSpec("covariates", "baseline", _covariates, "linear regression on sex, age, height"),
-        ModelSpec("tape", "baseline", _tape, "calf circumference from the photos, a line per sex"),
-        ModelSpec("xgb-features", "features", _xgb_features, "silhouette dimensions -> XGBoost"),
-        ModelSpec("cnn-paper", "deep", _cnn("cnn-paper"), "the study's CNN on Canny edges", cheap=False),
-        ModelSpec("cnn-lite", "deep", _cnn("cnn-lite"), "a small CNN for CPUs", cheap=False),
+        ModelSpec("mean", "baseline", _mean, "training-fold mean for everyone", tiers=("photo",)),
+        ModelSpec("covariates", "baseline", _covariates, "linear regression on sex, age, height (+ weight)",
+                  tiers=("basic", "weight"), tier_setup=_covariates_tier),
+        ModelSpec("tape", "baseline", _tape, "calf circumference from the photos, a line per sex",
+                  tiers=("basic",)),
+        ModelSpec("xgb-features", "features", _xgb_features, "silhouette dimensions -> XGBoost",
+                  tiers=ALL_TIERS, tier_setup=_features_tier),
+        ModelSpec("cnn-paper", "deep", _cnn("cnn-paper"), "the study's CNN on Canny edges", cheap=False,
+                  tiers=ALL_TIERS, tier_setup=_cnn_tier),
+        ModelSpec("cnn-lite", "deep", _cnn("cnn-lite"), "a small CNN for CPUs", cheap=False,
+                  tiers=ALL_TIERS, tier_setup=_cnn_tier),
         ModelSpec("cnn-hybrid", "deep", _cnn_hybrid, "ridge on covariates + cnn-lite on its residual",
-                  cheap=False),
+                  cheap=False, tiers=("basic", "weight"), tier_setup=_hybrid_tier),
     )
 }
 

@@ -11,9 +11,11 @@ Plots (``plots/``, matplotlib Agg, one figure per file, each closed after saving
 ``fold_metrics.png``
     MAPE and CCC of every fold as dots, per model and view, with the study's published
     ranges as bands.
-``shap_xgb-features.png``
-    SHAP beeswarm of xgb-features on its first view: every test sample of the first
-    repeat explained by the fold model that did not see it (when that model was run).
+``shap_xgb-features_<tier>.png``
+    SHAP beeswarm of xgb-features on its first view beside the mean |SHAP| per block of
+    features (covariates, each leg-dimension family): every test sample of the first
+    repeat explained by the fold model that did not see it. The ``photo`` tier's comes
+    first: it answers which leg dimensions drive SMI.
 
 ``report.html`` carries the plots as base64 PNGs, so the one file can be mailed or
 archived on its own.
@@ -170,19 +172,19 @@ def plot_fold_metrics(metrics: pd.DataFrame, models: list[str], path: Path) -> P
 
 
 def plot_shap(kept: dict, path: Path, notes: list[str]) -> Path | None:
-    """SHAP beeswarm of xgb-features, each test sample explained by the fold model that did not see it.
+    """SHAP beeswarm and block bars of xgb-features, each test sample explained by its fold's model.
 
-    ``kept`` maps tasks to ``(fitted estimator, test sample table)``; the SHAP values of
-    every fold's model on its own test fold (``smi_features.explain.shap_values``) are
-    pooled into one summary. If the folds' models use different feature lists, only the
-    first fold is shown.
+    ``kept`` maps tasks (one model, tier and view) to ``(fitted estimator, test sample
+    table)``; the SHAP values of every fold's model on its own test fold
+    (``smi_features.explain.shap_values``) are pooled into one summary. If the folds'
+    models use different feature lists, only the first fold is shown.
     """
     if not kept:
         return None
     try:
         import shap
 
-        from smi_features.explain import as_feature_table, shap_values
+        from smi_features.explain import as_feature_table, grouped_shap, shap_values
     except ImportError as exc:
         notes.append(f"SHAP plot not made: {exc}")
         return None
@@ -198,16 +200,25 @@ def plot_shap(kept: dict, path: Path, notes: list[str]) -> Path | None:
         values = np.vstack([p[1] for p in parts])
         bases = np.concatenate([p[2] for p in parts])
         data = np.vstack([p[3] for p in parts])
+        block_values, blocks = grouped_shap(values, names)
+        block_abs = np.abs(block_values).mean(axis=0)
+        order = np.argsort(block_abs)
         plt = _plt()
         n_show = min(15, len(names))
-        fig, ax = plt.subplots(figsize=(8.0, 1.4 + 0.38 * n_show))
+        fig, (ax, bx) = plt.subplots(1, 2, figsize=(13.0, 1.4 + 0.38 * n_show),
+                                     gridspec_kw={"width_ratios": [3, 2]})
         try:
+            plt.sca(ax)
             shap.plots.beeswarm(shap.Explanation(values=values, base_values=bases, data=data, feature_names=names),
                                 max_display=15, ax=ax, show=False, plot_size=None)
             ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
+            bx.barh(np.arange(len(order)), block_abs[order], color="#3b75af")
+            bx.set_yticks(np.arange(len(order)), [blocks[i] for i in order], fontsize=8)
+            bx.set_xlabel("mean |SHAP| of the block (kg/m²)")
             task = next(iter(kept))
-            ax.set_title(f"xgb-features, {task.view} view: {len(values)} test samples, each explained by the "
-                         f"model of its fold ({len(parts)} fold(s))", fontsize=9)
+            tier = task.tier or "widest"
+            fig.suptitle(f"xgb-features, {tier} tier, {task.view} view: {len(values)} test samples, each "
+                         f"explained by the model of its fold ({len(parts)} fold(s))", fontsize=9)
             fig.tight_layout()
             fig.savefig(path, dpi=90)
         finally:
@@ -216,6 +227,25 @@ def plot_shap(kept: dict, path: Path, notes: list[str]) -> Path | None:
         notes.append(f"SHAP plot not made: {type(exc).__name__}: {exc}")
         return None
     return Path(path)
+
+
+def shap_plots(kept: dict, plots_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
+    """One SHAP figure per tier of the kept fits, the ``photo`` tier first."""
+    order = ("photo", "basic", "weight")
+    by_tier: dict = {}
+    for task, value in kept.items():
+        by_tier.setdefault(task.tier, {})[task] = value
+    out = []
+    for tier in sorted(by_tier, key=lambda t: order.index(t) if t in order else 9):
+        group = by_tier[tier]
+        p = plot_shap(group, plots_dir / f"shap_xgb-features_{tier}.png", notes)
+        if p:
+            task = next(iter(group))
+            what = ("which leg dimensions drive SMI (no covariates)" if tier == "photo"
+                    else "what the photos add to the covariates")
+            out.append((f"SHAP of xgb-features at the {tier} tier ({task.view} view): {what}; every test sample "
+                        f"explained by the model fitted without it (repeat {task.repeat})", p))
+    return out
 
 
 # --------------------------------------------------------------------------- tables
@@ -247,7 +277,10 @@ def model_table(models: list[str], predictions: pd.DataFrame) -> pd.DataFrame:
         except KeyError:
             family, desc = "-", "-"
         views = [v for v in aggregate.VIEW_ORDER if ((predictions["model"] == m) & (predictions["view"] == v)).any()]
-        rows.append({"model": m, "family": family, "what it is": desc, "views": ", ".join(views)})
+        tiers = ([t for t in aggregate.TIER_ORDER if ((predictions["model"] == m) & (predictions["tier"] == t)).any()]
+                 if "tier" in predictions.columns else [])
+        rows.append({"model": m, "family": family, "what it is": desc, "tiers": ", ".join(tiers),
+                     "views": ", ".join(views)})
     return pd.DataFrame(rows)
 
 
@@ -255,35 +288,92 @@ def timing_table(records: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     if records is None or records.empty:
         return pd.DataFrame()
     rows = []
+    tiers = [t for t in aggregate.TIER_ORDER if "tier" in records.columns and (records["tier"] == t).any()] or [None]
     for m in models:
-        for v in aggregate.VIEW_ORDER:
-            r = records[(records["model"] == m) & (records["view"] == v)]
-            if r.empty:
-                continue
-            ok = r["status"].astype(str).str.startswith("ok")
-            rows.append({"model": m, "view": v, "fits": len(r), "failed fits": int((~ok).sum()),
-                         "fit s/fold (mean)": f"{r['fit_s'].mean():.2f}",
-                         "predict s/fold (mean)": f"{r['predict_s'].mean():.2f}"})
+        for t in tiers:
+            for v in aggregate.VIEW_ORDER:
+                sel = (records["model"] == m) & (records["view"] == v)
+                if t is not None:
+                    sel &= records["tier"] == t
+                r = records[sel]
+                if r.empty:
+                    continue
+                ok = r["status"].astype(str).str.startswith("ok")
+                rows.append({"model": m, **({} if t is None else {"tier": t}), "view": v, "fits": len(r),
+                             "failed fits": int((~ok).sum()),
+                             "fit s/fold (mean)": f"{r['fit_s'].mean():.2f}",
+                             "predict s/fold (mean)": f"{r['predict_s'].mean():.2f}",
+                             "fit s (total)": f"{r['fit_s'].sum():.1f}"})
     return pd.DataFrame(rows)
 
 
 # --------------------------------------------------------------------------- report
+TIER_TEXT = {
+    "photo": "the photos and nothing else, as in the study",
+    "basic": "the photos plus sex, age and height (what every clinic records)",
+    "weight": "the photos plus sex, age, height and body weight",
+}
+
+
 def _ceiling_text(ceiling: dict | None) -> str:
     if not ceiling:
         return ("No cohort ceiling: the dataset has no truth.csv (real data), or it could not be computed "
                 "(see notes).")
-    text = ("Cohort ceiling: a cross-validated linear regression of the label on the covariates and the true calf "
-            "geometry each view shows (truth.csv, no image involved; its own "
-            f"{ceiling.get('folds', '?')}-fold split): the best an image model can hope for on this cohort.")
+    tier = ceiling.get("tier", "weight")
+    text = (f"Cohort ceiling at this tier: cross-validated regressions of the label on the true calf geometry each "
+            f"view shows (truth.csv, no image involved) and the tier's covariates, on the same folds of the same "
+            f"`splits.json` as the models ({ceiling.get('folds', '?')} folds × {ceiling.get('repeats', 1)} "
+            "repeat(s)): the best an image model told the same things can hope for on this cohort.")
     cov = ceiling.get("covariates_only")
     if isinstance(cov, dict) and "mape" in cov:
         used = ", ".join(str(f) for f in cov.get("features", ())) or "the covariates"
         text += f" The covariates alone ({used}) reach MAPE {cov['mape']:.2f} %, CCC {cov['ccc']:.3f}."
+    elif tier == "photo":
+        text += " (No covariates at this tier.)"
     floor = ceiling.get("label_noise_floor")
     if isinstance(floor, dict) and "mape" in floor:
         text += (f" The reference device's own error (true SMI against the label) is MAPE {floor['mape']:.2f} %, "
                  f"CCC {floor['ccc']:.3f}: no model can be more accurate than that.")
     return text
+
+
+def tier_sections(metrics: pd.DataFrame, models: list[str], ceiling: dict | None) -> list[tuple]:
+    """The study's table once per information tier, ``photo`` first: ``(title, text, table)`` each."""
+    table = aggregate.tier_tables(metrics, models, ceiling=ceiling)
+    if "tier" not in table.columns:
+        return [("The study's table: range over folds", "Range (min–max) over the test folds.", table)]
+    out = []
+    for tier in dict.fromkeys(table["tier"]):
+        part = table[table["tier"] == tier].drop(columns=["tier"])
+        part = part.loc[:, [c for c in part.columns if not (part[c] == "n/a").all() or c == aggregate.CEILING_COLUMN]]
+        if tier != "photo" and aggregate.STUDY_COLUMN in part.columns:
+            part = part.drop(columns=[aggregate.STUDY_COLUMN])
+        text = (f"**Tier `{tier}`: {TIER_TEXT.get(tier, tier)}.** Range (min–max) over the test folds of every "
+                "repeat. ")
+        if tier == "photo":
+            text += ("The study's column comes from Hashida et al. 2026 (doi:10.2490/prm.20260025): 100 real adults "
+                     "photographed in a clinic, a **different population** from this dataset, so the columns are "
+                     "side by side for scale, not for a head-to-head ranking. ")
+        text += _ceiling_text((ceiling or {}).get(tier))
+        out.append((f"The study's table at the {tier} tier: range over folds", text, part))
+    return out
+
+
+def _tier_labelled(predictions: pd.DataFrame, metrics: pd.DataFrame, models: list[str]):
+    """Predictions and metrics with each model named ``model [tier]``, for plots that take one panel per
+    model; the tables keep the ``tier`` column instead."""
+    if "tier" not in predictions.columns:
+        return predictions, metrics, models
+    order = [(m, t) for m in models for t in aggregate.TIER_ORDER
+             if ((predictions["model"] == m) & (predictions["tier"] == t)).any()]
+    label = {mt: f"{mt[0]} [{mt[1]}]" for mt in order}
+
+    def relabel(df):
+        df = df.copy()
+        df["model"] = [label.get((m, t), f"{m} [{t}]") for m, t in zip(df["model"], df["tier"])]
+        return df
+
+    return relabel(predictions), relabel(metrics), [label[mt] for mt in order]
 
 
 def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, records: pd.DataFrame,
@@ -295,33 +385,28 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
     plots_dir.mkdir(parents=True, exist_ok=True)
     views = [v for v in aggregate.VIEW_ORDER if v in set(predictions["view"])]
     plots: list[tuple[str, Path]] = []
+    tp, tm, tmodels = _tier_labelled(predictions, metrics, models)
     for v in views:
-        p = plot_pred_vs_ref(predictions, v, models, plots_dir / f"pred_vs_ref_{v}.png")
+        p = plot_pred_vs_ref(tp, v, tmodels, plots_dir / f"pred_vs_ref_{v}.png")
         if p:
             plots.append((f"Predicted vs reference, {v} view", p))
     for v in views:
-        p = plot_bland_altman(predictions, v, models, plots_dir / f"bland_altman_{v}.png")
+        p = plot_bland_altman(tp, v, tmodels, plots_dir / f"bland_altman_{v}.png")
         if p:
             plots.append((f"Bland–Altman, {v} view", p))
-    p = plot_fold_metrics(metrics, models, plots_dir / "fold_metrics.png")
+    p = plot_fold_metrics(tm, tmodels, plots_dir / "fold_metrics.png")
     if p:
         plots.append(("Per-fold MAPE and CCC", p))
-    p = plot_shap(kept, plots_dir / "shap_xgb-features.png", notes)
-    if p:
-        task = next(iter(kept))
-        plots.append((f"SHAP summary of xgb-features ({task.view} view): every test sample explained by the "
-                      f"model fitted without it (repeat {task.repeat})", p))
+    plots = shap_plots(kept, plots_dir, notes) + plots
 
-    table = aggregate.study_table(metrics, models, ceiling=ceiling)
     sections = [
         ("Models", "Each model was built afresh and fitted on the training fold only; the test fold's labels were "
          "never passed to it. `--views auto` runs every model on the lateral and posterior photos and the cheap "
-         "ones also on `both` (one sample per person, both photos).", model_table(models, predictions)),
-        ("The study's table: range over folds",
-         "Range (min–max) over the test folds of every repeat. The study's column comes from Hashida et al. "
-         "2026 (doi:10.2490/prm.20260025): 100 real adults photographed in a clinic, a **different population** "
-         "from this dataset, so the columns are side by side for scale, not for a head-to-head ranking. "
-         + _ceiling_text(ceiling), table),
+         "ones also on `both` (one sample per person, both photos). Each model runs at the information tiers it "
+         "supports (`photo`: the photos only; `basic`: + sex, age, height; `weight`: + weight); the harness hands "
+         "it only the columns of its tier. `--tiers auto` runs the CNNs at `photo` only (`--tiers all` for every "
+         "tier).", model_table(models, predictions)),
+        *tier_sections(metrics, models, ceiling),
         ("Pooled agreement by model and view",
          "All test predictions of a repeat pooled (mean over repeats). MAPE in %; MAE, RMSE, bias and limits of "
          "agreement in kg/m²; Lin's CCC with its 95 % CI (Fisher z); Bland–Altman bias = mean(predicted − "
@@ -393,6 +478,8 @@ def config_command(config: dict) -> str:
     parts += ["--models", ",".join(config.get("models") or [])]
     views = config.get("views")
     parts += ["--views", views if isinstance(views, str) else ",".join(views)]
+    tiers = config.get("tiers", "auto")
+    parts += ["--tiers", tiers if isinstance(tiers, str) else ",".join(tiers)]
     parts += ["--folds", str(config.get("folds")), "--repeats", str(config.get("repeats")),
               "--seed", str(config.get("seed"))]
     if config.get("splits"):

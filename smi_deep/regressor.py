@@ -39,8 +39,8 @@ Our reading of the study's training (which it does not describe)
   deviation over the (un-augmented) training fold; stored with the model.
 - **Two views** (``view='both'``): the lateral and posterior crops' channels are
   stacked as input channels of one network (lateral first).
-- **Covariates** (``covariates=True``): sex (M = 1), age and height, standardised on
-  the training fold, concatenated to the image features before the head and added
+- **Covariates** (``covariates=True`` or ``'basic'``): sex (M = 1), age and height
+  (``'weight'``: and weight, kg), standardised on the training fold, concatenated to the image features before the head and added
   through a linear term of their own. Off in the study's mode.
 - **Batch-norm statistics**: after the last epoch, recomputed over the un-augmented
   training images with the final weights ("precise BN"); the running averages of a few
@@ -100,6 +100,9 @@ VIEWS = ("lateral", "posterior")
 #: Epochs of each variant when ``epochs=None``.
 DEFAULT_EPOCHS = {"cnn-paper": 40, "cnn-lite": 60}
 COVARIATES = ("sex", "age", "height_cm")
+#: Covariate columns per ``covariates`` setting (True is the basic tier, as before tiers).
+COVARIATE_SETS = {False: (), True: COVARIATES, "photo": (), "basic": COVARIATES,
+                  "weight": COVARIATES + ("weight_kg",)}
 
 
 def resolve_device(device: str = "auto") -> str:
@@ -203,8 +206,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         AdamW's decoupled weight decay.
     augment : bool
         Random affine, flip and brightness/contrast during training (:mod:`smi_deep.transforms`).
-    covariates : bool
-        Feed sex, age and height to the head (off in the study's mode).
+    covariates : bool or {'photo', 'basic', 'weight'}
+        Feed covariates to the head: True or ``'basic'`` sex, age and height;
+        ``'weight'`` also weight; False or ``'photo'`` none (the study's mode).
     validation_fraction : float, optional
         If set (0 < f < 1), hold out this fraction of the training fold's subjects for
         early stopping and keep the best epoch's weights. None (default): no hidden split.
@@ -336,12 +340,22 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
             items.append(per_view if len(per_view) == len(views) else None)
         return items, failures
 
+    def covariate_columns(self) -> tuple[str, ...]:
+        """Sample-table columns fed to the head under the ``covariates`` setting."""
+        try:
+            return COVARIATE_SETS[self.covariates]
+        except (KeyError, TypeError):
+            raise ValueError(f"covariates must be True, False, 'photo', 'basic' or 'weight', "
+                             f"got {self.covariates!r}") from None
+
     def _covariate_matrix(self, X: pd.DataFrame) -> np.ndarray:
-        for c in COVARIATES:
+        cols = self.covariate_columns()
+        for c in cols:
             if c not in X.columns:
-                raise ValueError(f"covariates=True needs column {c!r} in the sample table")
+                raise ValueError(f"covariates={self.covariates!r} needs column {c!r} in the sample table")
         sex = X["sex"].astype(str).map({"M": 1.0, "F": 0.0}).to_numpy(dtype=float)
-        return np.column_stack([sex, X["age"].to_numpy(dtype=float), X["height_cm"].to_numpy(dtype=float)])
+        rest = [pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in cols[1:]]
+        return np.column_stack([sex, *rest])
 
     def _usable_covariates(self, X: pd.DataFrame, usable: np.ndarray, failures: dict, why: str) -> np.ndarray:
         """The covariate matrix; rows with a missing or invalid covariate are marked unusable.
@@ -353,7 +367,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         bad = ~np.all(np.isfinite(cov), axis=1) & usable
         ids = X["sample_id"].astype(str).tolist() if "sample_id" in X.columns else [str(i) for i in range(len(X))]
         for i in np.flatnonzero(bad):
-            failures[ids[i]] = f"missing or invalid sex/age/height_cm ({why})"
+            failures[ids[i]] = f"missing or invalid {'/'.join(self.covariate_columns())} ({why})"
         usable &= ~bad
         return cov
 
@@ -394,8 +408,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         views = sample_views(X)
         items, failures = self._load(X, views, cfg["crop"])
         keep = np.array([it is not None for it in items])
-        if self.covariates:
-            cov = self._usable_covariates(X, keep, failures, "covariates=True")
+        use_cov = bool(self.covariate_columns())
+        if use_cov:
+            cov = self._usable_covariates(X, keep, failures, f"covariates={self.covariates!r}")
         if keep.sum() < 2:
             reasons = "; ".join(f"{k}: {v}" for k, v in list(failures.items())[:5])
             raise ValueError(f"fewer than 2 usable training samples ({len(failures)} failed: {reasons})")
@@ -425,7 +440,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         self.input_mean_ = plain[tr].mean(axis=(0, 2, 3)).astype(np.float64)
         self.input_std_ = np.maximum(plain[tr].std(axis=(0, 2, 3)), 1e-6).astype(np.float64)
         cov_all = None
-        if self.covariates:
+        if use_cov:
             cov_all = cov[keep]
             self.cov_mean_ = cov_all[tr].mean(axis=0)
             self.cov_std_ = np.where(cov_all[tr].std(axis=0) > 0, cov_all[tr].std(axis=0), 1.0)
@@ -440,7 +455,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         self.augment_settings_ = AugmentSettings().to_dict() if self.augment else None
         self.device_ = device
         self.arch_ = {**VARIANTS[self.variant], **self._arch_overrides()}
-        self.n_covariates_ = len(COVARIATES) if self.covariates else 0
+        self.n_covariates_ = len(self.covariate_columns())
         epochs = cfg["epochs"]
         bs = int(self.batch_size)
         aug = Augment(AugmentSettings(), seed=seeds["augment"]) if self.augment else None

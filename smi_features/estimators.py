@@ -14,13 +14,29 @@ Feature groups (``feature_groups``), for the ablation "width only; + area;
   ``calf_circumference_cm``;
 * ``area``: shank area, outline length, convex hull, solidity, compactness, two-view volume;
 * ``curvature``: mean and maximum curvature, bending energy, calf convexity;
-* ``covariates``: sex, age, height, weight, BMI (also switched off by ``use_covariates=False``).
+* ``covariates``: sex, age, height, weight and the body-size indices (leg dimension over
+  height; also switched off by ``use_covariates=False``).
+
+Information tier (``tier``, :mod:`smi_data.tiers`): ``photo`` leaves the covariates
+group out altogether (the indices need the height), ``basic`` leaves out weight, and
+``weight`` keeps everything; ``None`` (the default) uses whatever covariates the sample
+table holds. With a tier, ``transform_features`` drops the columns the tier does not
+give before extraction (the extractor places the knee and ankle from the height when it
+has one, so a photo-tier model must not see the height there either); the benchmark
+drops them too, before ``fit`` and ``predict``.
+
+No input is a function of another input alone (SHAP would split one effect between
+the two, often as large contributions of opposite sign): BMI is not a column (the
+linear base's log terms give ``log BMI = log weight - 2 log height`` exactly), and the
+tape's ``calf_circumference_cm`` (pi x the calf width of a single view, the ellipse
+circumference of both) and its index are left out of the model's inputs
+(:data:`NOT_MODEL_INPUTS`); they stay in the feature table.
 
 Linear base (``linear_base=True``, the default): muscle mass follows size laws (mass
 ~ cross-section x length), which a log-linear model captures from a hundred people
 and a hundred trees do not. So a ridge regression of SMI on the logarithms and raw
 values of a few core columns (:data:`LINEAR_CORE`: covariates, maximum calf and minimum
-ankle widths, their ratio and level, knee-to-ankle length, the two-view circumferences
+ankle widths, the calf's level, knee-to-ankle length, the two-view circumferences
 and volume; only those of the switched-on groups) gives each sample a base prediction,
 and XGBoost, started from that base (``base_margin``, ``base_score = 0``), learns what it
 leaves. Prediction = base + trees. On the bundled cohort's cross-validation this took
@@ -40,22 +56,33 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from .extractor import ExtractionSettings, sample_features
 from .features import GROUPS, all_feature_docs
+from .features.covariates import FEATURES as _COVARIATE_DOCS
 from .features.base import LevelSettings
 from .silhouette import SilhouetteSettings
 
 
-#: Columns the linear base may use (those present and in the switched-on groups).
+#: Columns the linear base may use (those present and in the switched-on groups). Not the
+#: calf-to-ankle ratio: its log is exactly log calf - log ankle, so beside those two the
+#: ridge split one effect into large cancelling parts (SHAP +-1.6 kg/m^2 each at the photo
+#: tier); the trees still see the ratio.
 LINEAR_CORE = (
-    "cov_sex_male", "cov_age", "cov_height_cm", "cov_weight_kg", "cov_bmi",
-    "lat_calf_max_width_cm", "lat_ankle_min_width_cm", "lat_calf_ankle_ratio", "lat_calf_max_level_frac",
-    "lat_knee_ankle_length_cm",
-    "post_calf_max_width_cm", "post_ankle_min_width_cm", "post_calf_ankle_ratio", "post_calf_max_level_frac",
-    "post_knee_ankle_length_cm",
+    "cov_sex_male", "cov_age", "cov_height_cm", "cov_weight_kg",
+    "lat_calf_max_width_cm", "lat_ankle_min_width_cm", "lat_calf_max_level_frac", "lat_knee_ankle_length_cm",
+    "post_calf_max_width_cm", "post_ankle_min_width_cm", "post_calf_max_level_frac", "post_knee_ankle_length_cm",
     "pair_calf_circ_cm", "pair_ankle_circ_cm", "pair_volume_cm3",
 )
 #: Smallest value before the logarithm (binary columns such as sex become log(1e-3) and 0).
 LOG_FLOOR = 1e-3
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
+#: Covariate columns of the feature table.
+COVARIATE_COLUMNS = tuple(_COVARIATE_DOCS)
+#: Feature-table columns that are never model inputs: each duplicates another column
+#: (``calf_circumference_cm`` is pi x ``*_calf_max_width_cm`` of a single view, or
+#: ``pair_calf_circ_cm`` of both; its index is pi^2 x the width index).
+NOT_MODEL_INPUTS = ("calf_circumference_cm", "idx_calf_circ2_per_height")
+#: Covariate columns of the feature table each information tier allows (None: all).
+TIER_FEATURE_COVARIATES = {"photo": (), "basic": ("cov_sex_male", "cov_age", "cov_height_cm"),
+                           "weight": ("cov_sex_male", "cov_age", "cov_height_cm", "cov_weight_kg")}
 
 
 class LogLinearBase:
@@ -76,15 +103,19 @@ class LogLinearBase:
         X = np.where(np.isfinite(X), X, self.medians_[None, :])
         return np.column_stack([X, np.log(np.clip(X, LOG_FLOOR, None))])
 
-    def fit(self, X: np.ndarray, y: np.ndarray) -> "LogLinearBase":
+    def fit(self, X: np.ndarray, y: np.ndarray, scale_X: np.ndarray | None = None) -> "LogLinearBase":
+        """Fit the ridge; the medians and standardisation come from ``scale_X`` when given
+        (rows other than the training rows: only the leaky-protocol ablation does this)."""
         from sklearn.linear_model import RidgeCV
 
         X = np.asarray(X, dtype=float)
-        med = np.nanmedian(np.where(np.isfinite(X), X, np.nan), axis=0)
+        S = X if scale_X is None else np.asarray(scale_X, dtype=float)
+        med = np.nanmedian(np.where(np.isfinite(S), S, np.nan), axis=0)
         self.medians_ = np.where(np.isfinite(med), med, 0.0)
         T = self._terms(X)
-        self.mean_ = T.mean(axis=0)
-        sd = T.std(axis=0)
+        TS = T if scale_X is None else self._terms(S)
+        self.mean_ = TS.mean(axis=0)
+        sd = TS.std(axis=0)
         self.scale_ = np.where(sd > 1e-12, sd, 1.0)
         ridge = RidgeCV(alphas=RIDGE_ALPHAS).fit((T - self.mean_) / self.scale_, y)
         self.coef_ = np.asarray(ridge.coef_, dtype=float)
@@ -123,15 +154,24 @@ class LogLinearBase:
         return b
 
 
-def feature_columns(table_columns, feature_groups, use_covariates=True, levels: LevelSettings | None = None) -> list[str]:
-    """Model columns of the chosen groups that a feature table has, in documented order."""
+def feature_columns(table_columns, feature_groups, use_covariates=True, levels: LevelSettings | None = None,
+                    tier: str | None = None) -> list[str]:
+    """Model columns of the chosen groups that a feature table has, in documented order.
+
+    ``tier`` (``photo``, ``basic``, ``weight`` or None) limits the covariates: ``photo``
+    drops the covariates group (indices included), ``basic`` drops the weight.
+    """
     groups = set(feature_groups)
     unknown = groups - set(GROUPS)
     if unknown:
         raise ValueError(f"unknown feature group(s) {sorted(unknown)}; choose from {', '.join(GROUPS)}")
-    if not use_covariates:
+    if tier is not None and tier not in TIER_FEATURE_COVARIATES:
+        raise ValueError(f"unknown tier {tier!r}; choose from {', '.join(TIER_FEATURE_COVARIATES)} or None")
+    if not use_covariates or tier == "photo":
         groups.discard("covariates")
-    cols = set(table_columns)
+    cols = set(table_columns) - set(NOT_MODEL_INPUTS)
+    if tier is not None:
+        cols -= {c for c in COVARIATE_COLUMNS if c not in TIER_FEATURE_COVARIATES[tier]}
     return [c for c, d in all_feature_docs(levels).items() if d.group in groups and c in cols]
 
 
@@ -144,6 +184,8 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         Groups of features used: any of ``width``, ``area``, ``curvature``, ``covariates``.
     use_covariates : bool
         False drops the covariates even if their group is listed.
+    tier : {'photo', 'basic', 'weight'} or None
+        Information tier (module docstring); None uses every covariate the table has.
     linear_base : bool
         Start the trees from a log-linear ridge base prediction (module docstring).
     n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda
@@ -176,7 +218,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, feature_groups=GROUPS, use_covariates=True, linear_base=True, n_estimators=200,
                  learning_rate=0.03, max_depth=2, min_child_weight=2.0, subsample=0.8, colsample_bytree=0.7,
                  reg_lambda=1.0, random_state=0, n_jobs=1, cache=True, use_marker=True, silhouette_settings=None,
-                 level_settings=None):
+                 level_settings=None, tier=None):
         self.feature_groups = feature_groups
         self.use_covariates = use_covariates
         self.linear_base = linear_base
@@ -193,6 +235,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         self.use_marker = use_marker
         self.silhouette_settings = silhouette_settings
         self.level_settings = level_settings
+        self.tier = tier
 
     # ------------------------------------------------------------------ helpers
     def extraction_settings(self) -> ExtractionSettings:
@@ -203,6 +246,12 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         """The feature table of a sample table, and ``{sample_id: reason}`` of failures."""
         if not isinstance(X, pd.DataFrame):
             raise TypeError("X must be a sample table (pandas DataFrame from smi_data.manifest.to_samples)")
+        if self.tier is not None:
+            # the extractor places the knee and ankle from the height when it has one: a photo-tier
+            # model must not get it that way either
+            from smi_data.tiers import restrict_to_tier
+
+            X = restrict_to_tier(X, self.tier)
         return sample_features(X, settings=self.extraction_settings(), n_jobs=self.n_jobs,
                                cache=bool(self.cache))
 
@@ -237,8 +286,12 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         return base.predict(table[base.columns].to_numpy(dtype=float))
 
     # ------------------------------------------------------------------ sklearn API
-    def fit(self, X, y):
+    def fit(self, X, y, scaling_X=None):
         """Extract features and fit XGBoost on the samples whose images were measured.
+
+        ``scaling_X`` (a sample table) fits the linear base's standardisation on those
+        rows instead of the training rows: a protocol error, there only for the
+        leaky-protocol ablation (``legsmi ablate --ablations leaky-protocols``).
 
         Raises
         ------
@@ -246,9 +299,13 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
             ``y`` of the wrong length or not finite, or no sample could be measured.
         """
         table, failures = self.transform_features(X)
-        return self.fit_table(table, y, failures)
+        scaling = None
+        if scaling_X is not None:
+            s_table, s_fail = self.transform_features(scaling_X)
+            scaling = s_table.loc[~self._failed_mask(s_table, s_fail)]
+        return self.fit_table(table, y, failures, scaling_table=scaling)
 
-    def fit_table(self, table: pd.DataFrame, y, failures: dict | None = None):
+    def fit_table(self, table: pd.DataFrame, y, failures: dict | None = None, scaling_table=None):
         """Fit from an already extracted feature table (same rows as ``y``)."""
         y = np.asarray(y, dtype=float).ravel()
         if len(y) != len(table):
@@ -260,7 +317,8 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         if bad.all():
             raise ValueError(f"no sample could be measured ({len(failures)} failed), e.g. "
                              f"{next(iter(failures.items()), ('', ''))}; check the photos")
-        cols = feature_columns(table.columns, self.feature_groups, self.use_covariates, self.level_settings)
+        cols = feature_columns(table.columns, self.feature_groups, self.use_covariates, self.level_settings,
+                               tier=self.tier)
         train = table.loc[~bad, cols]
         cols = [c for c in cols if train[c].notna().any()]
         if not cols:
@@ -272,7 +330,8 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         if self.linear_base:
             core = [c for c in LINEAR_CORE if c in cols]
             if core:
-                self.base_ = LogLinearBase(core).fit(train[core].to_numpy(dtype=float), y[~bad])
+                scale = None if scaling_table is None else scaling_table[core].to_numpy(dtype=float)
+                self.base_ = LogLinearBase(core).fit(train[core].to_numpy(dtype=float), y[~bad], scale_X=scale)
                 margin = self.base_.predict(train[core].to_numpy(dtype=float))
         model = self._xgb()
         model.fit(train[cols].to_numpy(dtype=float), y[~bad], base_margin=margin)

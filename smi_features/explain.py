@@ -9,14 +9,21 @@ that SHAP's TreeExplainer and XGBoost agree to 1e-4. With the linear base
 (:mod:`.estimators`), :func:`shap_values` adds the base's exact per-feature
 contributions to the trees' values, so the attributions still sum to the prediction.
 
-Reading the plots: weight, height and BMI are tied (BMI = weight / height^2), and the
-linear base splits their joint effect between them, sometimes as large contributions of
-opposite sign; judge them together rather than one by one.
+Inputs that are functions of one another would split one effect between them, often as
+large contributions of opposite sign (BMI beside weight and height did: +-4 kg/m^2 on a
+target with an SD of 1.1). The features model has no such pair (:mod:`.estimators`).
+Correlated inputs still share credit, so :func:`grouped_shap` also sums the values over
+blocks (the covariates as one block, each leg-dimension family as one:
+:func:`..features.feature_families`); SHAP values are additive, so a block's value is
+the exact contribution of the block. Read the blocks first, the single features second.
 
-:func:`explain_model` is what ``legsmi explain`` runs: it writes a beeswarm plot, a bar
-plot of mean |SHAP| per feature, the attributions of every sample as CSV, the mean
-|SHAP| table and ``run.json``. :func:`shap_summary_plot` draws either plot for a fitted
-estimator (the benchmark calls it).
+Which leg dimensions drive SMI is answered by a ``photo``-tier model (no covariates:
+:mod:`smi_data.tiers`); a model with covariates answers what the photos add to them.
+
+:func:`explain_model` is what ``legsmi explain`` runs: for each model folder given
+(photo tier first) it writes a beeswarm plot, a bar plot of mean |SHAP| per feature, a
+bar plot per block, the attributions of every sample as CSV, the mean |SHAP| tables and
+``run.json``. :func:`shap_summary_plot` draws a plot for a fitted estimator.
 """
 
 from __future__ import annotations
@@ -90,6 +97,34 @@ def xgb_contributions(estimator: XGBFeaturesRegressor, X: np.ndarray) -> np.ndar
     return np.asarray(booster.predict(dm, pred_contribs=True), dtype=float)
 
 
+def grouped_shap(values: np.ndarray, names: list[str], families: dict[str, str] | None = None
+                 ) -> tuple[np.ndarray, list[str]]:
+    """SHAP values summed over blocks of features: ``(values (n, g), block names)``.
+
+    ``families`` maps a column to its block (default :func:`..features.feature_families`);
+    a column it does not know is a block of its own. Blocks are in order of first column.
+    """
+    from .features import feature_families
+
+    families = feature_families() if families is None else families
+    blocks = list(dict.fromkeys(families.get(n, n) for n in names))
+    out = np.zeros((values.shape[0], len(blocks)))
+    for j, n in enumerate(names):
+        out[:, blocks.index(families.get(n, n))] += values[:, j]
+    return out, blocks
+
+
+def model_tier(estimator) -> str:
+    """The information tier of a features model: its ``tier`` parameter, else read from its inputs."""
+    tier = getattr(estimator, "tier", None)
+    if tier:
+        return str(tier)
+    names = set(getattr(estimator, "feature_names_", ()))
+    if not any(n.startswith(("cov_", "idx_")) for n in names):
+        return "photo"
+    return "weight" if "cov_weight_kg" in names else "basic"
+
+
 def _explanation(values: np.ndarray, base: float, X: np.ndarray, names: list[str]):
     import shap
 
@@ -109,8 +144,9 @@ def shap_summary_plot(estimator: XGBFeaturesRegressor, table: pd.DataFrame, out_
         cache where possible, and samples that fail are left out) or a feature table.
     out_path : path-like
         Image file (PNG, SVG or PDF by its suffix).
-    kind : {'beeswarm', 'bar'}, keyword-only
-        Beeswarm of every sample's values, or a bar plot of mean |SHAP| per feature.
+    kind : {'beeswarm', 'bar', 'blocks'}, keyword-only
+        Beeswarm of every sample's values, a bar plot of mean |SHAP| per feature, or of
+        mean |SHAP| per block (:func:`grouped_shap`).
     max_display : int, keyword-only
         Features shown (the rest are summed into one row in the beeswarm).
     """
@@ -119,11 +155,16 @@ def shap_summary_plot(estimator: XGBFeaturesRegressor, table: pd.DataFrame, out_
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    if kind not in ("beeswarm", "bar"):
-        raise ValueError(f"kind must be 'beeswarm' or 'bar', got {kind!r}")
+    if kind not in ("beeswarm", "bar", "blocks"):
+        raise ValueError(f"kind must be 'beeswarm', 'bar' or 'blocks', got {kind!r}")
     table = as_feature_table(estimator, table)
     values, base, X = shap_values(estimator, table)
     names = list(estimator.feature_names_)
+    if kind == "blocks":
+        values, names = grouped_shap(values, names)
+        kind_label = "mean |SHAP| per block"
+    else:
+        kind_label = kind
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_show = min(max_display, len(names))
@@ -135,13 +176,14 @@ def shap_summary_plot(estimator: XGBFeaturesRegressor, table: pd.DataFrame, out_
             shap.plots.beeswarm(_explanation(values, base, X, names), max_display=max_display, ax=ax, show=False,
                                 plot_size=None)
             ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
-        else:
+        else:  # bar or blocks
             mean_abs = np.abs(values).mean(axis=0)
             order = np.argsort(mean_abs)[::-1][:n_show][::-1]
             ax.barh(np.arange(len(order)), mean_abs[order], color="#3b75af")
             ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
             ax.set_xlabel("mean |SHAP value| (kg/m²)")
-        ax.set_title(title or f"Features model: SHAP {kind} (n = {len(values)}, base {base:.2f} kg/m²)", fontsize=10)
+        ax.set_title(title or f"Features model, {model_tier(estimator)} tier: SHAP {kind_label} "
+                              f"(n = {len(values)}, base {base:.2f} kg/m²)", fontsize=10)
         fig.tight_layout()
         tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
         fig.savefig(tmp, dpi=130)
@@ -179,9 +221,11 @@ def explain_model(model_dir: str | os.PathLike, dataset: str | os.PathLike, out_
                   max_display: int = 20) -> dict:
     """SHAP explanation of a saved features model on a dataset (what ``legsmi explain`` runs).
 
-    Writes to ``out_dir``: ``shap_beeswarm.png``, ``shap_bar.png``, ``shap_values.csv``
-    (one row per sample: ids, prediction, base value and one column per feature),
-    ``shap_mean_abs.csv`` and ``run.json``.
+    Writes to ``out_dir``: ``shap_blocks.png`` and ``shap_blocks.csv`` (mean |SHAP| per
+    block of features, :func:`grouped_shap`), ``shap_beeswarm.png``, ``shap_bar.png``,
+    ``shap_values.csv`` (one row per sample: ids, prediction, base value and one column
+    per feature), ``shap_mean_abs.csv`` and ``run.json``. The summary names the model's
+    information tier (a ``photo``-tier model answers which leg dimensions drive SMI).
 
     Parameters
     ----------
@@ -239,13 +283,20 @@ def explain_model(model_dir: str | os.PathLike, dataset: str | os.PathLike, out_
         mean_abs = pd.DataFrame({"feature": names, "mean_abs_shap": np.abs(values).mean(axis=0)})
         mean_abs = mean_abs.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
         atomic_write_csv(mean_abs, out / "shap_mean_abs.csv", float_format="%.6g")
+        block_values, blocks = grouped_shap(values, names)
+        block_abs = pd.DataFrame({"block": blocks, "mean_abs_shap": np.abs(block_values).mean(axis=0)})
+        block_abs = block_abs.sort_values("mean_abs_shap", ascending=False).reset_index(drop=True)
+        atomic_write_csv(block_abs, out / "shap_blocks.csv", float_format="%.6g")
+        shap_summary_plot(est, good, out / "shap_blocks.png", kind="blocks", max_display=max_display)
         shap_summary_plot(est, good, out / "shap_beeswarm.png", kind="beeswarm", max_display=max_display)
         shap_summary_plot(est, good, out / "shap_bar.png", kind="bar", max_display=max_display)
         summary = {
+            "tier": model_tier(est), "blocks": block_abs.to_dict(orient="records"),
             "n_samples": int(len(samples)), "n_explained": int(ok.sum()), "failures": failures,
             "base_value": base, "max_abs_diff_vs_xgboost_pred_contribs": agreement,
             "top_features": mean_abs.head(10).to_dict(orient="records"),
-            "files": ["shap_beeswarm.png", "shap_bar.png", "shap_values.csv", "shap_mean_abs.csv"],
+            "files": ["shap_blocks.png", "shap_beeswarm.png", "shap_bar.png", "shap_values.csv",
+                      "shap_mean_abs.csv", "shap_blocks.csv"],
         }
         rec.data["results"] = summary
     return summary

@@ -50,14 +50,23 @@ def test_benchmark_end_to_end_on_drawn_subjects(toy, tmp_path):
                  "splits.json", "folds.csv", "plots/fold_metrics.png", "plots/pred_vs_ref_lateral.png",
                  "plots/bland_altman_posterior.png"):
         assert (out / name).is_file(), name
-    if "xgb-features" in models:
-        assert (out / "plots" / "shap_xgb-features.png").is_file()
+    if "xgb-features" in models:  # the photo tier's SHAP (which leg dimensions drive SMI) and the widest tier's
+        assert (out / "plots" / "shap_xgb-features_photo.png").is_file()
+        assert (out / "plots" / "shap_xgb-features_weight.png").is_file()
     preds = pd.read_csv(out / "predictions.csv")
-    # a row per sample, model and view: 12 subjects, each in exactly one test fold
-    expected = sum(12 * (3 if registry.get_spec(m).cheap else 2) for m in models)
+    # a row per sample, model, tier and view: 12 subjects, each in exactly one test fold;
+    # --tiers auto: cheap models at every tier they support, the CNNs at photo only
+    n_tiers = {m: (len(registry.get_spec(m).tiers) if registry.get_spec(m).cheap else 1) for m in models}
+    expected = sum(12 * n_tiers[m] * (3 if registry.get_spec(m).cheap else 2) for m in models)
     assert len(preds) == expected
-    assert {"sample_id", "subject_id", "sex", "y_true", "y_pred", "fold", "repeat", "weight_kg", "side"} <= set(preds)
-    assert (preds.groupby(["model", "view", "repeat"])["sample_id"].apply(lambda s: s.is_unique)).all()
+    assert {"sample_id", "subject_id", "sex", "y_true", "y_pred", "fold", "repeat", "weight_kg", "side",
+            "tier"} <= set(preds)
+    assert (preds.groupby(["model", "tier", "view", "repeat"])["sample_id"].apply(lambda s: s.is_unique)).all()
+    assert set(preds.loc[preds["model"] == "covariates", "tier"]) == {"basic", "weight"}
+    assert set(preds.loc[preds["model"] == "tape", "tier"]) == {"basic"}
+    table = pd.read_csv(out / "table.csv")
+    assert list(dict.fromkeys(table["tier"])) == ["photo", "basic", "weight"]
+    assert "## tier: photo" in res.output and "## tier: weight" in res.output
     html = (out / "report.html").read_text()
     assert "data:image/png;base64," in html and 'src="plots/' not in html
     for m in models:
@@ -67,8 +76,12 @@ def test_benchmark_end_to_end_on_drawn_subjects(toy, tmp_path):
     assert run["status"] == "ok" and run["config"]["models"] == models and run["seed"] == 1
     # the drawn SMI follows calf circumference: the tape analogue must beat the mean predictor
     metrics = pd.read_csv(out / "metrics.csv", dtype={"fold": str})
-    pooled = metrics[(metrics["fold"] == "pooled") & (metrics["sex"] == "all")].set_index(["model", "view"])
-    assert pooled.loc[("tape", "lateral"), "mape"] < pooled.loc[("mean", "lateral"), "mape"]
+    assert "tier" in metrics.columns
+    pooled = metrics[(metrics["fold"] == "pooled") & (metrics["sex"] == "all")].set_index(["model", "tier", "view"])
+    assert pooled.loc[("tape", "basic", "lateral"), "mape"] < pooled.loc[("mean", "photo", "lateral"), "mape"]
+    run_tiers = run["tiers"]
+    assert run_tiers["definitions"]["photo"]["covariates"] == []
+    assert run_tiers["models"]["covariates"] == {"basic": {"use_weight": False}, "weight": {"use_weight": True}}
     assert "lateral" in res.output and "3.70–4.15" in res.output
     assert "\r" not in res.output  # no progress bar when the output is not a terminal
 
@@ -90,7 +103,7 @@ def test_ablate_end_to_end_prints_one_table(toy, tmp_path):
     assert list(table.loc[table["ablation"] == "train-size", "arm"]) == ["20 %", "40 %", "60 %", "80 %", "100 %"]
     # the learning curve really trains on fewer subjects
     folds = pd.read_csv(out / "folds.csv")
-    ts = folds[folds["arm"].str.startswith("covariates/lateral")]
+    ts = folds[folds["arm"].str.startswith("covariates/weight/lateral")]
     n_train = ts.groupby("train_fraction")["n_train"].mean()
     assert n_train.is_monotonic_increasing and n_train.loc[1.0] == 8
     # the 100 % arm of train-size and the lateral arm of views are the same fits

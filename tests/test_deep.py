@@ -265,6 +265,19 @@ def test_both_views_stack_channels_and_covariates(toy):
         est.predict(to_samples(toy, "lateral"))
 
 
+def test_weight_tier_covariates_reach_the_head(toy):
+    X = to_samples(toy, "lateral")
+    y = X["smi"].to_numpy(float)
+    est = CNNRegressor(**{**FAST, "epochs": 1}, covariates="weight").fit(X, y)
+    assert est.n_covariates_ == 4 and est.cov_mean_.shape == (4,)
+    assert est.cov_mean_[3] == pytest.approx(X["weight_kg"].mean(), rel=0.2)
+    with pytest.raises(ValueError, match="weight_kg"):
+        est.predict(X.drop(columns=["weight_kg"]))
+    assert CNNRegressor(covariates="photo").covariate_columns() == ()
+    with pytest.raises(ValueError, match="covariates must be"):
+        CNNRegressor(covariates="everything").covariate_columns()
+
+
 def test_device_auto_prefers_an_accelerator():
     expected = "cuda" if torch.cuda.is_available() else (
         "mps" if getattr(torch.backends, "mps", None) and torch.backends.mps.is_available() else "cpu")

@@ -10,6 +10,7 @@ import pytest
 
 from smi_data.manifest import read_manifest, to_samples
 from smi_data.modelfile import ModelFileError
+from smi_data.paths import BUNDLED_COHORT
 from smi_features.estimators import XGBFeaturesRegressor, feature_columns
 from smi_features.modelio import BOOSTER_FILE, load_model, save_model
 
@@ -62,7 +63,9 @@ def test_fit_predict_and_same_seed_same_numbers(both, fitted):
     assert fitted.failures_ == {} and fitted.n_train_ == len(X)
     assert any(c.startswith("lat_") for c in fitted.feature_names_)
     assert any(c.startswith("post_") for c in fitted.feature_names_)
-    assert "calf_circumference_cm" in fitted.feature_names_
+    # the tape's circumference duplicates the widths (pi x width, or the ellipse): not an input; nor is BMI
+    assert "calf_circumference_cm" not in fitted.feature_names_ and "pair_calf_circ_cm" in fitted.feature_names_
+    assert not any("bmi" in c for c in fitted.feature_names_)
 
 
 def test_feature_groups_switch_columns(both):
@@ -80,6 +83,49 @@ def test_feature_groups_switch_columns(both):
     assert not any(c.startswith("cov_") for c in no_cov)
     with pytest.raises(ValueError, match="unknown feature group"):
         feature_columns(table.columns, ("width", "colour"))
+
+
+def test_tiers_decide_the_covariate_columns(both):
+    X, y = both
+    table, _ = XGBFeaturesRegressor().transform_features(X)
+    photo = feature_columns(table.columns, ("width", "area", "covariates"), tier="photo")
+    basic = feature_columns(table.columns, ("width", "area", "covariates"), tier="basic")
+    weight = feature_columns(table.columns, ("width", "area", "covariates"), tier="weight")
+    assert not any(c.startswith(("cov_", "idx_")) for c in photo)  # no height either: no indices
+    assert {"cov_sex_male", "cov_age", "cov_height_cm"} <= set(basic) and "cov_weight_kg" not in basic
+    assert "cov_weight_kg" in weight and set(basic) < set(weight)
+    # a photo-tier model fitted on a table without any covariate column works and uses none
+    est = XGBFeaturesRegressor(tier="photo", **SMALL).fit(X.drop(columns=["sex", "age", "height_cm"]), y)
+    assert not any(c.startswith(("cov_", "idx_")) for c in est.feature_names_)
+    with pytest.raises(ValueError, match="unknown tier"):
+        feature_columns(table.columns, ("width",), tier="everything")
+
+
+@pytest.mark.skipif(not (BUNDLED_COHORT / "manifest.csv").is_file(), reason="bundled cohort missing")
+def test_no_model_input_is_a_function_of_another_on_the_bundled_cohort():
+    """Rank correlation 1 between two inputs means one is a monotone function of the other
+    (calf_circumference_cm = pi x the calf width of a single view was one); SHAP would split
+    their one effect between them. The phantom's shank length follows height (its body model
+    scales the skeleton), a property of that cohort, not a derived column."""
+    from smi_features.estimators import NOT_MODEL_INPUTS
+    from smi_features.extractor import sample_features
+    from smi_features.features import GROUPS
+
+    cohort_artefacts = {frozenset({"lat_knee_ankle_length_cm", "cov_height_cm"}),
+                        frozenset({"post_knee_ankle_length_cm", "cov_height_cm"}),
+                        frozenset({"lat_knee_ankle_length_cm", "post_knee_ankle_length_cm"})}
+    man = read_manifest(BUNDLED_COHORT)
+    for view in ("lateral", "both"):
+        table, _ = sample_features(to_samples(man, view))
+        cols = [c for c in feature_columns(table.columns, GROUPS, tier="weight") if table[c].notna().sum() > 10]
+        r = table[cols].rank().corr().abs().to_numpy().copy()
+        np.fill_diagonal(r, 0)
+        pairs = {frozenset({cols[i], cols[j]}) for i, j in zip(*np.where(np.triu(r) > 0.99995))}
+        assert not pairs - cohort_artefacts, (view, sorted(map(sorted, pairs - cohort_artefacts)))
+        # the check would have caught the columns now left out
+        left_out = table[["lat_calf_max_width_cm", NOT_MODEL_INPUTS[0]]].rank().corr().abs().iloc[0, 1]
+        if view == "lateral":
+            assert left_out > 0.99995
 
 
 def test_failed_photo_gives_nan_and_a_reason(both, fitted, tmp_path):
@@ -192,9 +238,22 @@ def test_shap_summary_plot_from_a_sample_table(both, fitted, tmp_path):
     from smi_features.explain import shap_summary_plot
 
     X, _ = both
-    for kind in ("beeswarm", "bar"):
+    for kind in ("beeswarm", "bar", "blocks"):
         out = shap_summary_plot(fitted, X, tmp_path / f"{kind}.png", kind=kind)
         assert out.stat().st_size > 5000
+
+
+def test_grouped_shap_sums_each_family_and_keeps_the_total(both, fitted):
+    from smi_features.explain import as_feature_table, grouped_shap, model_tier, shap_values
+
+    X, _ = both
+    values, base, _ = shap_values(fitted, as_feature_table(fitted, X))
+    blocks, names = grouped_shap(values, list(fitted.feature_names_))
+    np.testing.assert_allclose(blocks.sum(axis=1), values.sum(axis=1), atol=1e-9)
+    assert "covariates" in names and "width profile" in names and "two-view (ellipse, volume)" in names
+    cov = [i for i, n in enumerate(fitted.feature_names_) if n.startswith("cov_")]
+    np.testing.assert_allclose(blocks[:, names.index("covariates")], values[:, cov].sum(axis=1))
+    assert model_tier(fitted) == "weight" or model_tier(fitted) == "basic"
 
 
 # ----------------------------------------------------------------------------- commands
@@ -220,7 +279,9 @@ def test_features_train_explain_commands(toy, tmp_path, monkeypatch):
     r = runner.invoke(cli.main, ["explain", str(model_dir), str(toy), "--out", str(tmp_path / "ex")])
     assert r.exit_code == 0, r.output
     names = {p.name for p in (tmp_path / "ex").iterdir()}
-    assert {"shap_beeswarm.png", "shap_bar.png", "shap_values.csv", "shap_mean_abs.csv", "run.json"} <= names
+    assert {"shap_beeswarm.png", "shap_bar.png", "shap_values.csv", "shap_mean_abs.csv", "run.json",
+            "shap_blocks.png", "shap_blocks.csv"} <= names
+    assert "mean |SHAP| per block" in r.output and "tier model" in r.output
     attrib = pd.read_csv(tmp_path / "ex" / "shap_values.csv")
     feats = [c for c in attrib.columns if c not in ("sample_id", "subject_id", "view", "prediction", "base_value")]
     np.testing.assert_allclose(attrib["base_value"] + attrib[feats].sum(axis=1), attrib["prediction"], atol=1e-3)

@@ -41,6 +41,34 @@ def all_feature_docs(levels: LevelSettings | None = None) -> dict[str, FeatureDo
     return out
 
 
+#: Family (feature module) of each column, for grouped SHAP: readable block names.
+FAMILY_NAMES = {"width_profile": "width profile", "shape": "area and outline", "curvature": "curvature",
+                "paired": "two-view (ellipse, volume)", "covariates": "covariates",
+                "indices": "size indices (leg / height)"}
+
+
+def feature_families(levels: LevelSettings | None = None) -> dict[str, str]:
+    """``{column: family name}`` for every model column (:data:`FAMILY_NAMES`).
+
+    Per-view columns of one family form one block whatever the view; the covariates are
+    one block; the indices (leg dimension over height) are a block of their own.
+    """
+    n = (levels or LevelSettings()).n_levels
+    per_view = [("width_profile", width_profile.feature_docs(n)), ("shape", shape.FEATURES),
+                ("curvature", curvature.FEATURES)]
+    out: dict[str, str] = {}
+    for prefix in VIEW_PREFIX.values():
+        for fam, docs in per_view:
+            for name, doc in docs.items():
+                out[column_name(prefix, name, doc)] = FAMILY_NAMES[fam]
+    for name, doc in paired.FEATURES.items():
+        out[column_name("", name, doc)] = FAMILY_NAMES["paired"]
+    out["calf_circumference_cm"] = FAMILY_NAMES["width_profile"]
+    out.update({c: FAMILY_NAMES["covariates"] for c in covariates.FEATURES})
+    out.update({c: FAMILY_NAMES["indices"] for c in indices.FEATURES})
+    return out
+
+
 UNIT_SUFFIX = {"cm": "_cm", "cm^2": "_cm2", "cm^3": "_cm3", "1/cm": "_per_cm", "1/cm^2": "_per_cm2"}
 
 
