@@ -119,8 +119,9 @@ def _import(module: str, what: str):
     try:
         mod = importlib.import_module(module)
     except ImportError as exc:
-        raise ModelUnavailableError(f"{module} cannot be imported ({exc}); install legsmi with its "
-                                    f"model families (pip install -e .)") from None
+        hint = ("XGBoost comes from an extra: pip install -e '.[cpu]' (CPU-only wheel) or '.[gpu]'"
+                if getattr(exc, "name", "") == "xgboost" else "install legsmi with its model families (pip install -e .)")
+        raise ModelUnavailableError(f"{module} cannot be imported ({exc}); {hint}") from None
     try:
         return getattr(mod, what)
     except AttributeError as exc:
