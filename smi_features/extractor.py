@@ -195,16 +195,19 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 of the measuring code (this package and the data layer's image and scale modules).
+    """SHA-256 of the measuring code (this package, the image layer with its weights, the data layer's image and scale modules).
 
     Part of every cache key, so a record measured by older code is never reused, even when
     a change forgot to bump :data:`EXTRACTOR_VERSION`.
     """
     import smi_data
+    import smi_image
 
     here = Path(__file__).resolve().parent
     data = Path(smi_data.__file__).resolve().parent
-    files = sorted(here.rglob("*.py")) + [data / "scale.py", data / "images.py"]
+    image = Path(smi_image.__file__).resolve().parent
+    files = (sorted(here.rglob("*.py")) + sorted(image.rglob("*.py")) + sorted(image.rglob("*.pt"))
+             + [data / "scale.py", data / "images.py"])
     h = hashlib.sha256()
     for f in files:
         h.update(f.relative_to(f.parents[1]).as_posix().encode())

@@ -1,0 +1,148 @@
+"""The one photo → leg-mask function under both model families: :func:`segment_leg`.
+
+Two segmenters behind one signature:
+
+* ``'learned'``: the small U-Net shipped in this package (:mod:`smi_image.learned`),
+  trained on randomised synthetic scenes; it finds both legs, splits them, and the
+  side rule picks the photographed one (:func:`smi_image.learned.pick_instance`).
+* ``'classical'``: background model + Canny + fill (:mod:`smi_image.classical`); it
+  assumes one leg on a plain wall and floor (the studio look).
+
+``'auto'`` (the default) is the learned one when its weights are present, else the
+classical one. Both return the leg at a working resolution (``work_px`` on the longest
+side); the upright, sub-pixel silhouette (:func:`smi_image.silhouette.upright_silhouette`)
+finds every row's edges on the full-resolution photo from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import SegmentationError
+from .marker import exclusion_mask
+from .pixels import to_uint8
+from .settings import SilhouetteSettings
+
+METHODS = ("auto", "learned", "classical")
+
+
+@dataclass
+class LegSegmentation:
+    """The photographed leg found in one photo.
+
+    Attributes
+    ----------
+    work : ndarray of bool, (h, w)
+        The leg at working resolution.
+    photo_shape : (int, int)
+        The photo's (H, W), px.
+    method : str
+        ``'learned'``, ``'canny'`` or ``'otsu'``.
+    thresholds : (float, float)
+        Canny's thresholds (classical method), else NaN.
+    confidence : float
+        Learned method: mean certainty ``|2 p - 1|`` of the leg probability on the
+        outline's band (1: sure everywhere); NaN for the classical method.
+    n_legs : int
+        Leg instances found (learned method; 1 for the classical one).
+    notes : list of str
+        Fallbacks and warnings.
+    """
+
+    work: np.ndarray
+    photo_shape: tuple
+    method: str
+    thresholds: tuple = (np.nan, np.nan)
+    confidence: float = np.nan
+    n_legs: int = 1
+    notes: list = field(default_factory=list)
+
+    @property
+    def fx(self) -> float:
+        return self.work.shape[1] / self.photo_shape[1]
+
+    @property
+    def fy(self) -> float:
+        return self.work.shape[0] / self.photo_shape[0]
+
+    def full_mask(self) -> np.ndarray:
+        """The leg at the photo's size (bool), the working mask scaled up (bilinear, halfway)."""
+        import cv2
+
+        h, w = self.photo_shape
+        if self.work.shape == (h, w):
+            return self.work.copy()
+        up = cv2.resize(self.work.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+        return up >= 128
+
+
+def working_image(img: np.ndarray, work_px: int) -> tuple[np.ndarray, float, float]:
+    """The photo shrunk (area averaging) to ``work_px`` on its longest side; returns (small, fx, fy)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    f = work_px / max(h, w) if work_px else 1.0
+    if f < 0.8:
+        hs, ws = max(16, int(round(h * f))), max(16, int(round(w * f)))
+        small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
+    else:
+        small, hs, ws = img, h, w
+    return small, ws / w, hs / h
+
+
+def resolve_method(method: str | None) -> str:
+    """``'auto'`` to ``'learned'`` when the shipped weights exist, else ``'classical'``."""
+    m = method or "auto"
+    if m not in METHODS:
+        raise ValueError(f"segmenter must be one of {', '.join(METHODS)}, got {m!r}")
+    if m == "auto":
+        from .learned import weights_available
+
+        return "learned" if weights_available() else "classical"
+    return m
+
+
+def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None, exclude_polygons=None,
+                method: str | None = None, view: str | None = None, side: str | None = None) -> LegSegmentation:
+    """Find the photographed lower leg (knee down, foot included) in a photo.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or (H, W, 3)
+        BGR or grey photo; uint8, uint16 or float in [0, 1].
+    settings : SilhouetteSettings, keyword-only
+        ``work_px`` and the classical method's options; ``segmenter`` picks the method.
+    exclude_polygons : list of (N, 2) arrays, keyword-only
+        Regions that are not leg (the ArUco marker's corners), x, y in photo px.
+    method : {'auto', 'learned', 'classical'}, keyword-only
+        Overrides ``settings.segmenter``.
+    view : {'lateral', 'posterior'}, keyword-only
+    side : {'L', 'R'}, keyword-only
+        Which leg was photographed (the manifest's ``side``); with ``view='posterior'``
+        it picks the leg (the subject's left leg is on the image's left). Without it the
+        leg nearest the image centre is taken.
+
+    Returns
+    -------
+    LegSegmentation
+
+    Raises
+    ------
+    SegmentationError
+        The leg cannot be found (``code``: ``no_leg``, ``legs_merged``, ``unsure``).
+    """
+    s = settings or SilhouetteSettings()
+    img = to_uint8(image)
+    small, fx, fy = working_image(img, s.work_px)
+    exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
+    m = resolve_method(method or s.segmenter)
+    if m == "learned":
+        from .learned import learned_leg_mask
+
+        return learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+    from .classical import classical_leg_mask
+
+    leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
+    return LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
