@@ -647,5 +647,81 @@ def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
         _fail(str(exc))
 
 
+
+# ----------------------------------------------------------------------------- segmentation (image layer)
+@main.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder for <stem>.png masks (uint8 0/1, the photo's size) and segment.csv.")
+@click.option("--view", default=None, type=click.Choice(["lateral", "posterior"]), help="View of the photos.")
+@click.option("--side", default=None, type=click.Choice(["L", "R"]),
+              help="Photographed leg (with --view posterior: the subject's left leg is on the image's left); "
+                   "default: the leg nearest the image centre.")
+@click.option("--segmenter", default="auto", type=click.Choice(["auto", "learned", "classical"]), show_default=True,
+              help="Leg finder (auto: the learned one when its weights ship).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def segment(photos, out, view, side, segmenter, overwrite):
+    """Segment the photographed lower leg in PHOTOS: one mask per photo and segment.csv.
+
+    A photo is refused (all-0 mask) only where the leg itself cannot be found (no leg,
+    legs merged, segmentation unsure); protocol problems (knee or sole out of frame,
+    exposure, blur, tilt) are warnings in the reason column, and are refused later by
+    features and predict.
+    """
+    from smi_data.runs import OutputExistsError, RunRecord, prepare_output_dir
+    from smi_image.evaluate import segment_photos
+
+    try:
+        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=photos)
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    config = {"photos": list(photos), "view": view, "side": side, "segmenter": segmenter}
+    with RunRecord(out_dir, "segment", config, None) as rec:
+        table = segment_photos(photos, out_dir, view=view, side=side, method=segmenter, echo=click.echo)
+        rec.data["results"] = {"n": int(len(table)), "n_refused": int((table["status"] != "ok").sum())}
+    click.echo(f"wrote {out_dir / 'segment.csv'} ({int((table['status'] == 'ok').sum())} ok, "
+               f"{int((table['status'] != 'ok').sum())} refused)")
+
+
+@main.command()
+@click.argument("set_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", default="legsmi-segeval", type=click.Path(file_okay=False), show_default=True,
+              help="Folder for segeval.csv, worst.png, summary.json and run.json.")
+@click.option("--segmenter", default="auto", type=click.Choice(["auto", "learned", "classical"]), show_default=True,
+              help="Leg finder to score.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Score the first N photos only.")
+@click.option("--worst", default=24, type=click.IntRange(1, 200), show_default=True,
+              help="Photos on the contact sheet (lowest IoU first).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def segeval(set_dir, out, segmenter, limit, worst, overwrite):
+    """Score the segmentation on SET_DIR (images/ and masks/, label 1 = the leg, 3 = footwear, left out).
+
+    Prints median and mean IoU, the share with IoU >= 0.8, the share refused and the
+    median calf-width error (px), and writes a per-photo CSV and a contact sheet of the
+    worst cases.
+    """
+    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, atomic_write_json, prepare_output_dir
+    from smi_image.evaluate import contact_sheet, evaluate_set, format_summary
+    from smi_image.segment import resolve_method
+
+    try:
+        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=(set_dir,))
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    method = resolve_method(segmenter)
+    config = {"set_dir": str(Path(set_dir).resolve()), "segmenter": segmenter, "resolved": method, "limit": limit}
+    with RunRecord(out_dir, "segeval", config, None) as rec:
+        try:
+            table, summary, masks = evaluate_set(set_dir, method=segmenter, limit=limit)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        atomic_write_csv(table, out_dir / "segeval.csv", float_format="%.4f")
+        atomic_write_json(out_dir / "summary.json", summary | {"segmenter": method})
+        contact_sheet(table, masks, out_dir / "worst.png", set_dir, n=worst)
+        rec.data["results"] = summary
+    click.echo(f"segmenter: {method}")
+    click.echo(format_summary(summary))
+    click.echo(f"wrote {out_dir / 'segeval.csv'}, {out_dir / 'worst.png'}")
+
 if __name__ == "__main__":
     main()
