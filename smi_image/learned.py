@@ -63,7 +63,7 @@ def save_segmenter(model, path: str | Path, meta: dict) -> None:
 
     state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
     blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "widths": list(model.widths),
-            "input_long_px": int(meta.get("input_long_px", 160)), "meta": meta, "state_dict": state}
+            "input_long_px": int(meta.get("input_long_px", 128)), "meta": meta, "state_dict": state}
     p = Path(path)
     p.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=".seg.", suffix=".tmp", dir=p.parent)
@@ -231,8 +231,9 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
         raise SegmentationError(f"segmentation unsure: certainty {conf:.2f} along the leg's outline (< "
                                 f"{MIN_CONFIDENCE:g}); retake against a plainer background, in good light",
                                 code="unsure")
+    coarse = max(img.shape[:2]) / max(probs.shape[1:])
     return LegSegmentation(work=leg, photo_shape=img.shape[:2], method="learned", confidence=conf, n_legs=n_legs,
-                           notes=notes)
+                           notes=notes, coarse_px=coarse)
 
 
 def _looks_merged(p_split: np.ndarray, leg: np.ndarray) -> bool:

@@ -49,6 +49,9 @@ class LegSegmentation:
         Leg instances found (learned method; 1 for the classical one).
     notes : list of str
         Fallbacks and warnings.
+    coarse_px : float
+        Size of the pixel the mask was found at, in photo px (NaN: the working
+        resolution's); the sub-pixel refinement's window covers it.
     """
 
     work: np.ndarray
@@ -58,6 +61,7 @@ class LegSegmentation:
     confidence: float = np.nan
     n_legs: int = 1
     notes: list = field(default_factory=list)
+    coarse_px: float = np.nan
 
     @property
     def fx(self) -> float:

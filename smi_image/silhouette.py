@@ -259,7 +259,8 @@ def upright_silhouette(img: np.ndarray, seg: LegSegmentation, *, settings: Silho
         angle = 0.0
     to_image = cv2.invertAffineTransform(rotate)
     left, right = row_extents(full)
-    k = max(s.refine_px, int(np.ceil(0.5 / min(fx, fy))) + 2) if s.refine_px > 0 else 0
+    coarse = seg.coarse_px if np.isfinite(seg.coarse_px) else 1.0 / min(fx, fy)
+    k = max(s.refine_px, int(np.ceil(0.5 * coarse)) + 2) if s.refine_px > 0 else 0
     if k:
         left_sub, right_sub = refine_edges(img, left, right, k, to_image if rotated else None)
     else:
