@@ -89,11 +89,20 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
               help="People to generate (sexes alternate M, F, ...).")
 @click.option("--seed", default=0, type=int, help="The one seed: same seed, same files.")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output dataset folder.")
-@click.option("--size", default=512, type=click.IntRange(128, 4096), help="Image side, pixels.")
+@click.option("--size", default=None,
+              help="Photo size: an integer (studio: the square's side; scenes: the width of a 3:4 portrait) "
+                   "or WIDTHxHEIGHT. Default 512 (studio), 600x800 (clinic, wild).")
 @click.option("--views", default="lateral,posterior", help="Comma-separated views to render.")
 @click.option("--no-marker", is_flag=True, help="Leave the ArUco scale marker out of the photos.")
+@click.option("--scene", default="studio", show_default=True, type=click.Choice(["studio", "clinic", "wild"]),
+              help="studio: one lower leg on a plain wall (data/phantom-v1); clinic: both legs, shorts, wall and "
+                   "floor as a clinic photographs them; wild: everything randomised (segmenter training). "
+                   "Scenes write a label map per photo under labels/.")
+@click.option("--retakes", default=1, show_default=True, type=click.IntRange(1, 99),
+              help="Photo sessions per subject (camera, light, stance, scene drawn afresh; body unchanged); "
+                   "adds a take column to the manifest.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output folder.")
-def phantom(n_subjects, seed, out, size, views, no_marker, overwrite):
+def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overwrite):
     """Render a synthetic cohort of lower-leg photos with known SMI from the Anny body model.
 
     Needs the optional extra: pip install '.[phantom]'. The first run builds Anny's model data
@@ -108,7 +117,7 @@ def phantom(n_subjects, seed, out, size, views, no_marker, overwrite):
     view_list = [v.strip() for v in views.split(",") if v.strip()]
     try:
         summary = generate_cohort(out, n_subjects=n_subjects, seed=seed, size=size, views=view_list,
-                                  marker=not no_marker, overwrite=overwrite)
+                                  marker=not no_marker, overwrite=overwrite, scene=scene, retakes=retakes)
     except ImportError as exc:
         _fail(f"the phantom needs the optional extra ({exc}); install it with: pip install '.[phantom]'")
     except (OutputExistsError, ValueError) as exc:
@@ -118,8 +127,11 @@ def phantom(n_subjects, seed, out, size, views, no_marker, overwrite):
     click.echo(f"wrote {summary['subjects']} subjects, {summary['images']} images to {out}")
     if "smi_mean" in summary:
         click.echo(f"SMI {summary['smi_mean']:.2f} +- {summary['smi_sd']:.2f} kg/m^2")
-    click.echo(f"speed: {summary['s_per_subject']:.2f} s per subject, {summary['images_per_s']:.2f} images/s "
-               f"({summary['generation_s']:.0f} s, model load {summary['model_load_s']:.1f} s)")
+    if "marker_share" in summary:
+        click.echo(f"marker card in {100 * summary['marker_share']:.0f} % of the photos")
+    click.echo(f"speed: {summary['s_per_subject']:.2f} s per subject, {summary['s_per_image']:.2f} s per image "
+               f"({summary['images_per_s']:.2f} images/s, {summary['generation_s']:.0f} s, "
+               f"model load {summary['model_load_s']:.1f} s)")
 
 
 

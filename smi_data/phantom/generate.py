@@ -16,9 +16,13 @@ import pandas as pd
 
 from . import camera as cam_mod
 from . import sampling, truth
+from . import scene as scene_mod
 from .render import Scene, draw_marker, finish_photo, look_at_camera, marker_card_corners, render_leg
 
 VIEWS = ("lateral", "posterior")
+SCENES = ("studio",) + scene_mod.CONDITIONS
+#: Default photo size per scene: (width, height) in pixels.
+DEFAULT_SIZE = {"studio": (512, 512), "clinic": (600, 800), "wild": (600, 800)}
 REFERENCE_DEVICE = "BIA"
 MANIFEST_COLUMNS = ["subject_id", "view", "image", "sex", "age", "height_cm", "weight_kg", "smi", "side",
                     "reference_device"]
@@ -123,10 +127,16 @@ def _place_marker(cam, coverage: np.ndarray, depth_m: float, nz: dict):
     raise RuntimeError("no room beside the leg for the marker")
 
 
-def render_view(subj: dict, view: str, *, seed: int, size: int, marker: bool, supersample: int = 2):
-    """Render one photo. Returns ``(bgr uint8 image, truth-row dict for the image, coverage mask)``."""
+def render_view(subj: dict, view: str, *, seed: int, size: int, marker: bool, supersample: int = 2,
+                take: int = 1):
+    """Render one studio photo. Returns ``(bgr uint8 image, truth-row dict for the image, coverage mask)``.
+
+    Take 1 draws its nuisances from the stream ``1 + view index`` (as data/phantom-v1); a retake ``k > 1``
+    from the scene module's photo stream for ``(k, view)``.
+    """
     vi = VIEWS.index(view)
-    rng = sampling.subject_rng(seed, subj["sample"]["index"], 1 + vi)
+    stream = 1 + vi if take == 1 else scene_mod.photo_stream(take, vi)
+    rng = sampling.subject_rng(seed, subj["sample"]["index"], stream)
     nz = cam_mod.draw_nuisances(rng)
     cam, target, vdir = make_camera(subj, view, nz, size)
     az = np.deg2rad(nz["light_azimuth_deg"])
@@ -189,9 +199,75 @@ def _round_floats(df: pd.DataFrame, digits: int = 5) -> pd.DataFrame:
     return out
 
 
-def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int = 512,
+def photo_size(scene: str, size) -> tuple[int, int]:
+    """``(width, height)`` from ``size``: None (the scene's default), an int (studio: the square's side;
+    scenes: the width of a 3:4 portrait), ``(w, h)`` or a string ``"WxH"``."""
+    if scene not in SCENES:
+        raise ValueError(f"scene must be one of {SCENES}, got {scene!r}")
+    if size is None:
+        w, h = DEFAULT_SIZE[scene]
+    elif isinstance(size, str):
+        parts = size.lower().split("x")
+        try:
+            nums = [int(p) for p in parts]
+        except ValueError:
+            raise ValueError(f"size must be an integer or WIDTHxHEIGHT, got {size!r}") from None
+        if len(nums) == 1:
+            return photo_size(scene, nums[0])
+        if len(nums) != 2:
+            raise ValueError(f"size must be an integer or WIDTHxHEIGHT, got {size!r}")
+        w, h = nums
+    elif isinstance(size, (int, np.integer)):
+        w, h = (int(size), int(size)) if scene == "studio" else (int(size), int(round(size * 4 / 3)))
+    else:
+        w, h = (int(x) for x in size)
+    if min(w, h) < 128:
+        raise ValueError(f"size must be at least 128 px on each side, got {w}x{h}")
+    if scene == "studio" and w != h:
+        raise ValueError(f"the studio scene draws square photos; got {w}x{h}")
+    return w, h
+
+
+def image_stem(sid: str, view: str, take: int, retakes: int) -> str:
+    """File stem of one photo: ``P001_lateral``; with retakes ``P001_t2_lateral``."""
+    return f"{sid}_{view}" if retakes == 1 else f"{sid}_t{take}_{view}"
+
+
+def encode_png(labels: np.ndarray) -> bytes:
+    import cv2
+
+    ok, buf = cv2.imencode(".png", labels, [cv2.IMWRITE_PNG_COMPRESSION, 9])
+    if not ok:
+        raise RuntimeError("PNG encoding failed")
+    return buf.tobytes()
+
+
+def render_subject(subj: dict, *, seed: int, scene: str, views, take: int, retakes: int, width: int,
+                   height: int, marker: bool, supersample: int, sid: str) -> list:
+    """Every photo of one take of a subject: ``[(view, files {relpath: bytes}, truth info)]``."""
+    out = []
+    for view in views:
+        stem = image_stem(sid, view, take, retakes)
+        rel = f"images/{stem}.jpg"
+        if scene == "studio":
+            img, info, _ = render_view(subj, view, seed=seed, size=width, marker=marker, supersample=supersample,
+                                       take=take)
+            files = {rel: encode_jpeg(img, info["jpeg_quality"])}
+        else:
+            img, labels, info, quality = scene_mod.render_scene_view(
+                subj, view, seed=seed, take=take, condition=scene, width=width, height=height,
+                supersample=supersample, marker=marker)
+            lab_rel = f"labels/{stem}.png"
+            files = {rel: encode_jpeg(img, quality), lab_rel: encode_png(labels)}
+            info = {"label_map": lab_rel, **info}
+        out.append((view, rel, files, info))
+    return out
+
+
+def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
                     views=VIEWS, marker: bool = True, overwrite: bool = False, progress: bool | None = None,
-                    supersample: int = 2, command: str = "phantom", model=None) -> dict:
+                    supersample: int = 2, command: str = "phantom", model=None, scene: str = "studio",
+                    retakes: int = 1) -> dict:
     """Write a phantom dataset to ``out_dir`` and return a summary (counts, timings, failures).
 
     Parameters
@@ -199,12 +275,20 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int 
     n_subjects : int
         People to generate; sexes alternate (M, F, M, ...), so an even number gives equal groups.
     seed : int
-        The one seed: subject ``i`` and its photos depend only on ``(seed, i)``.
-    size : int
-        Image side in pixels (square images).
+        The one seed: subject ``i`` and its photos depend only on ``(seed, i)``; another seed gives
+        other people (so training renders use seeds that no bundled or test cohort uses).
+    size : int, (width, height), "WxH" or None
+        Photo size (see :func:`photo_size`); None: 512 x 512 for ``studio``, 600 x 800 for scenes.
     views : sequence of {'lateral', 'posterior'}
     marker : bool
-        Put the ArUco scale marker beside the leg (see :mod:`smi_data.scale`).
+        Put the ArUco scale marker beside the leg (see :mod:`smi_data.scale`). In scenes it is in most
+        photos; where it is not, the manifest's ``px_per_cm`` holds the true scale at the calf.
+    scene : {'studio', 'clinic', 'wild'}
+        ``studio``: one lower leg on a plain wall (data/phantom-v1's look); ``clinic``/``wild``: whole
+        scenes with a label map per photo (:mod:`.scene`).
+    retakes : int
+        Photo sessions per subject; with more than one, the manifest gets a ``take`` column and the
+        file names a ``_t<take>`` part.
     progress : bool or None
         Show a progress bar; None: only when stderr is a terminal.
     model : AnnyBody, optional
@@ -216,15 +300,20 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int 
 
     if n_subjects < 1:
         raise ValueError(f"n_subjects must be at least 1, got {n_subjects}")
-    if size < 128:
-        raise ValueError(f"size must be at least 128 px, got {size}")
+    width, height = photo_size(scene, size)
+    if not 1 <= int(retakes) <= 99:
+        raise ValueError(f"retakes must be between 1 and 99, got {retakes}")
+    retakes = int(retakes)
     views = tuple(views)
     bad = [v for v in views if v not in VIEWS]
     if bad or not views:
         raise ValueError(f"views must be a non-empty subset of {VIEWS}, got {views}")
     out = prepare_output_dir(out_dir, overwrite=overwrite)
-    config = {"n_subjects": n_subjects, "seed": seed, "size": size, "views": list(views), "marker": marker,
-              "supersample": supersample, "generator": "smi_data.phantom", "body_model": "anny (rest pose)"}
+    config = {"n_subjects": n_subjects, "seed": seed, "size": width if scene == "studio" else [width, height],
+              "views": list(views), "marker": marker, "supersample": supersample, "generator": "smi_data.phantom",
+              "body_model": "anny (rest pose)"}
+    if scene != "studio" or retakes > 1:
+        config.update(scene=scene, retakes=retakes)
     t_start = time.perf_counter()
     with RunRecord(out, command, config, seed) as rec:
         if model is None:
@@ -237,29 +326,43 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int 
         show = sys.stderr.isatty() if progress is None else progress
         manifest_rows, truth_rows, failures = [], [], {}
         (out / "images").mkdir(exist_ok=True)
+        if scene != "studio":
+            (out / "labels").mkdir(exist_ok=True)
         t_gen = time.perf_counter()
         for i in tqdm(range(n_subjects), desc="phantom", unit="subject", disable=not show):
             sid = subject_id(i, n_subjects)
             try:
                 subj = build_subject(model, seed, i)
+                if scene != "studio":
+                    subj["scene_body"] = scene_mod.scene_body(model, subj["body"])
                 rows = []
-                for view in views:
-                    img, info, _ = render_view(subj, view, seed=seed, size=size, marker=marker,
-                                               supersample=supersample)
-                    rel = f"images/{sid}_{view}.jpg"
-                    atomic_write_bytes(out / rel, encode_jpeg(img, info["jpeg_quality"]))
-                    rows.append((view, rel, info))
+                for take in range(1, retakes + 1):
+                    for view, rel, files, info in render_subject(
+                            subj, seed=seed, scene=scene, views=views, take=take, retakes=retakes, width=width,
+                            height=height, marker=marker, supersample=supersample, sid=sid):
+                        for path, data in files.items():
+                            atomic_write_bytes(out / path, data)
+                        rows.append((take, view, rel, info))
             except Exception as exc:  # skip and report; never die halfway through a cohort
                 failures[sid] = f"{type(exc).__name__}: {exc}"
                 continue
             r = subj["row"]
-            for view, rel, info in rows:
-                manifest_rows.append({"subject_id": sid, "view": view, "image": rel, "sex": r["sex"],
-                                      "age": int(r["age"]), "height_cm": r["height_cm"], "weight_kg": r["weight_kg"],
-                                      "smi": r["smi"], "side": r["side"], "reference_device": REFERENCE_DEVICE})
-                truth_rows.append({"subject_id": sid, "view": view, "image": rel, **info, **r})
+            for take, view, rel, info in rows:
+                m = {"subject_id": sid, "view": view, "image": rel, "sex": r["sex"], "age": int(r["age"]),
+                     "height_cm": r["height_cm"], "weight_kg": r["weight_kg"], "smi": r["smi"], "side": r["side"],
+                     "reference_device": REFERENCE_DEVICE}
+                if retakes > 1:
+                    m["take"] = take
+                if scene != "studio":  # the true scale where no marker is in the photo
+                    m["px_per_cm"] = "" if info["marker"] else round(float(info["px_per_cm_true"]), 4)
+                manifest_rows.append(m)
+                t_row = {"subject_id": sid, "view": view, "image": rel}
+                if retakes > 1:
+                    t_row["take"] = take
+                truth_rows.append({**t_row, **info, **r})
         elapsed = time.perf_counter() - t_gen
-        manifest = pd.DataFrame(manifest_rows, columns=MANIFEST_COLUMNS)
+        columns = MANIFEST_COLUMNS + (["take"] if retakes > 1 else []) + (["px_per_cm"] if scene != "studio" else [])
+        manifest = pd.DataFrame(manifest_rows, columns=columns)
         truth_df = _round_floats(pd.DataFrame(truth_rows))
         if len(manifest):
             atomic_write_csv(manifest, out / "manifest.csv")
@@ -268,11 +371,14 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size: int 
         summary = {"subjects": n_ok, "images": len(manifest), "failures": failures,
                    "model_load_s": round(t_model, 2), "generation_s": round(elapsed, 2),
                    "s_per_subject": round(elapsed / max(n_subjects, 1), 3),
+                   "s_per_image": round(elapsed / max(len(manifest), 1), 3),
                    "images_per_s": round(len(manifest) / elapsed, 3) if elapsed > 0 else None}
         if n_ok:
             sub = truth_df.drop_duplicates("subject_id")
             summary["smi_mean"] = round(float(sub["smi"].mean()), 3)
             summary["smi_sd"] = round(float(sub["smi"].std()), 3)
+        if scene != "studio" and len(truth_df):
+            summary["marker_share"] = round(float(truth_df["marker"].mean()), 3)
         rec.data["results"] = summary
         if not len(manifest):
             raise RuntimeError(f"no subject could be generated: {failures}")
