@@ -257,10 +257,15 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
 
     found = find_marker(image) if (settings.remove_marker or settings.crop == "scale") else None
     marker_ppc = found[0] if found is not None else None
+    from smi_image.quality import check_photo
+
     try:
         seg = segment_leg(image, exclude_polygons=[found[1]] if found is not None else None, view=view, side=side)
     except SegmentationError as exc:
-        raise PreprocessError(str(exc)) from None
+        raise PreprocessError(f"refused: {exc}") from None
+    verdict = check_photo(seg.work_image, seg.work, marker_found=found is not None)
+    if not verdict.accepted:
+        raise PreprocessError(f"refused: {verdict.reason}")
     mask = seg.full_mask().astype(np.uint8) * 255
     if settings.remove_marker and found is not None:
         image = paint_out_marker(image, found)[0]

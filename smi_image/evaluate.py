@@ -46,7 +46,7 @@ def segment_array(img: np.ndarray, *, view: str | None = None, side: str | None 
             return None, "refused", str(exc)
         raise
     mask = seg.full_mask()
-    verdict = check_photo(img, mask, marker_found=marker is not None, stops_at_knee=seg.method == "learned")
+    verdict = check_photo(seg.work_image, seg.work, marker_found=marker is not None)
     warnings = [msg for _, msg in verdict.refused] + list(seg.notes)
     tilt = axis_angle_deg(seg.work, s.axis_band)
     if abs(tilt) > s.max_roll_deg:

@@ -47,7 +47,15 @@ def weights_available(path: str | Path | None = None) -> bool:
 def weights_digest(path: str | Path | None = None) -> str:
     """SHA-256 (first 16 hex digits) of the weights file, '' if there is none (part of cache keys)."""
     p = Path(path or WEIGHTS)
-    return hashlib.sha256(p.read_bytes()).hexdigest()[:16] if p.is_file() else ""
+    if not p.is_file():
+        return ""
+    st = p.stat()
+    return _digest(str(p), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
 
 
 class SegmenterFileError(ValueError):

@@ -4,8 +4,9 @@ Reasons (:data:`REASONS`, ``code: what it means``), checked in this order:
 
 * the leg itself (from :func:`smi_image.segment.segment_leg`): ``no_leg``,
   ``legs_merged``, ``unsure``; these are refused by ``legsmi segment`` too;
-* the photo (:func:`photo_problems`): ``too_dark``, ``overexposed`` (the leg's mean
-  brightness, or the share of clipped pixels on it), ``blurred`` (the sharpness of the
+* the photo (:func:`photo_problems`): ``too_dark`` (the leg nearly black, or nothing in
+  the photo lit), ``overexposed`` (the leg's mean brightness, or the share of clipped
+  pixels on it), ``blurred`` (the sharpness of the
   leg's outline: the grey-level step across it per pixel, relative to the step's size);
 * the protocol (:func:`protocol_problems`): ``cut_by_frame`` (the leg touches the
   photo's top edge, so the knee is outside, or its bottom edge, so the sole is),
@@ -36,12 +37,17 @@ REASONS = {
 }
 #: Codes ``legsmi segment`` refuses (the leg itself cannot be found); the rest are warnings there.
 SEGMENT_REFUSALS = ("no_leg", "legs_merged", "unsure")
-#: The leg's mean grey level (0-255) must lie within these bounds.
-DARK_MEAN, BRIGHT_MEAN = 35.0, 235.0
+#: Too dark: the leg's mean grey level (0-255) under DARK_MEAN, or the photo's 99th percentile under
+#: DARK_P99 (nothing in it is lit: a dark skin in a well-lit photo is not "too dark").
+DARK_MEAN, DARK_P99 = 12.0, 70.0
+#: Overexposed: the leg's mean grey level above this.
+BRIGHT_MEAN = 240.0
 #: At most this share of the leg's pixels may be clipped (>= 250).
 MAX_CLIPPED = 0.5
+#: A leg that reaches the top edge must be this many times as long as its widest row (else the knee is cut).
+MIN_LENGTH_TO_WIDTH = 2.8
 #: The outline's mean edge sharpness (grey-level gradient over the step across it, 1/px) must reach this.
-MIN_SHARPNESS = 0.09
+MIN_SHARPNESS = 0.085
 
 
 @dataclass
@@ -74,9 +80,10 @@ def photo_problems(img: np.ndarray, leg: np.ndarray) -> list[tuple[str, str]]:
     if on.size == 0:
         return out
     mean = float(on.mean())
-    if mean < DARK_MEAN:
-        out.append(("too_dark", f"too dark: the leg's mean brightness is {mean:.0f}/255 (< {DARK_MEAN:g}); "
-                                "add light or retake without backlight"))
+    p99 = float(np.percentile(grey, 99))
+    if mean < DARK_MEAN or p99 < DARK_P99:
+        out.append(("too_dark", f"too dark: the leg's mean brightness is {mean:.0f}/255 and the photo's "
+                                f"brightest 1 % under {p99:.0f}/255; add light or retake without backlight"))
     clipped = float((on >= 250).mean())
     if mean > BRIGHT_MEAN or clipped > MAX_CLIPPED:
         out.append(("overexposed", f"overexposed: {clipped:.0%} of the leg is clipped white (mean "
@@ -128,33 +135,41 @@ def outline_sharpness(grey: np.ndarray, leg: np.ndarray) -> float:
     return float(np.median(grad[ok] / step[ok]) * scale)
 
 
-def protocol_problems(leg: np.ndarray, *, marker_found: bool = True, marker_required: bool = False,
-                      stops_at_knee: bool = True) -> list[tuple[str, str]]:
+def protocol_problems(leg: np.ndarray, *, marker_found: bool = True, marker_required: bool = False
+                      ) -> list[tuple[str, str]]:
     """Frame and marker problems of a leg mask (bool, the photo's size or a working copy).
 
-    ``stops_at_knee``: the mask ends at the knee (the learned segmenter's), so a mask that
-    reaches the top edge has lost the knee; the classical mask runs on up the thigh, and
-    the knee's level is then checked by the features from the floor.
+    The sole is missing when the leg reaches the photo's bottom edge. The knee is missing
+    when the leg reaches the top edge *and* is short for its width (height under
+    :data:`MIN_LENGTH_TO_WIDTH` times its widest row above the foot, the lowest 30 %): the mask runs on up the thigh to
+    the hem, so a leg cut at the thigh still has the knee, one cut at the calf has not.
     """
     out = []
     rows = np.flatnonzero(leg.any(axis=1))
-    if stops_at_knee and rows.size and rows[0] == 0:
-        out.append(("cut_by_frame", "leg cut by the frame: it reaches the photo's top edge, so the knee may be "
-                                    "outside; frame the leg from above the knee to the floor"))
-    elif rows.size and rows[-1] == leg.shape[0] - 1:
-        out.append(("cut_by_frame", "leg cut by the frame: it reaches the photo's bottom edge, so the sole is "
-                                    "outside; frame the leg from above the knee to the floor"))
+    if rows.size:
+        widths = leg[rows].sum(axis=1)[: max(1, int(0.7 * rows.size))]  # above the foot
+        ratio = rows.size / max(1.0, float(widths.max()))
+        if rows[-1] == leg.shape[0] - 1:
+            out.append(("cut_by_frame", "leg cut by the frame: it reaches the photo's bottom edge, so the sole is "
+                                        "outside; frame the leg from above the knee to the floor"))
+        elif rows[0] == 0 and ratio < MIN_LENGTH_TO_WIDTH:
+            out.append(("cut_by_frame", f"leg cut by the frame: it reaches the photo's top edge and is only "
+                                        f"{ratio:.1f} times as long as wide, so the knee is outside; frame the leg "
+                                        "from above the knee to the floor"))
     if marker_required and not marker_found:
         out.append(("no_marker", "marker expected but not found: place the printed ArUco card (5 cm) beside the "
                                  "leg, flat, facing the camera, fully in frame"))
     return out
 
 
-def check_photo(img: np.ndarray, leg: np.ndarray, *, marker_found: bool = True, marker_required: bool = False,
-                stops_at_knee: bool = True) -> Verdict:
-    """The gate after a leg was found: photo and protocol problems refuse it (see the module docstring)."""
+def check_photo(img: np.ndarray, leg: np.ndarray, *, marker_found: bool = True, marker_required: bool = False
+                ) -> Verdict:
+    """The gate after a leg was found: photo and protocol problems refuse it (see the module docstring).
+
+    ``img`` and ``leg`` may be the photo at any resolution (the working copy is enough);
+    sharpness is measured in px of a 512 px photo.
+    """
     v = Verdict()
     v.refused.extend(photo_problems(img, leg))
-    v.refused.extend(protocol_problems(leg, marker_found=marker_found, marker_required=marker_required,
-                                       stops_at_knee=stops_at_knee))
+    v.refused.extend(protocol_problems(leg, marker_found=marker_found, marker_required=marker_required))
     return v

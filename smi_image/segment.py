@@ -52,6 +52,8 @@ class LegSegmentation:
     coarse_px : float
         Size of the pixel the mask was found at, in photo px (NaN: the working
         resolution's); the sub-pixel refinement's window covers it.
+    work_image : ndarray or None
+        The photo at working resolution (what the quality gate looks at).
     """
 
     work: np.ndarray
@@ -62,6 +64,7 @@ class LegSegmentation:
     n_legs: int = 1
     notes: list = field(default_factory=list)
     coarse_px: float = np.nan
+    work_image: np.ndarray | None = None
 
     @property
     def fx(self) -> float:
@@ -145,8 +148,11 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     if m == "learned":
         from .learned import learned_leg_mask
 
-        return learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
-    from .classical import classical_leg_mask
+        seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+    else:
+        from .classical import classical_leg_mask
 
-    leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
-    return LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
+        leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
+        seg = LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
+    seg.work_image = small
+    return seg

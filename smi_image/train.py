@@ -2,13 +2,14 @@
 
 Data: a folder of rendered scenes, ``images/<stem>.(jpg|png)`` with ``labels/<stem>.png``
 beside (0 background, 1 the photographed leg knee down with its foot, 2 the other leg,
-3 clothing, 4 marker, 5 distractor; :mod:`smi_data.phantom`). Without ``--data`` the
-command renders them itself (``legsmi phantom --scene wild``), seeded.
+3 clothing, 4 marker, 5 distractor, 6 the photographed leg's skin above the knee, below
+the hem; :mod:`smi_data.phantom.scene`). Without ``--data`` the command renders them
+itself (``legsmi phantom --scene wild``), seeded.
 
-Targets, at the network's resolution: **leg** = labels 1 or 2 (either leg); **split** =
-leg pixels within :data:`SPLIT_PX` of the other leg (where the two meet or overlap), so
-that the two legs can be cut apart and the photographed one chosen
-(:mod:`smi_image.learned`).
+Targets, at the network's resolution: **leg** = labels 1, 2 or 6 (the bare skin of either
+leg, as a person would outline it, and as the real photos' masks do); **split** = leg
+pixels within :data:`SPLIT_PX` of the other leg (where the two meet or overlap), so that
+the two legs can be cut apart and the photographed one chosen (:mod:`smi_image.learned`).
 
 Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own generator):
 
@@ -39,6 +40,8 @@ import numpy as np
 
 #: Pixels of one leg within this distance of the other leg are the "split" target (network px).
 SPLIT_PX = 2
+#: Label of the photographed leg's skin above the knee (below the hem).
+PHOTO_THIGH = 6
 
 
 @dataclass(frozen=True)
@@ -99,7 +102,7 @@ def load_scenes(pairs, long_px: int) -> list[Scene]:
             raise FileNotFoundError(f"{img_p}: image or label map not readable")
         if lab.ndim == 3:
             lab = lab[..., 0]
-        if not (lab == 1).any():
+        if not ((lab == 1) | (lab == PHOTO_THIGH)).any():
             continue  # no photographed leg in this scene: nothing to learn the framing from
         f = long_px / max(img.shape[:2])
         if f < 1:
@@ -114,7 +117,7 @@ def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """(leg, split) float32 targets of a label map at the network's resolution."""
     import cv2
 
-    one, two = (labels == 1).astype(np.uint8), (labels == 2).astype(np.uint8)
+    one, two = ((labels == 1) | (labels == PHOTO_THIGH)).astype(np.uint8), (labels == 2).astype(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SPLIT_PX + 1, 2 * SPLIT_PX + 1))
     split = (cv2.dilate(two, k) & one) | (cv2.dilate(one, k) & two)
     return (one | two).astype(np.float32), split.astype(np.float32)
@@ -131,11 +134,11 @@ class SceneAugmenter:
         """(cx, cy, width, height) of the framing, scene px."""
         r = self.rng
         h, w = scene.labels.shape
-        ys, xs = np.nonzero(scene.labels == 1)
+        ys, xs = np.nonzero((scene.labels == 1) | (scene.labels == PHOTO_THIGH))
         y0, y1 = ys.min(), ys.max()
         length = max(8.0, float(y1 - y0))
         if r.random() < self.c.crop_p:
-            top = y0 + r.uniform(-0.3, 0.12) * length
+            top = y0 + r.uniform(-0.15, 0.12) * length
             bottom = y1 + r.uniform(0.0, 0.1) * length
             bh = bottom - top
             bw = bh * r.uniform(0.7, 0.85)
@@ -254,11 +257,11 @@ def evaluate(model, scenes: list[Scene], config: TrainConfig, seed: int) -> dict
             x = torch.from_numpy(np.stack([_to_input(img) for img, _ in items]))
             prob = torch.sigmoid(model(x)).numpy()
             for (img, lab), (p_leg, p_split) in zip(items, prob):
-                t_leg = (lab == 1) | (lab == 2)
-                leg_iou.append(_iou(p_leg >= 0.5, t_leg))
+                photo = (lab == 1) | (lab == PHOTO_THIGH)
+                leg_iou.append(_iou(p_leg >= 0.5, photo | (lab == 2)))
                 inst = leg_instances(p_leg, p_split)
                 k = pick_instance(inst)
-                target_iou.append(_iou(inst == k, lab == 1) if k else 0.0)
+                target_iou.append(_iou(inst == k, photo) if k else 0.0)
     model.train(was_training)
     return {"val_leg_iou": float(np.nanmean(leg_iou)), "val_target_iou": float(np.nanmean(target_iou)),
             "val_target_iou_median": float(np.nanmedian(target_iou)),
@@ -272,6 +275,19 @@ def _iou(a: np.ndarray, b: np.ndarray) -> float:
 
 def _to_input(img: np.ndarray) -> np.ndarray:
     return img[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def learning_rate(c: TrainConfig, step_share: float, elapsed_s: float) -> float:
+    """Linear warm-up over the first 5 %, then cosine to 2 % of ``c.lr``; progress is the larger of the
+    share of steps done and, with a time budget, the share of the budget spent (so a budgeted run anneals)."""
+    p = step_share
+    if c.time_budget_s:
+        p = max(p, elapsed_s / c.time_budget_s)
+    p = min(1.0, p)
+    if p < 0.05:
+        return c.lr * (0.1 + 0.9 * p / 0.05)
+    q = (p - 0.05) / 0.95
+    return c.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * q)))
 
 
 def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(),
@@ -305,7 +321,6 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         steps_per_epoch = max(1, int(np.ceil(len(train) / c.batch_size)))
         total = steps_per_epoch * c.epochs
-        sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=c.lr, total_steps=total, pct_start=0.1)
         aug = SceneAugmenter(c, c.seed + 1)
         log = ["epoch,loss,val_leg_iou,val_target_iou,seconds"]
         t_start = time.perf_counter()
@@ -320,12 +335,12 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                 if len(idx) < 2:
                     continue
                 x, leg, split = batch(aug, train, idx)
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(c, step / total, time.perf_counter() - t_start)
                 loss = loss_fn(model(x), leg, split, c.split_pos_weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()
-                if step < total - 1:
-                    sched.step()
                 step += 1
                 losses.append(float(loss.detach()))
             epochs_done = epoch + 1
@@ -335,7 +350,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                        f"{secs:.1f}")
             echo(f"epoch {epoch + 1}/{c.epochs}: loss {np.mean(losses):.4f}, held-out IoU leg "
                  f"{ev['val_leg_iou']:.3f}, photographed leg {ev['val_target_iou']:.3f} ({secs:.0f} s)")
-            if c.time_budget_s and secs > c.time_budget_s and epoch + 1 < c.epochs:
+            if c.time_budget_s and secs >= c.time_budget_s and epoch + 1 < c.epochs:
                 echo(f"time budget of {c.time_budget_s:.0f} s spent: stopping after epoch {epoch + 1}")
                 break
         model.eval()
@@ -352,3 +367,20 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         return results
     finally:
         torch.set_num_threads(old_threads)
+
+
+#: Photo size of the rendered training scenes (width, height): the network sees 96 x 128.
+TRAIN_SCENE_SIZE = (300, 400)
+
+
+def render_wild_scenes(out_dir: str | os.PathLike, n_subjects: int, seed: int, *, echo=print) -> str:
+    """Render ``n_subjects`` wild scenes (two views each) with the phantom; returns the equivalent command."""
+    from smi_data.phantom.generate import generate_cohort
+
+    size = f"{TRAIN_SCENE_SIZE[0]}x{TRAIN_SCENE_SIZE[1]}"
+    command = f"legsmi phantom --scene wild --subjects {n_subjects} --seed {seed} --size {size} --out {out_dir}"
+    if echo:
+        echo(f"rendering: {command}")
+    generate_cohort(out_dir, n_subjects=n_subjects, seed=seed, size=TRAIN_SCENE_SIZE, scene="wild",
+                    command="phantom")
+    return command
