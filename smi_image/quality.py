@@ -45,7 +45,7 @@ BRIGHT_MEAN = 240.0
 #: At most this share of the leg's pixels may be clipped (>= 250).
 MAX_CLIPPED = 0.5
 #: A leg that reaches the top edge must be this many times as long as its widest row (else the knee is cut).
-MIN_LENGTH_TO_WIDTH = 2.8
+MIN_LENGTH_TO_WIDTH = 3.2
 #: The outline's mean edge sharpness (grey-level gradient over the step across it, 1/px) must reach this.
 MIN_SHARPNESS = 0.085
 

@@ -8,8 +8,11 @@ Two segmenters behind one signature:
 * ``'classical'``: background model + Canny + fill (:mod:`smi_image.classical`); it
   assumes one leg on a plain wall and floor (the studio look).
 
-``'auto'`` (the default) is the learned one when its weights are present, else the
-classical one. Both return the leg at a working resolution (``work_px`` on the longest
+``'auto'`` (the default) is the learned one when its weights are present; where it finds
+no leg in a studio-like photo (one plain background, :func:`plain_background`), the
+classical finder is tried, which is exact on that look (drawn test photos, the studio
+cohort). Without weights ``'auto'`` is the classical one. Whatever the method, a region
+that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a working resolution (``work_px`` on the longest
 side); the upright, sub-pixel silhouette (:func:`smi_image.silhouette.upright_silhouette`)
 finds every row's edges on the full-resolution photo from there.
 """
@@ -26,6 +29,16 @@ from .pixels import to_uint8
 from .settings import SilhouetteSettings
 
 METHODS = ("auto", "learned", "classical")
+#: A leg (knee or hem to sole) is at least this many times as long as its widest row above the foot.
+MIN_LEG_ASPECT = 2.5
+#: Plain background: the 90th percentile of the border strips' colour distance from their own
+#: row model stays under this (CIELAB units).
+PLAIN_BACKGROUND_DE = 6.0
+#: A leg (knee or hem to sole) is at least this many times as long as its widest row above the foot.
+MIN_LEG_ASPECT = 2.5
+#: Plain background: the 90th percentile of the border strips' colour distance from their own
+#: row model stays under this (CIELAB units).
+PLAIN_BACKGROUND_DE = 6.0
 
 
 @dataclass
@@ -144,15 +157,55 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     img = to_uint8(image)
     small, fx, fy = working_image(img, s.work_px)
     exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
-    m = resolve_method(method or s.segmenter)
+    requested = method or s.segmenter
+    m = resolve_method(requested)
     if m == "learned":
         from .learned import learned_leg_mask
 
-        seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+        try:
+            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+        except SegmentationError as exc:
+            if requested != "auto" or exc.code != "no_leg" or not plain_background(small, exclude):
+                raise
+            seg = _classical(img, small, s, exclude)
+            seg.notes.append("the learned segmenter found no leg; plain background: used the classical finder")
     else:
-        from .classical import classical_leg_mask
-
-        leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
-        seg = LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
+        seg = _classical(img, small, s, exclude)
     seg.work_image = small
+    aspect = leg_aspect(seg.work)
+    if aspect < MIN_LEG_ASPECT:
+        raise SegmentationError(f"no leg found: the region found is {aspect:.1f} times as long as wide, not "
+                                f"leg-shaped (a lower leg is at least {MIN_LEG_ASPECT:g}); photograph the lower "
+                                "leg from above the knee to the floor", code="no_leg")
     return seg
+
+
+def _classical(img, small, s, exclude) -> LegSegmentation:
+    from .classical import classical_leg_mask
+
+    leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
+    return LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
+
+
+def leg_aspect(mask: np.ndarray) -> float:
+    """Rows spanned by the mask over its widest row in the upper 70 % (above the foot)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return 0.0
+    widths = mask[rows].sum(axis=1)[: max(1, int(0.7 * rows.size))]
+    return rows.size / max(1.0, float(widths.max()))
+
+
+def plain_background(small: np.ndarray, exclude: np.ndarray | None = None) -> bool:
+    """True for a studio-like photo: the left and right border strips follow one smooth background.
+
+    The classical background model (:func:`smi_image.classical.background_distance`) is
+    built from those strips; on a plain wall and floor their own pixels stay within
+    :data:`PLAIN_BACKGROUND_DE` of it (noise, texture, clutter and people do not).
+    """
+    from .classical import background_distance
+
+    d = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
+    k = max(2, int(round(0.04 * d.shape[1])))
+    strips = np.concatenate([d[:, :k].ravel(), d[:, -k:].ravel()])
+    return float(np.percentile(strips, 90)) < PLAIN_BACKGROUND_DE
