@@ -146,13 +146,17 @@ def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overw
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel extraction processes.")
 @click.option("--no-cache", is_flag=True, help="Measure every image again (ignore and do not fill the cache).")
 @click.option("--no-marker", is_flag=True, help="Do not look for the ArUco marker (manifest px_per_cm, else relative).")
+@click.option("--require-marker", is_flag=True, help="Refuse photos without the ArUco marker (quality gate).")
+@click.option("--segmenter", default="auto", show_default=True, type=click.Choice(["auto", "learned", "classical"]),
+              help="Leg finder (auto: the learned one when its weights ship).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def features(dataset, out, per, jobs, no_cache, no_marker, overwrite):
+def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segmenter, overwrite):
     """Measure the lower leg in every photo of a dataset and write the feature table (cm).
 
     Each row carries the scale mode used (marker, manifest or relative), the silhouette
-    method (canny or the otsu fallback) and, for a photo that could not be measured,
-    the reason (its features are empty).
+    method (learned, or canny / otsu for the classical finder) and, for a photo the
+    quality gate refused or that could not be measured, the reason (its features are
+    empty).
     """
     import time
 
@@ -166,7 +170,10 @@ def features(dataset, out, per, jobs, no_cache, no_marker, overwrite):
         manifest = read_manifest(dataset, require_label=False)
     except (ManifestError, OutputExistsError) as exc:
         _fail(str(exc))
-    settings = ExtractionSettings(use_marker=not no_marker)
+    from smi_image.settings import SilhouetteSettings
+
+    settings = ExtractionSettings(silhouette=SilhouetteSettings(segmenter=segmenter), use_marker=not no_marker,
+                                  require_marker=require_marker)
     t0 = time.perf_counter()
     if per == "image":
         table = image_features(manifest, settings=settings, n_jobs=jobs, cache=not no_cache)
@@ -755,8 +762,10 @@ def segmenter():
               help="Stop after the epoch that passes this much training time.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 1024), help="Scenes per step.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="Torch CPU threads.")
+@click.option("--init", "init_weights", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Continue from this segmenter.pt (a previous run's) instead of a random start.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty run folder.")
-def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, overwrite):
+def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, init_weights, overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
     import json
 
@@ -768,7 +777,8 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
     except OutputExistsError as exc:
         _fail(str(exc))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads,
-                      time_budget_s=minutes * 60 if minutes else None)
+                      time_budget_s=minutes * 60 if minutes else None,
+                      init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}
     with RunRecord(out_dir, "segmenter train", config, seed) as rec:
         if data_dir is None:

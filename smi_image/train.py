@@ -62,6 +62,8 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     time_budget_s: float | None = None
+    #: Start from these weights (a previous run's segmenter.pt) instead of a random initialisation.
+    init_weights: str | None = None
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
@@ -318,6 +320,13 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
             raise ValueError(f"{scenes_dir}: no scene with a photographed leg (label 1) to train on")
         echo(f"{len(train)} training and {len(val)} held-out scenes loaded in {time.perf_counter() - t0:.1f} s")
         model = TinyUNet(c.widths)
+        if c.init_weights:
+            from .learned import load_segmenter
+
+            start, _ = load_segmenter(str(c.init_weights))
+            if tuple(start.widths) != tuple(c.widths):
+                raise ValueError(f"{c.init_weights}: widths {start.widths} differ from {c.widths}")
+            model.load_state_dict(start.state_dict())
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         steps_per_epoch = max(1, int(np.ceil(len(train) / c.batch_size)))
         total = steps_per_epoch * c.epochs
