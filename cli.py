@@ -762,10 +762,13 @@ def segmenter():
               help="Stop after the epoch that passes this much training time.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 1024), help="Scenes per step.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="Torch CPU threads.")
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate (AdamW; warm-up, then cosine).")
 @click.option("--init", "init_weights", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Continue from this segmenter.pt (a previous run's) instead of a random start.")
 @click.option("--overwrite", is_flag=True, help="Replace a non-empty run folder.")
-def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, init_weights, overwrite):
+def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
+                    overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
     import json
 
@@ -776,7 +779,7 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
         out_dir = prepare_output_dir(out, overwrite=overwrite, protect=(data_dir,))
     except OutputExistsError as exc:
         _fail(str(exc))
-    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads,
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
                       time_budget_s=minutes * 60 if minutes else None,
                       init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}

@@ -36,7 +36,7 @@ FORMAT_VERSION = 1
 MIN_INSTANCE_SHARE = 0.25
 #: The photographed leg must cover this share of the photo, else "no leg found".
 MIN_LEG_SHARE = 0.01
-#: Below this mean certainty on the outline the segmentation is "unsure".
+#: Below this mean certainty beside the outline the segmentation is "unsure".
 MIN_CONFIDENCE = 0.5
 
 
@@ -192,15 +192,22 @@ def pick_instance(inst: np.ndarray, *, view: str | None = None, side: str | None
 
 
 def outline_confidence(p_leg: np.ndarray, mask: np.ndarray) -> float:
-    """Mean certainty ``|2 p - 1|`` of the leg probability within 2 px of the mask's outline."""
+    """Mean certainty ``|2 p - 1|`` of the leg probability on a ring 1-3 px either side of the outline.
+
+    ``p_leg`` and ``mask`` at the network's resolution. The outline itself is where ``p``
+    crosses 0.5, so it is left out; a sure network is near 0 or 1 a pixel or two away
+    from it, an unsure one stays in between over a wide band.
+    """
     import cv2
 
     m = mask.astype(np.uint8)
-    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (5, 5))
-    band = (cv2.dilate(m, k) - cv2.erode(m, k)) > 0
-    if not band.any():
+    k = np.ones((3, 3), np.uint8)
+    d1, d3 = cv2.dilate(m, k), cv2.dilate(m, k, iterations=3)
+    e1, e3 = cv2.erode(m, k), cv2.erode(m, k, iterations=3)
+    ring = ((d3 > 0) & (d1 == 0)) | ((e1 > 0) & (e3 == 0))
+    if not ring.any():
         return float("nan")
-    return float(np.abs(2.0 * p_leg[band] - 1.0).mean())
+    return float(np.abs(2.0 * p_leg[ring] - 1.0).mean())
 
 
 def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray | None = None,
@@ -230,7 +237,9 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
     k = pick_instance(inst, view=view, side=side)
     leg = inst == k
     leg = _fill_holes(leg)
-    conf = outline_confidence(p[0], leg)
+    hn, wn = probs.shape[1:]
+    leg_net = cv2.resize(leg.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST)
+    conf = outline_confidence(probs[0], leg_net)
     notes = []
     if n_legs == 1 and view == "posterior" and _looks_merged(p[1], leg):
         raise SegmentationError("the two legs merge in the photo and cannot be told apart; stand with the feet "
