@@ -8,10 +8,11 @@ Two segmenters behind one signature:
 * ``'classical'``: background model + Canny + fill (:mod:`smi_image.classical`); it
   assumes one leg on a plain wall and floor (the studio look).
 
-``'auto'`` (the default) is the learned one when its weights are present; where it finds
-no leg in a studio-like photo (one plain background, :func:`plain_background`), the
-classical finder is tried, which is exact on that look (drawn test photos, the studio
-cohort). Without weights ``'auto'`` is the classical one. Whatever the method, a region
+``'auto'`` (the default): on a studio-like photo (one plain background,
+:func:`plain_background`) the classical finder first, which is exact on that look (the
+studio cohort, drawn test photos), if it finds a leg-shaped region inside the frame; otherwise (clutter,
+two legs, clothing) the learned one when its weights are present. Without weights
+``'auto'`` is the classical one. Whatever the method, a region
 that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a working resolution (``work_px`` on the longest
 side); the upright, sub-pixel silhouette (:func:`smi_image.silhouette.upright_silhouette`)
 finds every row's edges on the full-resolution photo from there.
@@ -159,17 +160,24 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
     requested = method or s.segmenter
     m = resolve_method(requested)
-    if m == "learned":
-        from .learned import learned_leg_mask
+    seg = None
+    if m == "learned" and requested == "auto" and plain_background(small, exclude):
+        # Studio look: the classical finder is exact there; the learned one is for the rest.
+        from .quality import protocol_problems
 
         try:
-            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
-        except SegmentationError as exc:
-            if requested != "auto" or exc.code != "no_leg" or not plain_background(small, exclude):
-                raise
             seg = _classical(img, small, s, exclude)
-            seg.notes.append("the learned segmenter found no leg; plain background: used the classical finder")
-    else:
+            if leg_aspect(seg.work) < MIN_LEG_ASPECT or protocol_problems(seg.work):
+                seg = None
+            else:
+                seg.notes.append("plain background: used the classical finder")
+        except SegmentationError:
+            seg = None
+    if seg is None and m == "learned":
+        from .learned import learned_leg_mask
+
+        seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+    elif seg is None:
         seg = _classical(img, small, s, exclude)
     seg.work_image = small
     aspect = leg_aspect(seg.work)

@@ -144,12 +144,14 @@ def test_no_leg_merged_and_unsure_from_the_learned_maps(monkeypatch):
     with pytest.raises(SegmentationError) as e:
         segment_leg(img, method="learned", view="posterior", side="L")
     assert e.value.code == "legs_merged"
-    leg[10:120, 30:66] = 0.6  # a leg, but hardly more likely than not
+    leg[:] = 0.4  # a leg, but hardly more likely than the background around it
+    leg[10:120, 30:66] = 0.6
     split[:] = 0
     fake(leg, split)
     with pytest.raises(SegmentationError) as e:
         segment_leg(img, method="learned")
     assert e.value.code == "unsure"
+    leg[:] = 0.0
     leg[10:120, 30:66] = 0.99
     fake(leg, split)
     seg = segment_leg(img, method="learned")
