@@ -31,12 +31,12 @@ from .settings import SilhouetteSettings
 
 METHODS = ("auto", "learned", "classical")
 #: A leg (knee or hem to sole) is at least this many times as long as its widest row above the foot.
-MIN_LEG_ASPECT = 2.5
+MIN_LEG_ASPECT = 2.0
 #: Plain background: the 90th percentile of the border strips' colour distance from their own
 #: row model stays under this (CIELAB units).
 PLAIN_BACKGROUND_DE = 6.0
 #: A leg (knee or hem to sole) is at least this many times as long as its widest row above the foot.
-MIN_LEG_ASPECT = 2.5
+MIN_LEG_ASPECT = 2.0
 #: Plain background: the 90th percentile of the border strips' colour distance from their own
 #: row model stays under this (CIELAB units).
 PLAIN_BACKGROUND_DE = 6.0
@@ -161,6 +161,7 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     requested = method or s.segmenter
     m = resolve_method(requested)
     seg = None
+    plain_error = None
     if m == "learned" and requested == "auto" and plain_background(small, exclude):
         # Studio look: the classical finder is exact there; the learned one is for the rest.
         from .quality import protocol_problems
@@ -171,12 +172,17 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
                 seg = None
             else:
                 seg.notes.append("plain background: used the classical finder")
-        except SegmentationError:
-            seg = None
+        except SegmentationError as exc:
+            plain_error = exc
     if seg is None and m == "learned":
         from .learned import learned_leg_mask
 
-        seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+        try:
+            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+        except SegmentationError:
+            if plain_error is not None:
+                raise plain_error from None  # a plain photo with nothing on it: "no leg", not "unsure"
+            raise
     elif seg is None:
         seg = _classical(img, small, s, exclude)
     seg.work_image = small
