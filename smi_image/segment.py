@@ -30,13 +30,19 @@ from .pixels import to_uint8
 from .settings import SilhouetteSettings
 
 METHODS = ("auto", "learned", "classical")
-#: A leg (knee or hem to sole) is at least this many times as long as its widest row above the foot.
+#: A leg is at least this many times as long as its widest row above the foot: the classical
+#: mask (the leg below the photo's top edge) and the learned one (the skin from the hem to the
+#: sole, so longer; a mask wrapping both legs is shorter than this).
 MIN_LEG_ASPECT = 2.0
+MIN_LEG_ASPECT_LEARNED = 2.5
 #: Plain background: the 90th percentile of the border strips' colour distance from their own
 #: row model stays under this (CIELAB units).
 PLAIN_BACKGROUND_DE = 6.0
-#: A leg (knee or hem to sole) is at least this many times as long as its widest row above the foot.
+#: A leg is at least this many times as long as its widest row above the foot: the classical
+#: mask (the leg below the photo's top edge) and the learned one (the skin from the hem to the
+#: sole, so longer; a mask wrapping both legs is shorter than this).
 MIN_LEG_ASPECT = 2.0
+MIN_LEG_ASPECT_LEARNED = 2.5
 #: Plain background: the 90th percentile of the border strips' colour distance from their own
 #: row model stays under this (CIELAB units).
 PLAIN_BACKGROUND_DE = 6.0
@@ -187,9 +193,10 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
         seg = _classical(img, small, s, exclude)
     seg.work_image = small
     aspect = leg_aspect(seg.work)
-    if aspect < MIN_LEG_ASPECT:
+    need = MIN_LEG_ASPECT_LEARNED if seg.method == "learned" else MIN_LEG_ASPECT
+    if aspect < need:
         raise SegmentationError(f"no leg found: the region found is {aspect:.1f} times as long as wide, not "
-                                f"leg-shaped (a lower leg is at least {MIN_LEG_ASPECT:g}); photograph the lower "
+                                f"leg-shaped (a lower leg is at least {need:g}); photograph the lower "
                                 "leg from above the knee to the floor", code="no_leg")
     return seg
 
