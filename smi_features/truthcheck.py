@@ -82,6 +82,9 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
         m = table[feat].astype(float)
         ok = m.notna() & t.notna() & (t != 0)
         rel = (m[ok] / t[ok] - 1.0) * 100.0
+        if rel.empty:
+            rows.append({"feature": feat, "truth": tcol, "n": 0})
+            continue
         rows.append({
             "feature": feat, "truth": tcol, "n": int(ok.sum()),
             "mape_pct": float(rel.abs().mean()), "bias_pct": float(rel.mean()),
