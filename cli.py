@@ -87,7 +87,9 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 @main.command()
 @click.option("--subjects", "n_subjects", default=100, type=click.IntRange(1, 100000),
               help="People to generate (sexes alternate M, F, ...).")
-@click.option("--seed", default=0, type=int, help="The one seed: same seed, same files.")
+@click.option("--seed", default=0, type=int,
+              help="The one seed: same seed, same files; another seed, other people (0 is the bundled cohort's; "
+                   "training renders use 1000 and above).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output dataset folder.")
 @click.option("--size", default=None,
               help="Photo size: an integer (studio: the square's side; scenes: the width of a 3:4 portrait) "

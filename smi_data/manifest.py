@@ -11,8 +11,9 @@ height_cm : float       standing height, cm
 smi : float             skeletal muscle index, kg/m^2 (required to train or evaluate)
 
 Optional: ``weight_kg``, ``px_per_cm`` (pixels per centimetre at the leg),
-``side`` (L|R), ``reference_device`` (BIA|DXA). Unknown extra columns are kept and
-passed through to outputs.
+``side`` (L|R), ``reference_device`` (BIA|DXA), ``take`` (1, 2, ...: repeat photo sessions
+of one person; each take then has one image per view and is its own sample). Unknown extra
+columns are kept and passed through to outputs.
 
 Models do not see manifest rows directly: :func:`to_samples` turns the manifest into
 a *sample table*, one row per prediction unit (one image for a single view, one person
@@ -32,7 +33,7 @@ from .images import ImageError, resolve_inside
 MANIFEST_NAME = "manifest.csv"
 REQUIRED_COLUMNS = ("subject_id", "view", "image", "sex", "age", "height_cm")
 LABEL_COLUMN = "smi"
-OPTIONAL_COLUMNS = ("weight_kg", "px_per_cm", "side", "reference_device")
+OPTIONAL_COLUMNS = ("weight_kg", "px_per_cm", "side", "reference_device", "take")
 VIEWS = ("lateral", "posterior")
 VIEW_CHOICES = ("lateral", "posterior", "both")
 SEXES = ("M", "F")
@@ -157,6 +158,8 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
                     problems.append(f"{where}: {col} {value:g} {unit} is outside the plausible range {lo:g}-{hi:g}")
         if "side" in df.columns and str(row["side"]).strip() not in ("", "L", "R"):
             problems.append(f"{where}: side '{row['side']}' is not L or R")
+        if "take" in df.columns and not (str(row["take"]).strip().isdigit() and int(str(row["take"]).strip()) >= 1):
+            problems.append(f"{where}: take '{row['take']}' is not a whole number 1, 2, ...")
         if "reference_device" in df.columns and str(row["reference_device"]).strip() not in ("",) + DEVICES:
             problems.append(f"{where}: reference_device '{row['reference_device']}' is not BIA or DXA")
         if "image" in df.columns:
@@ -170,10 +173,13 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
                     reason = str(exc).removeprefix(f"{rel}: ").removeprefix(f"{rel!r}: ")
                     problems.append(f"{where}: image '{rel}': {reason}")
     if {"subject_id", "view"} <= set(df.columns):
-        dup = df[df.duplicated(["subject_id", "view"], keep=False)]
-        for (sid, view), grp in dup.groupby(["subject_id", "view"]):
+        key = ["subject_id", "view"] + (["take"] if "take" in df.columns else [])
+        dup = df[df.duplicated(key, keep=False)]
+        for values, grp in dup.groupby(key):
             rows = ", ".join(_row_label(int(i)) for i in grp.index)
-            problems.append(f"{rows}: duplicate (subject_id, view) = ({sid}, {view}); keep one image per view")
+            what = "per view and take" if "take" in key else "per view"
+            problems.append(f"{rows}: duplicate ({', '.join(key)}) = ({', '.join(map(str, values))}); "
+                            f"keep one image {what}")
         for col in [c for c in SUBJECT_COLUMNS if c in df.columns]:
             for sid, grp in df.groupby("subject_id"):
                 values = grp[col].astype(str).str.strip()
@@ -204,6 +210,8 @@ def type_manifest(df: pd.DataFrame, dataset_dir: Path) -> pd.DataFrame:
     for col in ("view", "sex", "side", "reference_device"):
         if col in out.columns:
             out[col] = out[col].astype(str).str.strip()
+    if "take" in out.columns:
+        out["take"] = out["take"].astype(int)
     out["image_path"] = [str(resolve_inside(dataset_dir, str(r).strip())) for r in out["image"]]
     return out.reset_index(drop=True)
 
@@ -227,7 +235,9 @@ def to_samples(manifest: pd.DataFrame, view: str) -> pd.DataFrame:
         (``sex``, ``age``, ``height_cm``, optional ``weight_kg``, ``smi``, ...),
         the pass-through extra columns, and per view ``image_lateral``,
         ``image_posterior`` (absolute path or None), ``px_per_cm_lateral``,
-        ``px_per_cm_posterior`` (float or NaN). Sorted by subject for stability.
+        ``px_per_cm_posterior`` (float or NaN). Sorted by subject for stability. With a
+        ``take`` column, each take of a subject is its own sample (``subject:view:t<take>``,
+        with a ``take`` column after ``view``).
     """
     if view not in VIEW_CHOICES:
         raise ValueError(f"view must be one of {VIEW_CHOICES}, got {view!r}")
@@ -237,13 +247,17 @@ def to_samples(manifest: pd.DataFrame, view: str) -> pd.DataFrame:
     extras = [c for c in manifest.columns if c not in known]
     subject_cols = [c for c in SUBJECT_COLUMNS if c in manifest.columns] + extras
     rows = []
-    for sid, grp in manifest.groupby("subject_id", sort=True):
+    has_take = "take" in manifest.columns
+    for key, grp in manifest.groupby(["subject_id", "take"] if has_take else "subject_id", sort=True):
+        sid, take = key if has_take else (key, None)
         by_view = {v: grp[grp["view"] == v] for v in VIEWS}
         wanted = VIEWS if view == "both" else (view,)
         if any(by_view[v].empty for v in wanted):
             continue
         first = grp.iloc[0]
-        rec = {"sample_id": f"{sid}:{view}", "subject_id": str(sid), "view": view}
+        rec = {"sample_id": f"{sid}:{view}" + (f":t{take}" if has_take else ""), "subject_id": str(sid), "view": view}
+        if has_take:
+            rec["take"] = int(take)
         for c in subject_cols:
             rec[c] = first[c]
         for v in VIEWS:
@@ -255,6 +269,7 @@ def to_samples(manifest: pd.DataFrame, view: str) -> pd.DataFrame:
         rows.append(rec)
     cols = (
         ["sample_id", "subject_id", "view"]
+        + (["take"] if has_take else [])
         + subject_cols
         + [f"{c}_{v}" for c in ("image", "px_per_cm") for v in VIEWS]
     )

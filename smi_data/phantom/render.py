@@ -88,31 +88,7 @@ def rasterize(cam: Camera, vertices: np.ndarray, faces: np.ndarray):
     if np.any(z <= 1e-3):
         raise ValueError("mesh reaches behind the camera")
     uv = np.stack([cam.f_px * pc[:, 0] / z + cam.cx, cam.f_px * pc[:, 1] / z + cam.cy], axis=1)
-    tri = uv[faces]  # (T, 3, 2)
-    x0 = np.clip(np.floor(tri[:, :, 0].min(1) - 0.5), 0, W - 1).astype(np.int64)
-    x1 = np.clip(np.ceil(tri[:, :, 0].max(1) - 0.5), 0, W - 1).astype(np.int64)
-    y0 = np.clip(np.floor(tri[:, :, 1].min(1) - 0.5), 0, H - 1).astype(np.int64)
-    y1 = np.clip(np.ceil(tri[:, :, 1].max(1) - 0.5), 0, H - 1).astype(np.int64)
-    area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
-            - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1]))
-    ok = (np.abs(area) > 1e-12) & (x1 >= x0) & (y1 >= y0)
-    ti = np.nonzero(ok)[0]
-    bw, bh = (x1 - x0 + 1)[ti], (y1 - y0 + 1)[ti]
-    counts = bw * bh
-    t = np.repeat(ti, counts)
-    start = np.repeat(np.cumsum(counts) - counts, counts)
-    local = np.arange(len(t)) - start
-    bwr = np.repeat(bw, counts)
-    px = x0[t] + local % bwr
-    py = y0[t] + local // bwr
-    qx, qy = px + 0.5, py + 0.5
-    a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
-    ar = area[t]
-    w0 = ((b[:, 0] - qx) * (c[:, 1] - qy) - (c[:, 0] - qx) * (b[:, 1] - qy)) / ar
-    w1 = ((c[:, 0] - qx) * (a[:, 1] - qy) - (a[:, 0] - qx) * (c[:, 1] - qy)) / ar
-    w2 = 1.0 - w0 - w1
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    t, px, py, w = t[inside], px[inside], py[inside], np.stack([w0, w1, w2], 1)[inside]
+    t, px, py, w = triangle_fragments(uv, faces, W, H)
     fz = z[faces[t]]
     inv = w / fz
     depth = 1.0 / inv.sum(1)
@@ -129,6 +105,50 @@ def rasterize(cam: Camera, vertices: np.ndarray, faces: np.ndarray):
     bary[pix[sel]] = inv[sel] * depth[sel, None]
     dbuf[pix[sel]] = depth[sel]
     return face_id.reshape(H, W), bary.reshape(H, W, 3), dbuf.reshape(H, W)
+
+
+def triangle_fragments(uv: np.ndarray, faces: np.ndarray, W: int, H: int):
+    """Every pixel whose centre lies inside a projected triangle (edge functions, all at once).
+
+    Parameters
+    ----------
+    uv : ndarray (N, 2) projected vertices, pixels; faces : ndarray (T, 3)
+    W, H : image size
+
+    Returns
+    -------
+    t, px, py : ndarray (n,) triangle index, pixel column and row of each fragment
+    w : ndarray (n, 3) screen-space barycentric weights
+    """
+    tri = uv[faces]  # (T, 3, 2)
+    x0 = np.floor(tri[:, :, 0].min(1) - 0.5)
+    x1 = np.ceil(tri[:, :, 0].max(1) - 0.5)
+    y0 = np.floor(tri[:, :, 1].min(1) - 0.5)
+    y1 = np.ceil(tri[:, :, 1].max(1) - 0.5)
+    in_frame = (x1 >= 0) & (x0 <= W - 1) & (y1 >= 0) & (y0 <= H - 1)
+    x0 = np.clip(x0, 0, W - 1).astype(np.int64)
+    x1 = np.clip(x1, 0, W - 1).astype(np.int64)
+    y0 = np.clip(y0, 0, H - 1).astype(np.int64)
+    y1 = np.clip(y1, 0, H - 1).astype(np.int64)
+    area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
+            - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1]))
+    ti = np.nonzero((np.abs(area) > 1e-12) & in_frame)[0]
+    bw, bh = (x1 - x0 + 1)[ti], (y1 - y0 + 1)[ti]
+    counts = bw * bh
+    t = np.repeat(ti, counts)
+    start = np.repeat(np.cumsum(counts) - counts, counts)
+    local = np.arange(len(t)) - start
+    bwr = np.repeat(bw, counts)
+    px = x0[t] + local % bwr
+    py = y0[t] + local // bwr
+    qx, qy = px + 0.5, py + 0.5
+    a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
+    ar = area[t]
+    w0 = ((b[:, 0] - qx) * (c[:, 1] - qy) - (c[:, 0] - qx) * (b[:, 1] - qy)) / ar
+    w1 = ((c[:, 0] - qx) * (a[:, 1] - qy) - (a[:, 0] - qx) * (c[:, 1] - qy)) / ar
+    w2 = 1.0 - w0 - w1
+    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
+    return t[inside], px[inside], py[inside], np.stack([w0[inside], w1[inside], w2[inside]], 1)
 
 
 @dataclass

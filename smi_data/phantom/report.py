@@ -2,6 +2,9 @@
 
 ``python -m smi_data.phantom.report data/phantom-v1 docs/img`` prints the statistics and the
 ceiling as Markdown and writes ``phantom_smi_by_sex.png`` and ``phantom_smi_vs_calf.png``.
+``python -m smi_data.phantom.report scenes docs/img/phantom_scenes.png CLINIC_DIR WILD_DIR`` draws
+the scene montage (photos over their label maps) and prints each scene cohort's checks
+(:func:`scene_checks`: marker detection, perspective bias of the true mask's widest row).
 """
 
 from __future__ import annotations
@@ -99,8 +102,77 @@ def example_montage(dataset_dir, path, *, n: int = 2, size: int = 224) -> None:
     cv2.imwrite(str(path), np.hstack(tiles))
 
 
+#: Label map colours (RGB) for figures: background, leg, other leg, clothing, marker, distractor, thigh.
+LABEL_COLOURS = np.array([[40, 40, 40], [40, 200, 60], [210, 60, 50], [50, 80, 220], [250, 230, 40],
+                          [220, 60, 220], [60, 200, 210]], np.uint8)
+
+
+def scene_montage(dataset_dirs, path, *, n: int = 4, width: int = 180) -> None:
+    """The first ``n`` photos of each scene dataset, each over its colour-coded label map (a PNG)."""
+    import cv2
+
+    from ..images import read_image
+
+    rows = []
+    for d in dataset_dirs:
+        t = pd.read_csv(Path(d) / "truth.csv", dtype={"subject_id": str}).head(n)
+        tiles = []
+        for r in t.itertuples():
+            img = read_image(Path(d) / r.image)
+            lab = cv2.imread(str(Path(d) / r.label_map), cv2.IMREAD_UNCHANGED)
+            h = int(round(width * img.shape[0] / img.shape[1]))
+            img = cv2.resize(img, (width, h), interpolation=cv2.INTER_AREA)
+            lab = cv2.resize(lab, (width, h), interpolation=cv2.INTER_NEAREST)
+            tiles.append(np.vstack([img, LABEL_COLOURS[lab][..., ::-1]]))
+        rows.append(np.hstack(tiles))
+    w = max(r.shape[1] for r in rows)
+    rows = [np.pad(r, ((0, 4), (0, w - r.shape[1]), (0, 0)), constant_values=255) for r in rows]
+    cv2.imwrite(str(path), np.vstack(rows))
+
+
+def scene_checks(dataset_dir) -> dict:
+    """Checks of a scene cohort from its photos and truth: marker detection, scale, widths.
+
+    Returns a dict: ``marker_placed`` (share of photos with the card), ``marker_found`` (of those,
+    share where :func:`smi_data.scale.detect_marker_px_per_cm` finds it), ``marker_ppc_error_pct``
+    (mean, max |.|), ``marker_side_px`` (min, max), and per view the perspective bias of the true
+    mask's widest row (``calf_width_seen_px`` over ``calf_width_seen_cm`` x ``px_per_cm_true``,
+    mean and mean |.| in %), the mask against the projected mesh (``mask_vs_seen_pct``), and the mask
+    against the truth's calf slice (``mask_vs_slice_pct``).
+    """
+    from ..images import read_image
+    from ..scale import detect_marker_px_per_cm
+
+    t = pd.read_csv(Path(dataset_dir) / "truth.csv", dtype={"subject_id": str})
+    placed = t[t["marker"].astype(bool)]
+    err = []
+    for r in placed.itertuples():
+        found = detect_marker_px_per_cm(read_image(Path(dataset_dir) / r.image))
+        if found is not None:
+            err.append(100.0 * (found[0] / r.px_per_cm_true - 1.0))
+    err = np.asarray(err)
+    out = {"photos": len(t), "marker_placed": len(placed) / max(len(t), 1),
+           "marker_found": len(err) / max(len(placed), 1),
+           "marker_ppc_error_pct": (float(err.mean()), float(np.abs(err).max())) if len(err) else (np.nan, np.nan),
+           "marker_side_px": (float(placed["marker_side_px"].min()), float(placed["marker_side_px"].max()))
+           if len(placed) else (np.nan, np.nan)}
+    for view, g in t.groupby("view"):
+        cols = [c for c in ("perspective_bias_pct", "mask_vs_seen_pct", "mask_vs_slice_pct") if c in g]
+        # mean and mean |.| (%)
+        out[view] = {c: (round(float(g[c].mean()), 3), round(float(g[c].abs().mean()), 3)) for c in cols}
+    return out
+
+
 def main(argv=None) -> int:
     argv = sys.argv[1:] if argv is None else argv
+    if argv and argv[0] == "scenes":
+        if len(argv) < 3:
+            print("usage: python -m smi_data.phantom.report scenes OUT_PNG DATASET_DIR...", file=sys.stderr)
+            return 2
+        scene_montage(argv[2:], argv[1])
+        for d in argv[2:]:
+            print(d, scene_checks(d))
+        return 0
     if len(argv) != 2:
         print("usage: python -m smi_data.phantom.report DATASET_DIR IMG_DIR", file=sys.stderr)
         return 2

@@ -28,8 +28,8 @@ import colorsys
 import numpy as np
 
 from . import textures
-from .geometry import clip_triangles, vertex_normals
-from .render import Camera
+from .geometry import clip_triangles, slice_points, vertex_normals
+from .render import Camera, triangle_fragments
 
 #: Label map values (uint8 PNG beside each photo).
 LABELS = {"background": 0, "leg": 1, "other_leg": 2, "clothing": 3, "marker": 4, "distractor": 5,
@@ -41,7 +41,7 @@ SKIN_STREAM = 999
 ARM_BONES = ("upperarm", "lowerarm", "wrist", "finger", "metacarpal", "clavicle", "shoulder")
 
 # parts of the assembled mesh
-_SKIN_PHOTO, _SKIN_OTHER, _CLOTH, _DISTRACTOR = 0, 1, 2, 3
+_SKIN_PHOTO, _SKIN_OTHER, _CLOTH, _DISTRACTOR, _SHOE = 0, 1, 2, 3, 4
 
 
 def session_stream(take: int) -> int:
@@ -99,6 +99,11 @@ def draw_session(rng: np.random.Generator, condition: str) -> dict:
     s["skirting_cm"] = float(rng.uniform(4.0, 14.0))
     s["skirting_rgb"] = _muted_rgb(rng, (0.0, 0.3), (0.2, 0.98))
     s["tex_offset"] = [float(x) for x in rng.uniform(0, 400, 4)]
+    # wild only (drawn last, so the clinic's draws stay as they were): a skirt instead of shorts, shoes
+    s["skirt"] = bool(wild and rng.uniform() < 0.3)
+    s["shoes"] = bool(wild and rng.uniform() < 0.5)
+    s["shoe_height_cm"] = float(rng.uniform(3.0, 14.0)) if wild else 0.0
+    s["shoe_rgb"] = _muted_rgb(rng, (0.0, 0.8), (0.05, 0.95)) if wild else (0.0, 0.0, 0.0)
     return s
 
 
@@ -128,11 +133,15 @@ def draw_photo(rng: np.random.Generator, condition: str) -> dict:
         p["n_distractors"] = int(rng.choice([0, 1, 2, 3], p=[0.25, 0.35, 0.25, 0.15]))
         p["wall_shadow"] = float(rng.uniform(0.0, 0.35))
         p["exposure"] = float(rng.uniform(0.7, 1.35))
+        # front and oblique views too (the real photos are mostly frontal): turn the camera around the subject
+        u = rng.uniform()
+        p["turn_deg"] = float(180.0 + rng.uniform(-30, 30) if u < 0.35 else
+                              (rng.choice([-1, 1]) * rng.uniform(25, 65) if u < 0.55 else 0.0))
     else:
         p["f_factor"] = float(rng.uniform(0.8, 1.15))
-        p["fill"] = float(rng.uniform(0.72, 0.86))
+        p["fill"] = float(rng.uniform(0.76, 0.88))
         p["pp_dx"], p["pp_dy"] = (float(x) for x in rng.uniform(-0.03, 0.03, 2))
-        p["camera_height_m"] = float(rng.uniform(0.2, 0.7))
+        p["camera_height_m"] = float(rng.uniform(0.2, 0.6))
         p["yaw_deg"] = float(rng.uniform(-5.0, 5.0))
         p["roll_deg"] = float(rng.uniform(-3.0, 3.0))
         p["aim_shift"] = float(rng.uniform(0.0, 0.25))
@@ -142,16 +151,17 @@ def draw_photo(rng: np.random.Generator, condition: str) -> dict:
         p["ambient_light"] = float(rng.uniform(0.3, 0.5))
         p["light_tint"] = [float(x) for x in rng.uniform(0.96, 1.04, 3)]
         p["wall_distance_m"] = float(rng.uniform(0.3, 1.2))
-        p["noise_sigma"] = float(rng.uniform(1.0, 4.0))
+        p["noise_sigma"] = float(rng.uniform(0.8, 3.0))
         p["blur_sigma"] = float(rng.uniform(0.0, 0.7))
         p["lowres"] = 1.0
-        p["jpeg_quality"] = int(rng.integers(80, 96))
+        p["jpeg_quality"] = int(rng.integers(72, 89))
         p["marker"] = bool(rng.uniform() < 0.92)
         p["n_distractors"] = int(rng.uniform() < 0.15)
         p["wall_shadow"] = float(rng.uniform(0.0, 0.15))
         p["exposure"] = 1.0
-    p["margin_above_cm"] = float(rng.uniform(4.0, 12.0))
-    p["margin_below_cm"] = float(rng.uniform(2.0, 6.0))
+    # frame from a little below the sole to a little above the knee (clinic: tight, so the card is >= ~50 px)
+    p["margin_above_cm"] = float(rng.uniform(4.0, 12.0) if wild else rng.uniform(3.0, 8.0))
+    p["margin_below_cm"] = float(rng.uniform(2.0, 6.0) if wild else rng.uniform(1.5, 4.0))
     p["marker_side"] = "left" if rng.uniform() < 0.5 else "right"
     p["marker_height_frac"] = float(rng.uniform(0.3, 0.6))
     p["marker_gap_cm"] = float(rng.uniform(2.0, 6.0))
@@ -166,7 +176,8 @@ def _draw_distractor(rng, wild: bool) -> dict:
     return {"kind": kind, "side": side,
             "offset_m": float(rng.uniform(0.22, 0.6) if wild else rng.uniform(0.4, 0.7)),
             "depth_m": float(rng.uniform(-0.4, 0.5)),
-            "size_m": [float(x) for x in rng.uniform([0.1, 0.1, 0.15], [0.45, 0.45, 1.2] if wild else [0.35, 0.3, 0.7])],
+            "size_m": [float(x) for x in rng.uniform([0.1, 0.1, 0.15],
+                                                     [0.45, 0.45, 1.2] if wild else [0.35, 0.3, 0.7])],
             "rgb": _muted_rgb(rng, (0.0, 0.8), (0.1, 0.95)), "turn_deg": float(rng.uniform(0, 90))}
 
 
@@ -235,6 +246,41 @@ def shorts_mesh(vertices, faces, normals, hem_z: float, session: dict):
     return tri[:, :, :3].reshape(-1, 3), np.arange(3 * n).reshape(n, 3), tri[:, :, 3:].reshape(-1, 3)
 
 
+def skirt_mesh(vertices, hem_z: float, top_z: float, session: dict, *, segments: int = 64, rings: int = 10):
+    """A skirt: an elliptic cone around both legs from ``top_z`` down to the hem (double-sided soup)."""
+    band = vertices[np.abs(vertices[:, 2] - top_z) < 0.02]
+    cx, cy = band[:, 0].mean(), band[:, 1].mean()
+    rx0 = np.abs(band[:, 0] - cx).max() + session["cloth_ease_cm"] / 100.0
+    ry0 = np.abs(band[:, 1] - cy).max() + session["cloth_ease_cm"] / 100.0
+    flare = 0.02 + 3 * session["cloth_flare_cm"] / 100.0
+    zs = np.linspace(top_z, hem_z, rings)
+    a = np.linspace(0, 2 * np.pi, segments, endpoint=False)
+    grow = (top_z - zs) / max(top_z - hem_z, 1e-6)
+    rx, ry = rx0 + flare * grow, ry0 + flare * grow
+    pts = np.stack([cx + rx[:, None] * np.cos(a)[None], cy + ry[:, None] * np.sin(a)[None],
+                    np.repeat(zs[:, None], segments, 1)], axis=-1)
+    nrm = np.stack([np.cos(a)[None] / rx[:, None], np.sin(a)[None] / ry[:, None], np.zeros((rings, segments))], -1)
+    nrm /= np.linalg.norm(nrm, axis=-1, keepdims=True)
+    idx = np.arange(rings * segments).reshape(rings, segments)
+    i0, i1 = idx[:-1], np.roll(idx[:-1], -1, axis=1)
+    j0, j1 = idx[1:], np.roll(idx[1:], -1, axis=1)
+    faces = np.concatenate([np.stack([i0, j0, i1], -1).reshape(-1, 3), np.stack([i1, j0, j1], -1).reshape(-1, 3)])
+    return pts.reshape(-1, 3), faces, nrm.reshape(-1, 3)
+
+
+def shoe_mesh(vertices, faces, normals, top_z: float):
+    """Shoes: the feet's surface below ``top_z`` pushed out (more at the sole), flat on the floor, cut at the top."""
+    z = vertices[:, 2]
+    push = 0.004 + 0.008 * np.clip((0.02 - z) / 0.02, 0, 1)
+    v = vertices + normals * push[:, None]
+    v[:, 2] = np.maximum(v[:, 2], 0.0)
+    keep = v[faces][:, :, 2].min(1) < top_z
+    tri = np.concatenate([v[faces[keep]], normals[faces[keep]]], axis=2)
+    tri = clip_triangles(tri, np.array([0, 0, top_z, 0, 0, 0.0]), np.array([0, 0, 1.0, 0, 0, 0]))
+    n = len(tri)
+    return tri[:, :, :3].reshape(-1, 3), np.arange(3 * n).reshape(n, 3), tri[:, :, 3:].reshape(-1, 3)
+
+
 def distractor_mesh(d: dict, anchor: np.ndarray, right: np.ndarray, back: np.ndarray):
     """A box, cylinder or post standing on the floor beside the subject (soup with face normals)."""
     import trimesh
@@ -283,7 +329,7 @@ def frame_camera(ph: dict, condition: str, leg_points: np.ndarray, knee, ankle, 
     in frame (the camera steps back until it is). ``wild``: the leg may be cut by the frame, but the
     calf stays inside it and ``top_z`` (a little below the body mesh's open top) above it.
     """
-    yaw = np.deg2rad(ph["yaw_deg"])
+    yaw = np.deg2rad(ph["yaw_deg"] + ph.get("turn_deg", 0.0))
     c, s = np.cos(yaw), np.sin(yaw)
     d = np.array([c * vdir[0] - s * vdir[1], s * vdir[0] + c * vdir[1], 0.0])
     d /= np.linalg.norm(d)
@@ -335,40 +381,9 @@ def rasterize(cam: Camera, vertices: np.ndarray, faces: np.ndarray):
                    cam.f_px * pc[:, 1] / np.where(ok_v, z, 1) + cam.cy], axis=1)
     keep = np.nonzero(ok_v[faces].all(1))[0]
     faces = faces[keep]
-    tri = uv[faces]
-    x0 = np.floor(tri[:, :, 0].min(1) - 0.5)
-    x1 = np.ceil(tri[:, :, 0].max(1) - 0.5)
-    y0 = np.floor(tri[:, :, 1].min(1) - 0.5)
-    y1 = np.ceil(tri[:, :, 1].max(1) - 0.5)
-    vis = (x1 >= 0) & (x0 <= W - 1) & (y1 >= 0) & (y0 <= H - 1)
-    x0 = np.clip(x0, 0, W - 1).astype(np.int64)
-    x1 = np.clip(x1, 0, W - 1).astype(np.int64)
-    y0 = np.clip(y0, 0, H - 1).astype(np.int64)
-    y1 = np.clip(y1, 0, H - 1).astype(np.int64)
-    area = ((tri[:, 1, 0] - tri[:, 0, 0]) * (tri[:, 2, 1] - tri[:, 0, 1])
-            - (tri[:, 2, 0] - tri[:, 0, 0]) * (tri[:, 1, 1] - tri[:, 0, 1]))
-    ti = np.nonzero(vis & (np.abs(area) > 1e-12))[0]
     face_id = np.full(H * W, -1, dtype=np.int64)
     bary = np.zeros((H * W, 3))
-    if not len(ti):
-        return face_id.reshape(H, W), bary.reshape(H, W, 3), keep
-    bw, bh = (x1 - x0 + 1)[ti], (y1 - y0 + 1)[ti]
-    counts = bw * bh
-    t = np.repeat(ti, counts)
-    start = np.repeat(np.cumsum(counts) - counts, counts)
-    local = np.arange(len(t)) - start
-    bwr = np.repeat(bw, counts)
-    px = x0[t] + local % bwr
-    py = y0[t] + local // bwr
-    qx, qy = px + 0.5, py + 0.5
-    a, b, c = tri[t, 0], tri[t, 1], tri[t, 2]
-    ar = area[t]
-    w0 = ((b[:, 0] - qx) * (c[:, 1] - qy) - (c[:, 0] - qx) * (b[:, 1] - qy)) / ar
-    w1 = ((c[:, 0] - qx) * (a[:, 1] - qy) - (a[:, 0] - qx) * (c[:, 1] - qy)) / ar
-    w2 = 1.0 - w0 - w1
-    inside = (w0 >= 0) & (w1 >= 0) & (w2 >= 0)
-    t, px, py = t[inside], px[inside], py[inside]
-    w = np.stack([w0[inside], w1[inside], w2[inside]], 1)
+    t, px, py, w = triangle_fragments(uv, faces, W, H)
     inv = w / z[faces[t]]
     depth = 1.0 / inv.sum(1)
     pix = py * W + px
@@ -390,7 +405,7 @@ def _smooth_noise(rng, shape, cell: int) -> np.ndarray:
 
 
 def _light(ph: dict, vdir: np.ndarray) -> np.ndarray:
-    az = np.deg2rad(ph["light_azimuth_deg"] + ph["yaw_deg"])
+    az = np.deg2rad(ph["light_azimuth_deg"] + ph["yaw_deg"] + ph.get("turn_deg", 0.0))
     el = np.deg2rad(ph["light_elevation_deg"])
     h = np.array([np.cos(az) * vdir[0] - np.sin(az) * vdir[1], np.sin(az) * vdir[0] + np.cos(az) * vdir[1], 0.0])
     v = np.cos(el) * h + np.array([0.0, 0.0, np.sin(el)])
@@ -476,7 +491,8 @@ def _foot_ellipses(vertices: np.ndarray, face_left: np.ndarray, faces: np.ndarra
 
 def render_scene(cam: Camera, parts: list, sess: dict, ph: dict, skin: dict, anchor, vdir, knee_plane,
                  feet, *, supersample: int = 2):
-    """Draw the scene. ``parts``: list of ``(vertices, faces, normals, kind, rgb, cull)``.
+    """Draw the scene. ``parts``: list of ``(vertices, faces, normals, kind, rgb, cull)``; ``cull``
+    True drops back faces, False keeps them, a height (m) drops those wholly above it.
 
     Returns ``(rgb float (H, W, 3) in [0, 1], label coverage (H, W, n_labels) float, wall mask (H, W))``.
     """
@@ -489,10 +505,13 @@ def render_scene(cam: Camera, parts: list, sess: dict, ph: dict, skin: dict, anc
     verts, faces, norms, kind, rgbs = [], [], [], [], []
     base = 0
     for v, f, n, k, rgb, cull in parts:
-        if cull:
+        if cull is not False:  # True: every back face; a height: back faces above it (cloth near its hem)
             a = v[f[:, 0]]
             fn = np.cross(v[f[:, 1]] - a, v[f[:, 2]] - a)
-            f = f[np.einsum("ij,ij->i", fn, cam.position - a) > 0]
+            front = np.einsum("ij,ij->i", fn, cam.position - a) > 0
+            if cull is not True:
+                front |= v[f][:, :, 2].min(1) < cull
+            f = f[front]
         verts.append(v), norms.append(n), faces.append(f + base)
         kind.append(np.full(len(f), k, np.int8))
         rgbs.append(np.broadcast_to(np.asarray(rgb, float), (len(f), 3)))
@@ -539,7 +558,7 @@ def render_scene(cam: Camera, parts: list, sess: dict, ph: dict, skin: dict, anc
         lab = np.where(k == _SKIN_PHOTO, LABELS["leg"], LABELS["other_leg"]).astype(np.uint8)
         above = (pts - knee_plane["point"]) @ knee_plane["normal"] < 0
         lab[(k == _SKIN_PHOTO) & above] = LABELS["thigh"]
-        lab[cloth] = LABELS["clothing"]
+        lab[cloth | (k == _SHOE)] = LABELS["clothing"]
         lab[k == _DISTRACTOR] = LABELS["distractor"]
         labels[mask] = lab
     img = np.clip(img * tint * ph["exposure"], 0, 1)
@@ -596,8 +615,40 @@ def marker_label(shape, card_corners: np.ndarray) -> np.ndarray:
 
 
 # ============================================================================ one photo
-def _hex(rgb) -> str:
-    return "#" + "".join(f"{int(round(255 * min(max(c, 0.0), 1.0))):02x}" for c in rgb)
+def seen_calf_width(leg_v: np.ndarray, leg_f: np.ndarray, knee, ankle, cam: Camera, place,
+                    band=(0.2, 0.6), step: float = 0.005) -> tuple[float, float]:
+    """The widest horizontal slice of the calf as the camera sees it: ``(cm, px)``.
+
+    Horizontal slices of the rest-pose leg between ``band`` fractions of the knee-to-ankle height,
+    moved by ``place`` (the stance shear, which only translates horizontal slices). ``cm``: the
+    largest extent along the camera's image-right axis made horizontal (an orthographic view);
+    ``px``: the largest extent along the image rows of the slice projected by ``cam`` (perspective
+    included, each slice at its own depth). ``px`` is what the widest row of the photographed leg's
+    mask shows, without pixels.
+    """
+    r = np.array([cam.rot[0][0], cam.rot[0][1], 0.0])
+    r /= np.linalg.norm(r)
+    zk, za = float(knee[2]), float(ankle[2])
+    tri_z = leg_v[leg_f][:, :, 2]
+    z_top, z_bot = zk - band[0] * (zk - za), zk - band[1] * (zk - za)
+    sel = leg_f[(tri_z.max(1) >= z_bot) & (tri_z.min(1) <= z_top)]
+    best_cm, best_px = np.nan, np.nan
+    for z in np.arange(z_bot, z_top + 1e-9, step * (zk - za)):
+        pts = slice_points(leg_v, sel, [0.0, 0.0, z], [0.0, 0.0, 1.0])
+        if len(pts) >= 3:
+            best_cm = np.nanmax([best_cm, float(np.ptp(pts @ r))])
+            best_px = np.nanmax([best_px, float(np.ptp(cam.project(place(pts))[:, 0]))])
+    return best_cm * 100.0, best_px
+
+
+def _facing(view: str, turn_deg: float) -> str:
+    """Which side of the subject the camera sees: back, front, outside (lateral) or oblique."""
+    t = (turn_deg + 180.0) % 360.0 - 180.0
+    if abs(t) < 20:
+        return "back" if view == "posterior" else "outside"
+    if abs(abs(t) - 180) < 40 and view == "posterior":
+        return "front"
+    return "oblique"
 
 
 def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condition: str = "clinic",
@@ -608,7 +659,7 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
 
     Returns ``(bgr uint8 image, label map uint8, truth-row dict, jpeg quality)``.
     """
-    from ..scale import MARKER_SIZE_CM  # noqa: F401  (the card's size, used by marker_card_corners)
+    from ..scale import MARKER_SIZE_CM
     from . import camera as cam_mod
     from .generate import VIEWS, _place_marker, view_direction
     from .render import draw_marker, marker_card_corners
@@ -636,8 +687,15 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     skin_keep = V[F][:, :, 2].min(1) < hem_z + 0.02
     skin_rgb = cam_mod.skin_rgb(skin["skin_tone"])
     parts = [(V, F[skin_keep & photo_face], normals, _SKIN_PHOTO, skin_rgb, True),
-             (V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True),
-             (*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], False)]
+             (V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True)]
+    # the inside of the cloth shows near the hem (more of it from the low cameras of wild scenes)
+    if sess.get("skirt"):
+        parts.append((*skirt_mesh(V, hem_z, float(V[:, 2].max()) - 0.03, sess), _CLOTH, sess["cloth_rgb"], False))
+    else:
+        inside = hem_z + (0.12 if condition == "wild" else 0.04)
+        parts.append((*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], inside))
+    if sess.get("shoes"):
+        parts.append((*shoe_mesh(V, F, normals, sess["shoe_height_cm"] / 100.0), _SHOE, sess["shoe_rgb"], True))
     # ---- camera
     vdir = view_direction(view, side)
     used = np.unique(F[photo_face].ravel())
@@ -690,11 +748,16 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     sole_y = float(sole[:, 1].max()) if len(sole) else np.nan
     in_frame = bool(0 <= ky and sole_y < height and 0 <= uv[0, 0] < width)
     fwd = cam.rot[2]
+    seen_cm, seen_px = seen_calf_width(*subj["leg"], subj["knee"], subj["ankle"], cam,
+                                       lambda q: shear(q, is_l, sb, off))
     info.update(
         calf_x_px=float(uv[0, 0]), calf_y_px=float(uv[0, 1]), knee_y_px=float(ky), ankle_y_px=float(ay),
-        sole_y_px=sole_y, calf_width_px_true=width_cm * ppc, mask_calf_width_px=mask_w,
+        sole_y_px=sole_y, calf_width_px_true=width_cm * ppc, calf_width_seen_cm=seen_cm,
+        calf_width_seen_px=seen_px, mask_calf_width_px=mask_w,
         mask_calf_width_row=int(r0 + np.argmax(rows)) if len(rows) else -1,
-        mask_width_bias_pct=100.0 * (mask_w / (width_cm * ppc) - 1.0), leg_pixels=float(leg_cov.sum()),
+        perspective_bias_pct=100.0 * (seen_px / (seen_cm * ppc) - 1.0),
+        mask_vs_seen_pct=100.0 * (mask_w / seen_px - 1.0),
+        mask_vs_slice_pct=100.0 * (mask_w / (width_cm * ppc) - 1.0), leg_pixels=float(leg_cov.sum()),
         leg_in_frame=in_frame, f_px=cam.f_px,
         camera_distance_cm=float(np.linalg.norm((cam.position - calf)[:2]) * 100.0),
         camera_height_cm=float(cam.position[2] * 100.0), pitch_deg=float(np.degrees(np.arcsin(-fwd[2]))),
@@ -702,14 +765,18 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
         principal_dy_px=cam.cy - height / 2,
         light_azimuth_deg=ph["light_azimuth_deg"], light_elevation_deg=ph["light_elevation_deg"],
         light_intensity=ph["light_intensity"], ambient_light=ph["ambient_light"], exposure=ph["exposure"],
-        skin_tone=skin["skin_tone"], skin_rgb=_hex(skin_rgb), stance_gap_cm=sess["stance_gap_cm"],
+        skin_tone=skin["skin_tone"], skin_rgb=cam_mod.hex_rgb(skin_rgb), stance_gap_cm=sess["stance_gap_cm"],
         stagger_cm=sess["stagger_cm"], hem_above_knee_cm=sess["hem_above_knee_cm"],
-        cloth_rgb=_hex(sess["cloth_rgb"]), wall_kind=sess["wall_kind"], wall_rgb=_hex(sess["wall_rgb"]),
-        floor_kind=sess["floor_kind"], floor_rgb=_hex(sess["floor_rgb"]), skirting=sess["skirting"],
+        cloth_rgb=cam_mod.hex_rgb(sess["cloth_rgb"]), wall_kind=sess["wall_kind"],
+        wall_rgb=cam_mod.hex_rgb(sess["wall_rgb"]),
+        floor_kind=sess["floor_kind"], floor_rgb=cam_mod.hex_rgb(sess["floor_rgb"]), skirting=sess["skirting"],
         wall_distance_cm=ph["wall_distance_m"] * 100.0, wall_shadow=ph["wall_shadow"],
         n_distractors=len(ph["distractors"]), noise_sigma=ph["noise_sigma"], blur_sigma=ph["blur_sigma"],
         lowres_factor=ph["lowres"], jpeg_quality=ph["jpeg_quality"], marker=placed,
         marker_side=ph["marker_side"] if placed else "",
     )
+    if condition == "wild":  # what only wild scenes vary
+        info.update(turn_deg=ph["turn_deg"], facing=_facing(view, ph["turn_deg"]), skirt=sess["skirt"],
+                    shoes=sess["shoes"])
     img = finish(rgb, rng, ph)
     return img, labels, info, ph["jpeg_quality"]
