@@ -64,8 +64,9 @@ class _LegsmiGroup(click.Group):
 def main() -> None:
     """legsmi: estimate the skeletal muscle index (SMI, kg/m^2) from photos of the lower leg.
 
-    Data commands: validate, splits, phantom, features. Models: train, predict, explain.
-    Evaluation: benchmark, ablate, speed, fuzz. Run any command with -h for its options.
+    Data commands: validate, splits, phantom, features. Image layer: segment, segeval,
+    segmenter. Models: train, predict, explain. Evaluation: benchmark, ablate, reliability,
+    speed, fuzz. The clinic's page: app, app-load. Run any command with -h for its options.
     """
 
 
