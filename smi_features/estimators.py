@@ -40,9 +40,11 @@ ankle widths, the calf's level, knee-to-ankle length, the two-view circumference
 and volume; only those of the switched-on groups) gives each sample a base prediction,
 and XGBoost, started from that base (``base_margin``, ``base_score = 0``), learns what it
 leaves. Prediction = base + trees. ``linear_base=False`` gives the plain booster.
-The base's inputs are clipped to their training range (``clip_base=True``): a value
-outside it (a mis-segmented ankle, read as 2 cm where the cohort's narrowest is 4 cm)
-would otherwise run far along the log terms, which trees never do. With both views and
+The base's inputs are clipped to their training range widened by a quarter of it on each
+side (``clip_base=True``, :data:`CLIP_MARGIN`): a value far outside it (a mis-segmented
+ankle, read as 2 cm where the cohort's narrowest is 4.4 cm) would otherwise run far along
+the log terms, which trees never do; a person a little beyond the training people is
+still extrapolated. With both views and
 covariates the base leaves out the posterior view's own columns and the ankle
 circumference (:data:`TWO_VIEW_CORE_LEFT_OUT`): the ellipse circumference and the volume
 already hold that view's width.
@@ -106,6 +108,8 @@ UNREPEATABLE_FEATURES = (
 )
 #: ``feature_set`` -> the columns it leaves out.
 FEATURE_SETS = {"all": (), "repeatable": UNREPEATABLE_FEATURES}
+#: The linear base clips its inputs to the training range widened by this share of it on each side.
+CLIP_MARGIN = 0.25
 #: Smallest value before the logarithm (binary columns such as sex become log(1e-3) and 0).
 LOG_FLOOR = 1e-3
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
@@ -123,7 +127,9 @@ TIER_FEATURE_COVARIATES = {"photo": (), "basic": ("cov_sex_male", "cov_age", "co
 class LogLinearBase:
     """Ridge regression on ``[x, log(max(x, 1e-3))]`` of a few columns, stored as plain arrays.
 
-    Missing values are replaced by the training median; the terms are standardised with
+    Missing values are replaced by the training median; with ``clip=True`` every value is
+    clipped to the training range widened by :data:`CLIP_MARGIN` (``lower_``, ``upper_``);
+    the terms are standardised with
     the training mean and SD; the penalty is chosen by RidgeCV's efficient
     leave-one-out over :data:`RIDGE_ALPHAS`. ``to_dict`` / ``from_dict`` make it JSON.
     Because the terms are standardised on the training data, ``coef_k * z_k(x)`` summed
@@ -156,9 +162,11 @@ class LogLinearBase:
         if self.clip:
             lo = np.nanmin(np.where(np.isfinite(S), S, np.nan), axis=0)
             hi = np.nanmax(np.where(np.isfinite(S), S, np.nan), axis=0)
-            # a column without a training value was filled with its median (0): so is every value
-            self.lower_ = np.where(np.isfinite(lo), lo, self.medians_)
-            self.upper_ = np.where(np.isfinite(hi), hi, self.medians_)
+            # widened by CLIP_MARGIN of the range: a person a little beyond the training people is
+            # still extrapolated; a column without a training value was filled with its median
+            span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+            self.lower_ = np.where(np.isfinite(lo), lo - CLIP_MARGIN * span, self.medians_)
+            self.upper_ = np.where(np.isfinite(hi), hi + CLIP_MARGIN * span, self.medians_)
         T = self._terms(X)
         TS = T if scale_X is None else self._terms(S)
         self.mean_ = TS.mean(axis=0)
@@ -263,7 +271,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
     linear_base : bool
         Start the trees from a log-linear ridge base prediction (module docstring).
     clip_base : bool
-        Clip the linear base's inputs to their training range (module docstring).
+        Clip the linear base's inputs to their (widened) training range (module docstring).
     feature_set : {'all', 'repeatable'}
         ``repeatable`` leaves out :data:`UNREPEATABLE_FEATURES` (module docstring).
     n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda

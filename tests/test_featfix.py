@@ -10,7 +10,7 @@ from click.testing import CliRunner
 
 import cli
 from smi_data.toy import make_toy_dataset
-from smi_features.estimators import (LINEAR_CORE, TWO_VIEW_CORE_LEFT_OUT, UNREPEATABLE_FEATURES, LogLinearBase,
+from smi_features.estimators import (CLIP_MARGIN, LINEAR_CORE, TWO_VIEW_CORE_LEFT_OUT, UNREPEATABLE_FEATURES, LogLinearBase,
                                      XGBFeaturesRegressor, excluded_columns, feature_columns)
 
 
@@ -21,9 +21,13 @@ def test_clipped_base_does_not_extrapolate_an_outlier_and_survives_json():
     y = 3.0 * np.log(X[:, 0]) - 2.0 * np.log(X[:, 1]) + rng.normal(0, 0.01, 60)
     clipped = LogLinearBase(["a", "b"], clip=True).fit(X, y)
     free = LogLinearBase(["a", "b"], clip=False).fit(X, y)
-    edge = np.array([[X[:, 0].max(), X[:, 1].min()]])
+    span = X[:, 1].max() - X[:, 1].min()
+    assert clipped.lower_[1] == pytest.approx(X[:, 1].min() - CLIP_MARGIN * span)
+    edge = np.array([[X[:, 0].max(), clipped.lower_[1]]])
     outlier = np.array([[X[:, 0].max(), 0.5]])  # a mis-segmented ankle: far below every training value
     assert clipped.predict(outlier)[0] == pytest.approx(clipped.predict(edge)[0])
+    inside = np.array([[X[:, 0].max(), X[:, 1].min() - 0.5 * CLIP_MARGIN * span]])  # a little beyond: kept
+    assert clipped.predict(inside)[0] == pytest.approx(free.predict(inside)[0], rel=0.05)
     assert free.predict(outlier)[0] > free.predict(edge)[0] + 1.0  # the unclipped logs run away
     back = LogLinearBase.from_dict(json.loads(json.dumps(clipped.to_dict())))
     assert np.allclose(back.predict(np.vstack([X[:5], outlier])), clipped.predict(np.vstack([X[:5], outlier])))
