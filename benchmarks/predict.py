@@ -24,6 +24,14 @@ it is an extrapolation, not a measurement. The training range is
 ``training.smi_range`` in model.json (written by ``legsmi train``); an older model
 folder without it gets ``outside_training_range = None`` and a note saying so.
 
+Information tier: a model folder trained with ``legsmi train --tier photo|basic|weight``
+records it (``tier`` in model.json), and the model is handed only that tier's covariates
+(:func:`smi_data.tiers.restrict_to_tier`, as the benchmark does). Sex is required at
+every tier (the AWGS cut-off depends on it); a ``basic`` model also needs age and height,
+a ``weight`` model the weight too (:func:`required_inputs`): missing, the person's
+estimate is refused with that reason (a table row, or :class:`PredictInputError` from
+:func:`samples_from_photos`). A folder without a tier needs sex, age and height, as before.
+
 Fields for intervals and three-way screening (``interval_90``, ``interval_95``,
 ``screening``, ``p_low``) are part of :class:`Estimate` and of the table, None until
 a model carries what they need.
