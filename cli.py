@@ -518,10 +518,14 @@ def _echo_table(df) -> None:
               help="Use this splits.json (from `legsmi splits`) instead of making one.")
 @click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
               help="Override a model parameter, e.g. --set cnn-lite.epochs=5 (repeatable).")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Fits run in parallel processes.")
+@click.option("--jobs", default=None, type=click.IntRange(1, 64),
+              help="Fits run in parallel processes [default: one per core, one torch thread per CNN].")
+@click.option("--cluster", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="Run the fits on a Dask cluster: N local worker processes, or a running `dask scheduler` "
+                   "(needs the cluster extra). Same results as without.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
-def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, overwrite,
+def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
               list_models):
     """Every model under the same saved splits: metrics, the study's table and a report.
 
@@ -540,7 +544,8 @@ def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_f
     try:
         cfg = BenchmarkConfig(dataset=dataset or _default_dataset(), out=out, models=_csv_list(models),
                               views=views, tiers=tiers, folds=folds, repeats=repeats, seed=seed,
-                              splits=splits_file, overwrite=overwrite, jobs=jobs, overrides=parse_overrides(sets))
+                              splits=splits_file, overwrite=overwrite, jobs=jobs, overrides=parse_overrides(sets),
+                              cluster=cluster)
         result = run_benchmark(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))

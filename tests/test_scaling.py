@@ -1,0 +1,79 @@
+"""Scaling: the benchmark's fits on a Dask cluster, jobs, the channels-last layout.
+
+The cluster test starts a LocalCluster of two worker processes and runs a tiny drawn
+dataset (smi_data.toy) through the benchmark twice, serially and on the cluster: the
+metrics must be the same numbers, CNN included (every fit is seeded on its own).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pandas as pd
+import pytest
+
+from benchmarks.cluster import ClusterError, ClusterSpec, parse_cluster
+from benchmarks.harness import BenchmarkConfig, default_jobs, run_benchmark
+
+
+def test_parse_cluster_accepts_local_and_addresses_and_refuses_the_rest():
+    assert parse_cluster(None) is None and parse_cluster("") is None
+    assert parse_cluster("local:2") == ClusterSpec("local", n_workers=2)
+    assert parse_cluster("tcp://10.0.0.5:8786") == ClusterSpec("remote", address="tcp://10.0.0.5:8786")
+    for bad in ("local:0", "local:x", "10.0.0.5:8786", "http://x:1", "local"):
+        with pytest.raises(ClusterError, match="--cluster"):
+            parse_cluster(bad)
+
+
+def test_default_jobs_is_one_per_core():
+    import os
+
+    assert default_jobs() == max(1, os.cpu_count() or 1)
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from smi_data.toy import make_toy_dataset
+
+    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", n_subjects=10, seed=3, size=192,
+                            views=("lateral",))
+
+
+def _bench(toy, out, **kw):
+    cfg = BenchmarkConfig(dataset=str(toy), out=str(out), models=["mean", "tape", "cnn-lite"], views="lateral",
+                          tiers="photo,basic", folds=2, seed=5, progress=False, report=False, ceiling=False,
+                          overrides={"cnn-lite": {"epochs": 2, "image_size": 48}}, **kw)
+    return run_benchmark(cfg)
+
+
+def test_local_cluster_of_two_workers_gives_the_serial_metrics(toy, tmp_path):
+    serial = _bench(toy, tmp_path / "serial", jobs=1)
+    dask = _bench(toy, tmp_path / "dask", cluster="local:2")
+    a = pd.read_csv(tmp_path / "serial" / "metrics.csv")
+    b = pd.read_csv(tmp_path / "dask" / "metrics.csv")
+    assert set(a["model"]) == {"mean", "tape", "cnn-lite"} and list(a["model"]) == list(b["model"])
+    assert np.isfinite(a.select_dtypes("number").to_numpy()).any()
+    pd.testing.assert_frame_equal(a, b)
+    pa, pb = serial["predictions"], dask["predictions"]
+    assert np.array_equal(pa["y_pred"].to_numpy(), pb["y_pred"].to_numpy(), equal_nan=True)
+    assert pa["y_pred"].notna().sum() > 0
+
+
+def test_cluster_that_cannot_be_reached_is_a_clear_error(toy, tmp_path):
+    with pytest.raises(ClusterError, match="cannot reach the scheduler"):
+        _bench(toy, tmp_path / "nope", cluster="tcp://127.0.0.1:1")
+
+
+def test_channels_last_keeps_the_values():
+    import torch
+
+    from smi_deep.nets import VARIANTS, VGGRegressor
+    from smi_deep.regressor import to_fast_layout
+
+    torch.manual_seed(0)
+    net = VGGRegressor(1, **{**VARIANTS["cnn-lite"], "image_size": 32}).eval()
+    x = torch.randn(3, 1, 32, 32)
+    with torch.no_grad():
+        ref = net(x)
+        fast = to_fast_layout(net, "cpu")(to_fast_layout(x, "cpu"))
+    assert to_fast_layout(x, "cpu").is_contiguous(memory_format=torch.channels_last)
+    assert torch.allclose(ref, fast, atol=1e-5)
