@@ -118,7 +118,9 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 @main.command()
 @click.option("--subjects", "n_subjects", default=100, type=click.IntRange(1, 100000),
               help="People to generate (sexes alternate M, F, ...).")
-@click.option("--seed", default=0, type=int, help="The one seed: same seed, same files.")
+@click.option("--seed", default=0, type=int,
+              help="The one seed: same seed, same files; another seed, other people (0 is the bundled cohort's; "
+                   "training renders use 1000 and above).")
 @click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output dataset folder.")
 @click.option("--size", default=None,
               help="Photo size: an integer (studio: the square's side; scenes: the width of a 3:4 portrait) "
@@ -177,13 +179,17 @@ def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overw
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel extraction processes.")
 @click.option("--no-cache", is_flag=True, help="Measure every image again (ignore and do not fill the cache).")
 @click.option("--no-marker", is_flag=True, help="Do not look for the ArUco marker (manifest px_per_cm, else relative).")
+@click.option("--require-marker", is_flag=True, help="Refuse photos without the ArUco marker (quality gate).")
+@click.option("--segmenter", default="auto", show_default=True, type=click.Choice(["auto", "learned", "classical"]),
+              help="Leg finder (auto: the learned one when its weights ship).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def features(dataset, out, per, jobs, no_cache, no_marker, overwrite):
+def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segmenter, overwrite):
     """Measure the lower leg in every photo of a dataset and write the feature table (cm).
 
     Each row carries the scale mode used (marker, manifest or relative), the silhouette
-    method (canny or the otsu fallback) and, for a photo that could not be measured,
-    the reason (its features are empty).
+    method (learned, or canny / otsu for the classical finder) and, for a photo the
+    quality gate refused or that could not be measured, the reason (its features are
+    empty).
     """
     import time
 
@@ -197,7 +203,10 @@ def features(dataset, out, per, jobs, no_cache, no_marker, overwrite):
         manifest = read_manifest(dataset, require_label=False)
     except (ManifestError, OutputExistsError) as exc:
         _fail(str(exc))
-    settings = ExtractionSettings(use_marker=not no_marker)
+    from smi_image.settings import SilhouetteSettings
+
+    settings = ExtractionSettings(silhouette=SilhouetteSettings(segmenter=segmenter), use_marker=not no_marker,
+                                  require_marker=require_marker)
     t0 = time.perf_counter()
     if per == "image":
         table = image_features(manifest, settings=settings, n_jobs=jobs, cache=not no_cache)
@@ -814,6 +823,143 @@ def fuzz(out, n_images, random_manifests, no_manifests, model_dirs, no_predict, 
     if t["tracebacks"] or t["hangs"] or t["implausible_estimates"] or t["silently_wrong_manifests"]:
         sys.exit(1)
 
+
+# ----------------------------------------------------------------------------- segmentation (image layer)
+@main.command()
+@click.argument("photos", nargs=-1, required=True)
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder for <stem>.png masks (uint8 0/1, the photo's size) and segment.csv.")
+@click.option("--view", default=None, type=click.Choice(["lateral", "posterior"]), help="View of the photos.")
+@click.option("--side", default=None, type=click.Choice(["L", "R"]),
+              help="Photographed leg (with --view posterior: the subject's left leg is on the image's left); "
+                   "default: the leg nearest the image centre.")
+@click.option("--segmenter", default="auto", type=click.Choice(["auto", "learned", "classical"]), show_default=True,
+              help="Leg finder (auto: the learned one when its weights ship).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def segment(photos, out, view, side, segmenter, overwrite):
+    """Segment the photographed lower leg in PHOTOS: one mask per photo and segment.csv.
+
+    A photo is refused (all-0 mask) only where the leg itself cannot be found (no leg,
+    legs merged, segmentation unsure); protocol problems (knee or sole out of frame,
+    exposure, blur, tilt) are warnings in the reason column, and are refused later by
+    features and predict.
+    """
+    from smi_data.runs import OutputExistsError, RunRecord, prepare_output_dir
+    from smi_image.evaluate import segment_photos
+
+    try:
+        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=photos)
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    config = {"photos": list(photos), "view": view, "side": side, "segmenter": segmenter}
+    with RunRecord(out_dir, "segment", config, None) as rec:
+        table = segment_photos(photos, out_dir, view=view, side=side, method=segmenter, echo=click.echo)
+        rec.data["results"] = {"n": int(len(table)), "n_refused": int((table["status"] != "ok").sum())}
+    click.echo(f"wrote {out_dir / 'segment.csv'} ({int((table['status'] == 'ok').sum())} ok, "
+               f"{int((table['status'] != 'ok').sum())} refused)")
+
+
+@main.command()
+@click.argument("set_dir", type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", default="legsmi-segeval", type=click.Path(file_okay=False), show_default=True,
+              help="Folder for segeval.csv, worst.png, summary.json and run.json.")
+@click.option("--segmenter", default="auto", type=click.Choice(["auto", "learned", "classical"]), show_default=True,
+              help="Leg finder to score.")
+@click.option("--limit", default=None, type=click.IntRange(1), help="Score the first N photos only.")
+@click.option("--worst", default=24, type=click.IntRange(1, 200), show_default=True,
+              help="Photos on the contact sheet (lowest IoU first).")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def segeval(set_dir, out, segmenter, limit, worst, overwrite):
+    """Score the segmentation on SET_DIR (images/ and masks/, label 1 = the leg, 3 = footwear, left out).
+
+    Prints median and mean IoU, the share with IoU >= 0.8, the share refused and the
+    median calf-width error (px), and writes a per-photo CSV and a contact sheet of the
+    worst cases.
+    """
+    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, atomic_write_json, prepare_output_dir
+    from smi_image.evaluate import contact_sheet, evaluate_set, format_summary
+    from smi_image.segment import resolve_method
+
+    try:
+        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=(set_dir,))
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    method = resolve_method(segmenter)
+    config = {"set_dir": str(Path(set_dir).resolve()), "segmenter": segmenter, "resolved": method, "limit": limit}
+    with RunRecord(out_dir, "segeval", config, None) as rec:
+        try:
+            table, summary, masks = evaluate_set(set_dir, method=segmenter, limit=limit)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        atomic_write_csv(table, out_dir / "segeval.csv", float_format="%.4f")
+        atomic_write_json(out_dir / "summary.json", summary | {"segmenter": method})
+        contact_sheet(table, masks, out_dir / "worst.png", set_dir, n=worst)
+        rec.data["results"] = summary
+    click.echo(f"segmenter: {method}")
+    click.echo(format_summary(summary))
+    click.echo(f"wrote {out_dir / 'segeval.csv'}, {out_dir / 'worst.png'}")
+
+
+@main.group()
+def segmenter():
+    """The learned leg segmenter: train it on synthetic wild scenes."""
+
+
+@segmenter.command("train")
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (segmenter.pt, run.json, log.csv).")
+@click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False, exists=True),
+              help="Pre-rendered wild scenes (images/ and labels/, from `legsmi phantom --scene wild`); "
+                   "default: render --scenes of them into the run folder.")
+@click.option("--scenes", "n_scenes", default=300, show_default=True, type=click.IntRange(2, 100000),
+              help="Subjects to render when no --data is given (two views each).")
+@click.option("--seed", default=0, type=int, show_default=True,
+              help="The one seed: scene rendering (seed + 1000), split, initialisation, augmentation.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Passes over the scenes.")
+@click.option("--minutes", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="Stop after the epoch that passes this much training time.")
+@click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 1024), help="Scenes per step.")
+@click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="Torch CPU threads.")
+@click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
+              help="Peak learning rate (AdamW; warm-up, then cosine).")
+@click.option("--init", "init_weights", default=None, type=click.Path(dir_okay=False, exists=True),
+              help="Continue from this segmenter.pt (a previous run's) instead of a random start.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty run folder.")
+def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
+                    overwrite):
+    """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
+    import json
+
+    from smi_data.runs import OutputExistsError, RunRecord, prepare_output_dir
+    from smi_image.train import TrainConfig, render_wild_scenes, train_segmenter
+
+    try:
+        out_dir = prepare_output_dir(out, overwrite=overwrite, protect=(data_dir,))
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
+                      time_budget_s=minutes * 60 if minutes else None,
+                      init_weights=str(Path(init_weights).resolve()) if init_weights else None)
+    config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}
+    with RunRecord(out_dir, "segmenter train", config, seed) as rec:
+        if data_dir is None:
+            data_dir = str(out_dir / "scenes")
+            data_command = render_wild_scenes(data_dir, n_scenes, seed + 1000, echo=click.echo)
+        else:
+            run_json = Path(data_dir) / "run.json"
+            data_command = None
+            if run_json.is_file():
+                try:
+                    data_command = " ".join(json.loads(run_json.read_text()).get("argv") or []) or None
+                except (OSError, ValueError):
+                    data_command = None
+        rec.data["config"]["data_command"] = data_command
+        try:
+            results = train_segmenter(data_dir, out_dir, cfg, data_command=data_command, echo=click.echo)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        rec.data["results"] = results
+    click.echo(f"wrote {out_dir / 'segmenter.pt'} (held-out IoU of the photographed leg "
+               f"{results['val_target_iou']:.3f})")
 
 if __name__ == "__main__":
     main()

@@ -61,9 +61,10 @@ def model_speed(dataset: str | os.PathLike, models, *, view: str = "lateral", fo
 def run_speed(dataset: str | os.PathLike, *, models=registry.DEFAULT_MODELS, view: str = "lateral",
               folds: int = 5, seed: int = 0, extraction: bool = True, jobs=(1, 2), limit: int | None = None,
               overrides: dict | None = None, echo=print) -> dict:
-    """The ``legsmi speed`` command: feature extraction speed, then each model's fold timings."""
+    """The ``legsmi speed`` command: per-stage times and the segmenter, extraction speed, each model's fold."""
     out: dict = {}
     if extraction:
+        out["stages"] = stage_speed(dataset, limit=min(limit or 50, 50), echo=echo)
         try:
             from smi_features.speed import extraction_speed
         except ImportError as exc:
@@ -75,4 +76,77 @@ def run_speed(dataset: str | os.PathLike, *, models=registry.DEFAULT_MODELS, vie
         echo(f"models, one fold of {folds} on the {view} view:")
         out["models"] = model_speed(dataset, list(models), view=view, folds=folds, seed=seed,
                                     overrides=overrides, echo=echo)
+    return out
+
+
+STAGES = ("decode", "marker", "segmentation", "gate", "edges", "features")
+
+
+def stage_speed(dataset: str | os.PathLike, *, limit: int | None = 50, echo=print) -> dict:
+    """Per-stage milliseconds per photo of the features pipeline, one thread, and the segmenter's own time.
+
+    Stages: ``decode`` (read and decode the file), ``marker`` (ArUco search), ``segmentation``
+    (:func:`smi_image.segment.segment_leg`), ``gate`` (the quality checks), ``edges`` (upright
+    silhouette, sub-pixel row edges), ``features`` (levels and every feature). ``segmenter_ms``
+    is the learned network alone (resize, forward pass) on the same photos, with torch on one
+    thread. Refused photos count in the stages they reached.
+    """
+    import cv2
+    import numpy as np
+
+    from smi_data.images import read_image
+    from smi_data.manifest import read_manifest
+    from smi_features.extractor import ExtractionSettings, image_context, measure_leg
+    from smi_image.segment import resolve_method
+
+    manifest = read_manifest(dataset, require_label=False)
+    rows = manifest.head(limit) if limit else manifest
+    settings = ExtractionSettings()
+    old_cv = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    torch_threads = None
+    method = resolve_method(settings.silhouette.segmenter)
+    if method == "learned":
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    try:
+        first = read_image(rows["image_path"].iloc[0])
+        measure_leg(first, settings=settings)  # warm-up: imports, weights, OpenCV tables
+        totals = {k: 0.0 for k in STAGES}
+        net = []
+        refused = 0
+        for _, r in rows.iterrows():
+            t0 = time.perf_counter()
+            img = read_image(r["image_path"])
+            totals["decode"] += time.perf_counter() - t0
+            ctx = image_context(r.rename({"px_per_cm": f"px_per_cm_{r['view']}"}), r["view"])
+            m = measure_leg(img, settings=settings, px_per_cm=ctx[0], height_cm=ctx[1], view=ctx[2], side=ctx[3],
+                            timings=totals)
+            refused += not m.ok
+            if method == "learned":
+                from smi_image.learned import leg_probabilities
+
+                t1 = time.perf_counter()
+                leg_probabilities(img)
+                net.append(time.perf_counter() - t1)
+    finally:
+        cv2.setNumThreads(old_cv)
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+    n = len(rows)
+    ms = {k: 1000.0 * v / n for k, v in totals.items()}
+    out = {"n_images": n, "segmenter": method, "stages_ms": ms, "total_ms": sum(ms.values()),
+           "segmenter_ms": 1000.0 * float(np.median(net)) if net else None, "refused": refused}
+    if echo:
+        echo(f"per-stage time, {n} photos, one thread ({method} segmenter; {refused} refused):")
+        for k in STAGES:
+            echo(f"  {k:13s} {ms[k]:7.2f} ms/photo")
+        echo(f"  {'total':13s} {out['total_ms']:7.2f} ms/photo ({1000.0 / out['total_ms']:.0f} photos/s)")
+        if net:
+            echo(f"segmenter network alone: {out['segmenter_ms']:.1f} ms/photo (median, torch on 1 thread; "
+                 "target <= 20 ms)")
     return out

@@ -1,6 +1,7 @@
 """smi_deep: the study's CNN on Canny-edge images of the lower leg, as a scikit-learn regressor.
 
-Modules: :mod:`~smi_deep.preprocess` (leg crop, grey, Canny, input modes, crop cache),
+Modules: :mod:`~smi_deep.preprocess` (the image layer's leg mask, crop, grey, Canny, input
+modes, crop cache),
 :mod:`~smi_deep.transforms` (seeded augmentation), :mod:`~smi_deep.nets` (pure
 ``nn.Module``s), :mod:`~smi_deep.regressor` (:class:`CNNRegressor`),
 :mod:`~smi_deep.modelio` (``save_model`` / ``load_model``), :mod:`~smi_deep.speed`

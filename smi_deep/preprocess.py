@@ -13,20 +13,12 @@ drawn (rotating an edge map would blur its one-pixel lines):
 
 Our reading of the study, choice by choice
 ------------------------------------------
-- **Leg segmentation** (smi_deep may not import smi_features, so it has its own, light
-  one): the background is modelled row by row from the photo's left and right border
-  strips (a wall above and a floor below both reach the sides; the leg stands in the
-  middle); each pixel's CIELAB distance to the nearer of its row's two border colours
-  (after a 3 × 3 Gaussian blur) is thresholded at the lower of Otsu's threshold and
-  three times the border strips' 99th percentile (at least 4 ΔE: Otsu alone keeps
-  only a foot that stands out on a dark floor and drops a leg close to its wall's
-  colour); a morphological opening and closing clean the mask, the largest connected component is the leg, its holes are
-  filled. The ArUco marker (if detected by :mod:`smi_data.scale`) is painted over
-  with the colour around it first, quiet zone included, so it can neither be taken for
-  the leg nor appear in the crop. No leg (the largest component under
-  :data:`MIN_LEG_FRACTION` of the image, or no contrast at all) is a failure. A leg
-  whose colour matches its background, or clutter touching it, defeats this simple
-  model; the features family has the careful silhouette.
+- **Leg segmentation**: the image layer's one segmentation,
+  :func:`smi_image.segment.segment_leg` (the same the features family measures; learned
+  when its weights ship), with the ArUco marker (if detected) kept out of the leg; the
+  marker is then painted over with the colour around it, quiet zone included
+  (:func:`smi_image.marker.paint_out_marker`), so it cannot appear in the crop. A photo
+  without a findable leg is a failure with the segmentation's reason.
 - **Crop**, two readings. ``crop='leg'`` (the study's literal words): the leg's bounding box plus a
   margin of ``margin`` (default 5 %) of its longer side on every side, made square
   around its centre (the lower leg is tall and narrow, so the square is as tall as the
@@ -80,8 +72,6 @@ INPUT_MODES = ("canny", "grey", "rgb", "mask", "canny+grey")
 CROP_MODES = ("leg", "scale")
 #: Channels each input mode gives per view.
 MODE_CHANNELS = {"canny": 1, "grey": 1, "rgb": 3, "mask": 1, "canny+grey": 2}
-#: The leg must cover at least this fraction of the photo, else "no leg found".
-MIN_LEG_FRACTION = 0.01
 CACHE_ITEMS = int(os.environ.get("LEGSMI_DEEP_CACHE_ITEMS", "1024"))
 
 
@@ -182,124 +172,6 @@ class ChannelSettings:
         return asdict(self)
 
 
-def border_colour(image: np.ndarray, width: int = 4) -> np.ndarray:
-    """Median colour of the outer ``width`` px of an ``(H, W, 3)`` image: our estimate of the background."""
-    h, w = image.shape[:2]
-    width = max(1, min(width, h // 4, w // 4))
-    strips = [image[:width].reshape(-1, 3), image[-width:].reshape(-1, 3),
-              image[:, :width].reshape(-1, 3), image[:, -width:].reshape(-1, 3)]
-    return np.median(np.concatenate(strips), axis=0).astype(np.uint8)
-
-
-def paint_out_marker(image: np.ndarray) -> tuple[np.ndarray, float | None, np.ndarray | None]:
-    """Cover the ArUco marker (and its white quiet zone) with the colour around it.
-
-    Returns
-    -------
-    (image, px_per_cm, polygon)
-        The painted copy (or the input if no marker), the marker's pixels per cm and the
-        painted polygon ``(4, 2)`` (or None, None).
-    """
-    import cv2
-
-    from smi_data.scale import detect_marker_px_per_cm
-
-    found = detect_marker_px_per_cm(image)
-    if found is None:
-        return image, None, None
-    px_per_cm, corners = found
-    centre = corners.mean(axis=0)
-    # 1.6x about the centre covers the quiet zone (1/5 of the side on each side) with room to spare
-    inner = np.round(centre + 1.6 * (corners - centre)).astype(np.int32)
-    outer = np.round(centre + 2.0 * (corners - centre)).astype(np.int32)
-    ring = np.zeros(image.shape[:2], np.uint8)
-    cv2.fillConvexPoly(ring, outer, 1)
-    cv2.fillConvexPoly(ring, inner, 0)
-    colour = np.median(image[ring > 0], axis=0) if ring.any() else border_colour(image)
-    out = image.copy()
-    cv2.fillConvexPoly(out, inner, [int(c) for c in colour])
-    return out, float(px_per_cm), inner
-
-
-def background_distance(image: np.ndarray, strip: int | None = None) -> np.ndarray:
-    """Colour distance (CIELAB, float32 ``(H, W)``) of every pixel from the background beside it.
-
-    The background is modelled row by row from the photo's left and right border strips
-    (the leg stands in the middle; a wall above and a floor below reach both sides, and
-    a tilted floor line reaches them at different rows): a pixel's distance is the
-    smaller of its distances to the left and to the right strip's colour of its row
-    (each a running median over 2 % of the rows).
-    """
-    import cv2
-    from scipy.ndimage import median_filter
-
-    h, w = image.shape[:2]
-    strip = strip or max(2, w // 80)
-    lab = cv2.cvtColor(cv2.GaussianBlur(image, (3, 3), 0), cv2.COLOR_BGR2LAB).astype(np.float32)
-    k = max(1, h // 50) | 1
-    dists = []
-    for cols in (slice(0, strip), slice(w - strip, w)):
-        side = median_filter(np.median(lab[:, cols], axis=1), size=(k, 1), mode="nearest")  # (H, 3)
-        dists.append(np.sqrt(((lab - side[:, None, :]) ** 2).sum(axis=2)))
-    return np.minimum(dists[0], dists[1])
-
-
-def leg_mask(image: np.ndarray) -> np.ndarray:
-    """Segment the leg: background distance, Otsu, cleaning, largest component, holes filled.
-
-    Parameters
-    ----------
-    image : ndarray, (H, W, 3) uint8
-        BGR photo (the marker already painted out).
-
-    Returns
-    -------
-    ndarray, (H, W) uint8
-        255 on the leg, 0 elsewhere.
-
-    Raises
-    ------
-    PreprocessError
-        If there is no contrast with the background or the largest region is under
-        :data:`MIN_LEG_FRACTION` of the photo.
-    """
-    import cv2
-
-    if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
-        raise ValueError(f"expected an (H, W, 3) uint8 image, got {image.shape} {image.dtype}")
-    dist = background_distance(image)
-    peak = float(dist.max())
-    if peak < 8.0:  # < 8 CIELAB units anywhere: nothing stands out
-        raise PreprocessError("no leg found: nothing in the photo differs from the background colour")
-    dist8 = np.round(dist * (255.0 / peak)).astype(np.uint8)
-    otsu, _ = cv2.threshold(dist8, 0, 255, cv2.THRESH_BINARY + cv2.THRESH_OTSU)
-    # Otsu alone splits the most contrasted part (a foot on a dark floor) from the rest and
-    # drops a leg that is close to its wall: cap it at a few times the background's own
-    # spread, measured in the border strips that define the background.
-    strip = max(2, image.shape[1] // 80)
-    noise = float(np.percentile(np.concatenate([dist[:, :strip].ravel(), dist[:, -strip:].ravel()]), 99))
-    thr = min(float(otsu) * peak / 255.0, max(3.0 * noise, 4.0))
-    fg = (dist > thr).astype(np.uint8) * 255
-    k = max(3, int(round(min(image.shape[:2]) / 100)) | 1)
-    kernel = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))
-    fg = cv2.morphologyEx(fg, cv2.MORPH_OPEN, kernel)
-    fg = cv2.morphologyEx(fg, cv2.MORPH_CLOSE, kernel)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(fg, connectivity=8)
-    if n <= 1:
-        raise PreprocessError("no leg found: no foreground region after thresholding")
-    areas = stats[1:, cv2.CC_STAT_AREA]
-    best = 1 + int(np.argmax(areas))
-    if areas[best - 1] < MIN_LEG_FRACTION * fg.size:
-        raise PreprocessError(
-            f"no leg found: the largest region covers {100 * areas[best - 1] / fg.size:.2f} % of the photo "
-            f"(< {100 * MIN_LEG_FRACTION:g} %)")
-    mask = (labels == best).astype(np.uint8) * 255
-    # fill holes (a leg has none)
-    contours, _ = cv2.findContours(mask, cv2.RETR_EXTERNAL, cv2.CHAIN_APPROX_NONE)
-    cv2.drawContours(mask, contours, -1, 255, thickness=cv2.FILLED)
-    return mask
-
-
 def square_box(mask: np.ndarray, margin: float) -> tuple[int, int, int]:
     """``(x0, y0, side)`` of the square around the mask's bounding box, grown by ``margin`` of its longer side."""
     ys, xs = np.nonzero(mask)
@@ -351,7 +223,8 @@ def scaled_box(mask: np.ndarray, px_per_cm: float, window_cm: float, *, floor_ma
 
 
 def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
-                 px_per_cm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                 px_per_cm: float | None = None, view: str | None = None, side: str | None = None
+                 ) -> tuple[np.ndarray, np.ndarray]:
     """Marker out, leg mask, square crop around the leg, resized to ``settings.size``.
 
     Parameters
@@ -362,6 +235,8 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
     px_per_cm : float, optional, keyword-only
         Scale from the sample table, used by the ``'scale'`` crop when the photo has no
         detectable marker (the marker wins when both exist).
+    view, side : str, optional, keyword-only
+        Which leg of two (see :func:`smi_image.segment.segment_leg`).
 
     Returns
     -------
@@ -377,12 +252,24 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
     """
     import cv2
 
-    marker_ppc = None
-    if settings.remove_marker or settings.crop == "scale":
-        painted, marker_ppc, _ = paint_out_marker(image)
-        if settings.remove_marker:
-            image = painted
-    mask = leg_mask(image)
+    from smi_image.errors import SegmentationError
+    from smi_image.marker import find_marker, paint_out_marker
+    from smi_image.segment import segment_leg
+
+    found = find_marker(image) if (settings.remove_marker or settings.crop == "scale") else None
+    marker_ppc = found[0] if found is not None else None
+    from smi_image.quality import check_photo
+
+    try:
+        seg = segment_leg(image, exclude_polygons=[found[1]] if found is not None else None, view=view, side=side)
+    except SegmentationError as exc:
+        raise PreprocessError(f"refused: {exc}") from None
+    verdict = check_photo(seg.work_image, seg.work, marker_found=found is not None)
+    if not verdict.accepted:
+        raise PreprocessError(f"refused: {verdict.reason}")
+    mask = seg.full_mask().astype(np.uint8) * 255
+    if settings.remove_marker and found is not None:
+        image = paint_out_marker(image, found)[0]
     if settings.crop == "scale":
         ppc = marker_ppc or (px_per_cm if px_per_cm is not None and np.isfinite(px_per_cm) and px_per_cm > 0
                              else None)
@@ -460,6 +347,8 @@ def make_channels(crop: np.ndarray, mask: np.ndarray, settings: ChannelSettings 
     import cv2
 
     if settings.fill_background:
+        from smi_image.marker import border_colour
+
         bg = border_colour(crop)
         k = max(3, (crop.shape[0] // 40) | 1)
         keep = cv2.dilate(mask, cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (k, k))) > 0
@@ -482,7 +371,7 @@ def make_channels(crop: np.ndarray, mask: np.ndarray, settings: ChannelSettings 
 _CACHE: "OrderedDict[tuple, tuple[np.ndarray, np.ndarray] | str]" = OrderedDict()
 
 
-def _cache_key(path: str, settings: CropSettings, px_per_cm: float | None) -> tuple:
+def _cache_key(path: str, settings: CropSettings, px_per_cm: float | None, view=None, side=None) -> tuple:
     p = Path(path)
     try:
         st = p.stat()
@@ -490,11 +379,12 @@ def _cache_key(path: str, settings: CropSettings, px_per_cm: float | None) -> tu
     except OSError:
         stamp = (None, None)
     ppc = float(px_per_cm) if settings.crop == "scale" and px_per_cm is not None and np.isfinite(px_per_cm) else None
-    return (str(p.resolve()), *stamp, tuple(sorted(settings.to_dict().items())), ppc)
+    return (str(p.resolve()), *stamp, tuple(sorted(settings.to_dict().items())), ppc, view, side)
 
 
 def cached_crop(path: str, settings: CropSettings = CropSettings(), *,
-                px_per_cm: float | None = None) -> tuple[np.ndarray, np.ndarray]:
+                px_per_cm: float | None = None, view: str | None = None, side: str | None = None
+                ) -> tuple[np.ndarray, np.ndarray]:
     """:func:`prepare_crop` of an image file, memoised in the module's LRU.
 
     Raises
@@ -504,7 +394,7 @@ def cached_crop(path: str, settings: CropSettings = CropSettings(), *,
     """
     from smi_data.images import ImageError, read_image
 
-    key = _cache_key(path, settings, px_per_cm)
+    key = _cache_key(path, settings, px_per_cm, view, side)
     hit = _CACHE.get(key)
     if hit is not None:
         _CACHE.move_to_end(key)
@@ -513,7 +403,7 @@ def cached_crop(path: str, settings: CropSettings = CropSettings(), *,
         return hit
     try:
         result: tuple[np.ndarray, np.ndarray] | str = prepare_crop(read_image(path, color=True), settings,
-                                                                  px_per_cm=px_per_cm)
+                                                                  px_per_cm=px_per_cm, view=view, side=side)
     except ImageError as exc:
         result = str(exc)
     except PreprocessError as exc:

@@ -1,6 +1,7 @@
 """smi_features: the light model family.
 
-Leg silhouette from Canny edges (:mod:`.silhouette`), pixels to centimetres
+The upright leg silhouette from the image layer (:mod:`smi_image`, named in
+:mod:`.silhouette`), pixels to centimetres
 (:mod:`.scale`), documented leg-shape features (:mod:`.features`), a cached, parallel
 feature transformer (:mod:`.extractor`), an XGBoost regressor (:mod:`.estimators`),
 model files (:mod:`.modelio`), SHAP explanations (:mod:`.explain`), annotated photos

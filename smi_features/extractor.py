@@ -43,7 +43,7 @@ from .features import VIEW_PREFIX, all_feature_docs, column_name, covariates, pa
 from .features import curvature, indices, shape, width_profile
 from .features.base import GeometryError, LegGeometry, LevelSettings, joint_heights_px, leg_geometry
 from .scale import choose_scale, find_marker
-from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, leg_silhouette, to_uint8
+from .silhouette import Silhouette, SilhouetteError, SilhouetteSettings, to_uint8
 
 #: Bump when a change alters any feature value (invalidates caches; note it in the changelog).
 EXTRACTOR_VERSION = "4"
@@ -58,17 +58,23 @@ class ExtractionSettings:
     silhouette: SilhouetteSettings = field(default_factory=SilhouetteSettings)
     levels: LevelSettings = field(default_factory=LevelSettings)
     use_marker: bool = True
+    #: Refuse a photo without the ArUco marker (quality gate reason ``no_marker``).
+    require_marker: bool = False
 
     def as_dict(self) -> dict:
+        from smi_image.learned import weights_digest
+
         return {"silhouette": self.silhouette.as_dict(), "levels": self.levels.as_dict(),
-                "use_marker": self.use_marker, "version": EXTRACTOR_VERSION}
+                "use_marker": self.use_marker, "require_marker": self.require_marker,
+                "segmenter_weights": weights_digest(), "version": EXTRACTOR_VERSION}
 
     @classmethod
     def from_dict(cls, d: dict | None) -> "ExtractionSettings":
         d = d or {}
         sil = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d.get("silhouette") or {}).items()}
         lev = {k: (tuple(v) if isinstance(v, list) else v) for k, v in (d.get("levels") or {}).items()}
-        return cls(SilhouetteSettings(**sil), LevelSettings(**lev), bool(d.get("use_marker", True)))
+        return cls(SilhouetteSettings(**sil), LevelSettings(**lev), bool(d.get("use_marker", True)),
+                   bool(d.get("require_marker", False)))
 
 
 @dataclass
@@ -108,8 +114,17 @@ def _num(v):
 
 
 def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None,
-                px_per_cm: float | None = None, height_cm: float | None = None) -> LegMeasurement:
+                px_per_cm: float | None = None, height_cm: float | None = None, view: str | None = None,
+                side: str | None = None, timings: dict | None = None) -> LegMeasurement:
     """Measure the lower leg in one photo, in pixels. Never raises for a photo without a leg.
+
+    ``timings``, if given, gets the seconds of each stage added (``marker``,
+    ``segmentation``, ``gate``, ``edges``, ``features``), for ``legsmi speed``.
+
+    The photo goes through the image layer: the marker, the one segmentation
+    (:func:`smi_image.segment.segment_leg`, ``view`` and ``side`` pick the leg), the
+    quality gate (:func:`smi_image.quality.check_photo`: a refused photo is not measured,
+    ``reason`` starts with "refused:"), then the upright sub-pixel silhouette.
 
     Parameters
     ----------
@@ -137,19 +152,37 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
     except ValueError as exc:
         m.reason = f"unusable image: {exc}"
         return m
+    clock = _StageClock(timings)
     marker = find_marker(u8) if s.use_marker else None
+    clock.lap("marker")
     if marker is not None:
         m.marker_px_per_cm, m.marker_corners = marker
     ppc = m.marker_px_per_cm if m.marker_px_per_cm else px_per_cm
     joints = joint_heights_px(ppc, height_cm)
+    from smi_image.quality import check_photo
+    from smi_image.segment import segment_leg
+    from smi_image.silhouette import upright_silhouette
+
     try:
-        sil = leg_silhouette(u8, settings=s.silhouette, joint_heights_px=joints,
-                             exclude_polygons=[m.marker_corners] if m.marker_corners is not None else None)
+        seg = segment_leg(u8, settings=s.silhouette, view=view, side=side,
+                          exclude_polygons=[m.marker_corners] if m.marker_corners is not None else None)
+        clock.lap("segmentation")
+        verdict = check_photo(seg.work_image, seg.work, marker_found=marker is not None,
+                              marker_required=s.require_marker)
+        clock.lap("gate")
+        if not verdict.accepted:
+            m.reason = f"refused: {verdict.reason}"
+            return m
+        sil = upright_silhouette(u8, seg, settings=s.silhouette, joint_heights_px=joints)
+        clock.lap("edges")
         m.silhouette = sil
         geom = leg_geometry(sil.left, sil.right, s.levels, top_cut=bool(sil.mask[0].any()),
                             px_per_cm=ppc, height_cm=height_cm)
         m.geometry = geom
-    except (SilhouetteError, GeometryError) as exc:
+    except SilhouetteError as exc:
+        m.reason = f"refused: {exc}"
+        return m
+    except GeometryError as exc:
         m.reason = str(exc)
         return m
     feats: dict[str, float] = {}
@@ -158,12 +191,28 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
     feats.update(curvature.compute(geom))
     m.features_px = feats
     m.dense_px = list(width_profile.dense_profile(geom))
+    clock.lap("features")
     m.ok = True
     return m
 
 
+class _StageClock:
+    """Adds the seconds since the last lap to ``timings[stage]`` (nothing when timings is None)."""
+
+    def __init__(self, timings: dict | None):
+        self.timings = timings
+        self.t = time.perf_counter()
+
+    def lap(self, stage: str) -> None:
+        if self.timings is not None:
+            now = time.perf_counter()
+            self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
+            self.t = now
+
+
 def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | None = None,
-                       px_per_cm: float | None = None, height_cm: float | None = None) -> dict:
+                       px_per_cm: float | None = None, height_cm: float | None = None, view: str | None = None,
+                       side: str | None = None) -> dict:
     """Read one image and return its measurement record (never raises for a bad image)."""
     from smi_data.images import ImageError, read_image
 
@@ -173,7 +222,8 @@ def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | N
     except ImageError as exc:
         return {"ok": False, "reason": str(exc), "features_px": {}, "dense_px": [], "marker_px_per_cm": None,
                 "silhouette_method": None, "roll_deg": None, "knee_ankle_px": None, "read_error": True}
-    rec = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm).record()
+    rec = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm, view=view,
+                      side=side).record()
     rec["extract_ms"] = (time.perf_counter() - t0) * 1000.0
     return rec
 
@@ -193,16 +243,19 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 of the measuring code (this package and the data layer's image and scale modules).
+    """SHA-256 of the measuring code (this package, the image layer with its weights, the data layer's image and scale modules).
 
     Part of every cache key, so a record measured by older code is never reused, even when
     a change forgot to bump :data:`EXTRACTOR_VERSION`.
     """
     import smi_data
+    import smi_image
 
     here = Path(__file__).resolve().parent
     data = Path(smi_data.__file__).resolve().parent
-    files = sorted(here.rglob("*.py")) + [data / "scale.py", data / "images.py"]
+    image = Path(smi_image.__file__).resolve().parent
+    files = (sorted(here.rglob("*.py")) + sorted(image.rglob("*.py")) + sorted(image.rglob("*.pt"))
+             + [data / "scale.py", data / "images.py"])
     h = hashlib.sha256()
     for f in files:
         h.update(f.relative_to(f.parents[1]).as_posix().encode())
@@ -224,7 +277,8 @@ class FeatureCache:
     @staticmethod
     def key(file_hash: str, settings: ExtractionSettings, context: tuple = (None, None)) -> str:
         """Cache key: the file's hash, the settings and the image's context (manifest px_per_cm, height)."""
-        ctx = [None if v is None or not np.isfinite(v) else round(float(v), 6) for v in context]
+        ctx = [v if isinstance(v, str) or v is None else (round(float(v), 6) if np.isfinite(v) else None)
+               for v in context]
         blob = json.dumps({"file": file_hash, "settings": settings.as_dict(), "context": ctx,
                            "code": code_digest()}, sort_keys=True)
         return hashlib.sha256(blob.encode()).hexdigest()
@@ -256,6 +310,12 @@ def _measure_worker(path: str, settings_dict: dict, context: tuple = (None, None
     import cv2
 
     cv2.setNumThreads(1)  # one core per worker process
+    try:
+        import torch
+
+        torch.set_num_threads(1)
+    except ImportError:
+        pass
     return measure_image_file(path, ExtractionSettings.from_dict(settings_dict), *context)
 
 
@@ -272,8 +332,9 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
         Worker processes for the images not in the cache (1: in this process).
     cache : bool or FeatureCache, keyword-only
         False: no cache; True: the default cache folder.
-    contexts : list of (px_per_cm, height_cm), keyword-only
-        Per image: the manifest's scale and the person's height (NaN or None if unknown).
+    contexts : list of (px_per_cm, height_cm[, view, side]), keyword-only
+        Per image: the manifest's scale, the person's height (NaN or None if unknown), the
+        view and the photographed side (which leg of two).
     """
     s = settings or ExtractionSettings()
     store = cache if isinstance(cache, FeatureCache) else (FeatureCache() if cache else None)
@@ -315,14 +376,18 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
 
 
 def _context(c) -> tuple:
+    """``(px_per_cm, height_cm, view, side)`` with unknowns as None (shorter tuples are padded)."""
+    c = tuple(c) + (None,) * 4
     out = []
-    for v in (tuple(c) + (None, None))[:2]:
+    for v in c[:2]:
         try:
             v = float(v)
         except (TypeError, ValueError):
             v = None
         out.append(v if v is not None and np.isfinite(v) and v > 0 else None)
-    return tuple(out)
+    view = c[2] if c[2] in ("lateral", "posterior") else None
+    side = str(c[3]).upper()[:1] if isinstance(c[3], str) and str(c[3]).upper()[:1] in ("L", "R") else None
+    return tuple(out) + (view, side)
 
 
 # ----------------------------------------------------------------------------- records to features
@@ -447,8 +512,10 @@ def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
 
 
 def image_context(srow, view: str) -> tuple:
-    """``(manifest px_per_cm, height_cm)`` of one image of a sample-table row (None if unknown)."""
-    return _context((_get_num(srow, f"px_per_cm_{view}"), _get_num(srow, "height_cm")))
+    """``(manifest px_per_cm, height_cm, view, side)`` of one image of a sample-table row (None if unknown)."""
+    side = srow.get("side") if hasattr(srow, "get") else None
+    return _context((_get_num(srow, f"px_per_cm_{view}"), _get_num(srow, "height_cm"), view,
+                     side if isinstance(side, str) else None))
 
 
 def _get_num(row, name):

@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from smi_image.marker import find_marker  # noqa: F401  (the image layer finds the card)
+
 #: Knee-to-ankle length as a fraction of standing height (Winter 2009, Drillis & Contini 1966).
 SHANK_FRACTION_OF_HEIGHT = 0.246
 SCALE_MODES = ("marker", "manifest", "relative")
@@ -35,17 +37,6 @@ class Scale:
     px_per_cm: float
     mode: str
     reason: str = ""
-
-
-def find_marker(image_u8: np.ndarray) -> tuple[float, np.ndarray] | None:
-    """The ArUco marker's ``(px_per_cm, corners (4, 2))`` in a uint8 photo, or None.
-
-    The data layer's :func:`smi_data.scale.detect_marker_px_per_cm` (fast passes first,
-    sub-pixel edge refinement), so the phantom, the CNN and this family share one scale.
-    """
-    from smi_data.scale import detect_marker_px_per_cm
-
-    return detect_marker_px_per_cm(image_u8)
 
 
 def choose_scale(marker_px_per_cm: float | None, manifest_px_per_cm: float | None,

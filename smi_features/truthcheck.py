@@ -33,7 +33,8 @@ PAIRS = (
 )
 
 
-def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache: bool = True) -> pd.DataFrame:
+def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache: bool = True,
+                       segmenter: str = "auto") -> pd.DataFrame:
     """MAPE, bias, r and worst case of the measured dimensions against ``truth.csv``.
 
     Parameters
@@ -44,13 +45,16 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
         Extraction processes.
     cache : bool, keyword-only
         Use the per-image feature cache.
+    segmenter : {'auto', 'learned', 'classical'}, keyword-only
+        The image layer's leg finder.
 
     Returns
     -------
     DataFrame
         One row per quantity: ``feature``, ``truth``, ``n``, ``mape_pct``, ``bias_pct``,
-        ``pearson_r``, ``worst_pct``, ``worst_subject``; plus a row ``failures`` count in
-        ``n`` when photos could not be measured.
+        ``pearson_r``, ``worst_pct``, ``worst_subject``. ``attrs["failures"]`` holds the
+        samples with a photo that could not be measured and why; ``attrs["refused"]``,
+        per view, the share of photos the quality gate refused.
     """
     from pathlib import Path
 
@@ -62,7 +66,12 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
     if not (d / "truth.csv").is_file():
         raise FileNotFoundError(f"{d}: no truth.csv; this comparison needs a synthetic dataset (legsmi phantom)")
     samples = to_samples(read_manifest(d), "both")
-    table, failures = sample_features(samples, n_jobs=n_jobs, cache=cache)
+    from smi_image.settings import SilhouetteSettings
+
+    from .extractor import ExtractionSettings
+
+    settings = ExtractionSettings(silhouette=SilhouetteSettings(segmenter=segmenter))
+    table, failures = sample_features(samples, settings=settings, n_jobs=n_jobs, cache=cache)
     table.index = samples["subject_id"].astype(str).to_numpy()
     truth = pd.read_csv(d / "truth.csv", dtype={"subject_id": str})
     rows = []
@@ -73,6 +82,9 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
         m = table[feat].astype(float)
         ok = m.notna() & t.notna() & (t != 0)
         rel = (m[ok] / t[ok] - 1.0) * 100.0
+        if rel.empty:
+            rows.append({"feature": feat, "truth": tcol, "n": 0})
+            continue
         rows.append({
             "feature": feat, "truth": tcol, "n": int(ok.sum()),
             "mape_pct": float(rel.abs().mean()), "bias_pct": float(rel.mean()),
@@ -81,4 +93,6 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
         })
     out = pd.DataFrame(rows)
     out.attrs["failures"] = failures
+    out.attrs["refused"] = {view: float(table[f"{p}failure"].fillna("").str.startswith("refused").mean())
+                            for view, p in (("lateral", "lat_"), ("posterior", "post_"))}
     return out

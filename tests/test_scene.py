@@ -224,3 +224,46 @@ def test_brick_texture_is_rectified():
         peaks, _ = find_peaks(prof, distance=25, prominence=0.3)
         spacings.append(np.median(np.diff(peaks)))
     assert spacings[0] == pytest.approx(spacings[1], rel=0.05)
+
+
+# ----------------------------------------------------------------------------- the bundled clinic cohort
+V2 = Path(__file__).resolve().parents[1] / "data" / "phantom-v2"
+needs_v2 = pytest.mark.skipif(not (V2 / "manifest.csv").is_file(), reason="data/phantom-v2 not present")
+
+
+@needs_v2
+def test_bundled_clinic_cohort_layout_size_and_truth():
+    from smi_data.images import image_size
+
+    man = read_manifest(V2)
+    assert len(man) == 200 and man["subject_id"].nunique() == 100
+    assert all(image_size(p) == (600, 800) for p in man["image_path"])
+    t = pd.read_csv(V2 / "truth.csv")
+    assert (t["scene"] == "clinic").all() and len(t) == len(man)
+    for r in t.head(20).itertuples():
+        lab = _read_labels(V2 / r.label_map)
+        assert lab.shape == (800, 600) and (lab == 1).sum() > 5000
+    # the scale is known in every photo: a marker card, or the manifest's px_per_cm
+    assert (man["px_per_cm"].notna() != t["marker"].astype(bool)).all()
+    total = sum(p.stat().st_size for p in V2.rglob("*") if p.is_file())
+    assert total < 10 * 2**20
+    # the same people as data/phantom-v1 (seed 0): labels and geometry equal
+    v1 = pd.read_csv(V2.parent / "phantom-v1" / "truth.csv")
+    for col in ("smi", "sex", "age", "height_cm", "weight_kg", "side", "calf_circ_cm", "calf_width_lateral_cm",
+                "lowerleg_volume_l"):
+        assert v1[col].tolist() == t[col].tolist(), col
+
+
+@needs_v2
+def test_bundled_clinic_markers_give_the_true_scale():
+    from smi_data.images import read_image
+    from smi_data.scale import detect_marker_px_per_cm
+
+    t = pd.read_csv(V2 / "truth.csv")
+    placed = t[t["marker"].astype(bool)].head(30)
+    assert len(placed) == 30
+    for r in placed.itertuples():
+        found = detect_marker_px_per_cm(read_image(V2 / r.image))
+        assert found is not None, r.image
+        assert found[0] == pytest.approx(r.px_per_cm_true, rel=0.01), r.image
+        assert r.marker_side_px > 45

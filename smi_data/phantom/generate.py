@@ -1,9 +1,10 @@
 """Generate a phantom dataset: sample people, build their Anny bodies, compute the truth, render photos.
 
-``generate_cohort(out_dir, n_subjects=100, seed=0)`` writes ``manifest.csv`` (the project's
-dataset format, see :mod:`smi_data.manifest`), ``images/<subject_id>_<view>.jpg``,
-``truth.csv`` (what the images were made from) and ``run.json``. The same seed gives the
-same files, byte for byte, on a CPU.
+``generate_cohort(out_dir, n_subjects=100, seed=0, scene="studio")`` writes ``manifest.csv`` (the
+project's dataset format, see :mod:`smi_data.manifest`), ``images/<subject_id>_<view>.jpg``,
+``truth.csv`` (what the images were made from) and ``run.json``; the ``clinic`` and ``wild`` scenes
+(:mod:`.scene`) add ``labels/<same stem>.png``, and ``retakes > 1`` a ``take`` column and
+``_t<take>`` in the file names. The same seed gives the same files, byte for byte, on a CPU.
 """
 
 from __future__ import annotations

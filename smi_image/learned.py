@@ -1,0 +1,265 @@
+"""The learned segmenter: shipped weights, inference, the split into two legs, which leg.
+
+Inference (:func:`leg_probabilities`): the photo is shrunk (area averaging) so that its
+longest side is the network's ``input_long_px`` (160), padded by replicating its edge
+to a multiple of the network's stride, and run through :class:`~smi_image.nets.TinyUNet`,
+which gives per pixel the probability of *a leg* (either leg, knee down, foot included)
+and of *the line where the two legs meet*.
+
+Instances (:func:`leg_instances`): at the working resolution, leg pixels off the meeting
+line fall into connected components; components of at least :data:`MIN_INSTANCE_SHARE`
+of the largest are legs, and the line's pixels go to the nearest of them.
+
+Which leg (:func:`pick_instance`): with ``view='posterior'`` and the manifest's ``side``,
+the subject's left leg is the one on the image's left (the camera looks at the back);
+otherwise the leg whose centroid is nearest the image's vertical centre line.
+
+The weights file is read with ``torch.load(weights_only=True)`` and its metadata
+checked (:func:`load_segmenter`); see docs/segmentation.md for the model card.
+"""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from pathlib import Path
+
+import numpy as np
+
+from .errors import SegmentationError
+
+#: The weights shipped in the repository.
+WEIGHTS = Path(__file__).resolve().parent / "weights" / "segmenter.pt"
+FORMAT = "legsmi-segmenter"
+FORMAT_VERSION = 1
+#: A component of the leg probability is a leg if it has this share of the largest one's area.
+MIN_INSTANCE_SHARE = 0.25
+#: The photographed leg must cover this share of the photo, else "no leg found".
+MIN_LEG_SHARE = 0.01
+#: Below this mean certainty beside the outline the segmentation is "unsure".
+MIN_CONFIDENCE = 0.5
+
+
+def weights_available(path: str | Path | None = None) -> bool:
+    return Path(path or WEIGHTS).is_file()
+
+
+def weights_digest(path: str | Path | None = None) -> str:
+    """SHA-256 (first 16 hex digits) of the weights file, '' if there is none (part of cache keys)."""
+    p = Path(path or WEIGHTS)
+    if not p.is_file():
+        return ""
+    st = p.stat()
+    return _digest(str(p), st.st_mtime_ns, st.st_size)
+
+
+@functools.lru_cache(maxsize=8)
+def _digest(path: str, mtime_ns: int, size: int) -> str:
+    return hashlib.sha256(Path(path).read_bytes()).hexdigest()[:16]
+
+
+class SegmenterFileError(ValueError):
+    """A weights file that is not a legsmi segmenter (wrong format, version or contents)."""
+
+
+def save_segmenter(model, path: str | Path, meta: dict) -> None:
+    """Write ``model``'s weights (float16) and ``meta`` (JSON-able) to ``path`` through a temporary file."""
+    import os
+    import tempfile
+
+    import torch
+
+    state = {k: (v.half() if v.is_floating_point() else v) for k, v in model.state_dict().items()}
+    blob = {"format": FORMAT, "format_version": FORMAT_VERSION, "widths": list(model.widths),
+            "input_long_px": int(meta.get("input_long_px", 128)), "meta": meta, "state_dict": state}
+    p = Path(path)
+    p.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(prefix=".seg.", suffix=".tmp", dir=p.parent)
+    os.close(fd)
+    torch.save(blob, tmp)
+    os.replace(tmp, p)
+
+
+@functools.lru_cache(maxsize=4)
+def load_segmenter(path: str | None = None):
+    """The network (eval mode, float32) and its metadata from a weights file.
+
+    Raises
+    ------
+    SegmenterFileError
+        Not a legsmi segmenter file, another format version, or missing fields.
+    """
+    import torch
+
+    from .nets import TinyUNet
+
+    p = Path(path or WEIGHTS)
+    if not p.is_file():
+        raise SegmenterFileError(f"{p}: no segmenter weights; train them with `legsmi segmenter train`")
+    try:
+        blob = torch.load(p, map_location="cpu", weights_only=True)
+    except Exception as exc:  # a corrupt or foreign file: say which
+        raise SegmenterFileError(f"{p}: not a readable segmenter weights file ({exc})") from None
+    if not isinstance(blob, dict) or blob.get("format") != FORMAT:
+        raise SegmenterFileError(f"{p}: not a legsmi segmenter file (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
+    if blob.get("format_version") != FORMAT_VERSION:
+        raise SegmenterFileError(f"{p}: segmenter format version {blob.get('format_version')}, this code reads "
+                                 f"{FORMAT_VERSION}; retrain with `legsmi segmenter train`")
+    for key in ("widths", "input_long_px", "state_dict", "meta"):
+        if key not in blob:
+            raise SegmenterFileError(f"{p}: segmenter file lacks {key!r}")
+    model = TinyUNet(blob["widths"])
+    try:
+        model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
+    except RuntimeError as exc:
+        raise SegmenterFileError(f"{p}: weights do not fit the network ({exc})") from None
+    model.eval()
+    meta = dict(blob["meta"])
+    meta["input_long_px"] = int(blob["input_long_px"])
+    return model, meta
+
+
+def network_input(img: np.ndarray, long_px: int, stride: int) -> tuple[np.ndarray, tuple[int, int]]:
+    """RGB float32 ``(3, Hp, Wp)`` in [0, 1] of a BGR/grey uint8 photo, and the unpadded (h, w)."""
+    import cv2
+
+    if img.ndim == 2:
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR)
+    h, w = img.shape[:2]
+    f = long_px / max(h, w)
+    hs, ws = max(stride, int(round(h * f))), max(stride, int(round(w * f)))
+    small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA if f < 1 else cv2.INTER_LINEAR)
+    hp, wp = -(-hs // stride) * stride, -(-ws // stride) * stride
+    if (hp, wp) != (hs, ws):
+        small = cv2.copyMakeBorder(small, 0, hp - hs, 0, wp - ws, cv2.BORDER_REPLICATE)
+    x = small[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
+    return np.ascontiguousarray(x), (hs, ws)
+
+
+def leg_probabilities(img: np.ndarray, *, weights: str | None = None) -> np.ndarray:
+    """Per-pixel probabilities ``(2, h, w)`` float32 (leg, meeting line) at the network's resolution.
+
+    ``h, w`` is the photo shrunk to ``input_long_px`` on its longest side (padding removed).
+    """
+    import torch
+
+    model, meta = load_segmenter(weights)
+    x, (hs, ws) = network_input(img, meta["input_long_px"], model.stride)
+    with torch.inference_mode():
+        logits = model(torch.from_numpy(x)[None])[0, :, :hs, :ws]
+    return torch.sigmoid(logits).numpy()
+
+
+def leg_instances(p_leg: np.ndarray, p_split: np.ndarray) -> np.ndarray:
+    """Label image (int32, 0 background, 1..n legs) from the two probability maps at one resolution."""
+    import cv2
+
+    leg = p_leg >= 0.5
+    core = (leg & (p_split < 0.5)).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=4)
+    if n <= 1:
+        return np.zeros(p_leg.shape, np.int32)
+    areas = stats[1:, cv2.CC_STAT_AREA]
+    keep = np.flatnonzero(areas >= MIN_INSTANCE_SHARE * areas.max()) + 1
+    lut = np.zeros(n, np.int32)
+    lut[keep] = np.arange(1, len(keep) + 1)
+    inst = lut[labels]
+    # The rest of the leg (the meeting line, small bits) goes to the nearest instance.
+    rest = leg & (inst == 0)
+    if rest.any():
+        _, nearest = cv2.distanceTransformWithLabels((inst == 0).astype(np.uint8), cv2.DIST_L2, 3,
+                                                     labelType=cv2.DIST_LABEL_PIXEL)
+        ys, xs = np.nonzero(inst)
+        lab_of = np.zeros(nearest.max() + 1, np.int32)
+        lab_of[nearest[ys, xs]] = inst[ys, xs]
+        inst[rest] = lab_of[nearest[rest]]
+    return inst
+
+
+def pick_instance(inst: np.ndarray, *, view: str | None = None, side: str | None = None) -> int:
+    """Label of the photographed leg (see the module docstring); 0 if there is none."""
+    labels = [k for k in range(1, int(inst.max()) + 1) if (inst == k).any()]
+    if not labels:
+        return 0
+    xs = {k: float(np.nonzero(inst == k)[1].mean()) for k in labels}
+    side = (side or "").upper()[:1]
+    if view == "posterior" and side in ("L", "R") and len(labels) >= 2:
+        two = sorted(labels, key=lambda k: -(inst == k).sum())[:2]
+        left, right = sorted(two, key=lambda k: xs[k])
+        return left if side == "L" else right
+    centre = (inst.shape[1] - 1) / 2.0
+    return min(labels, key=lambda k: abs(xs[k] - centre))
+
+
+def outline_confidence(p_leg: np.ndarray, mask: np.ndarray) -> float:
+    """Mean certainty ``|2 p - 1|`` of the leg probability on a ring 1-3 px either side of the outline.
+
+    ``p_leg`` and ``mask`` at the network's resolution. The outline itself is where ``p``
+    crosses 0.5, so it is left out; a sure network is near 0 or 1 a pixel or two away
+    from it, an unsure one stays in between over a wide band.
+    """
+    import cv2
+
+    m = mask.astype(np.uint8)
+    k = np.ones((3, 3), np.uint8)
+    d1, d3 = cv2.dilate(m, k), cv2.dilate(m, k, iterations=3)
+    e1, e3 = cv2.erode(m, k), cv2.erode(m, k, iterations=3)
+    ring = ((d3 > 0) & (d1 == 0)) | ((e1 > 0) & (e3 == 0))
+    if not ring.any():
+        return float("nan")
+    return float(np.abs(2.0 * p_leg[ring] - 1.0).mean())
+
+
+def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray | None = None,
+                     view: str | None = None, side: str | None = None, weights: str | None = None):
+    """:class:`~smi_image.segment.LegSegmentation` of the photographed leg by the learned segmenter.
+
+    Raises
+    ------
+    SegmentationError
+        No leg (``no_leg``), the legs merged (``legs_merged``), low certainty on the
+        outline (``unsure``).
+    """
+    import cv2
+
+    from .segment import LegSegmentation
+
+    probs = leg_probabilities(img, weights=weights)
+    hs, ws = work_shape
+    p = np.stack([cv2.resize(c, (ws, hs), interpolation=cv2.INTER_LINEAR) for c in probs])
+    if exclude is not None:
+        p[0][exclude] = 0.0
+    inst = leg_instances(p[0], p[1])
+    n_legs = int(inst.max())
+    if n_legs == 0 or (inst > 0).mean() < MIN_LEG_SHARE:
+        raise SegmentationError("no leg found: the segmenter sees no lower leg in the photo; photograph the "
+                                "lower leg from above the knee to the floor", code="no_leg")
+    k = pick_instance(inst, view=view, side=side)
+    leg = inst == k
+    leg = _fill_holes(leg)
+    hn, wn = probs.shape[1:]
+    leg_net = cv2.resize(leg.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST)
+    conf = outline_confidence(probs[0], leg_net)
+    notes = []
+    if n_legs == 1 and view == "posterior" and _looks_merged(p[1], leg):
+        raise SegmentationError("the two legs merge in the photo and cannot be told apart; stand with the feet "
+                                "apart (a hand's width)", code="legs_merged")
+    if not np.isfinite(conf) or conf < MIN_CONFIDENCE:
+        raise SegmentationError(f"segmentation unsure: certainty {conf:.2f} along the leg's outline (< "
+                                f"{MIN_CONFIDENCE:g}); retake against a plainer background, in good light",
+                                code="unsure")
+    coarse = max(img.shape[:2]) / max(probs.shape[1:])
+    return LegSegmentation(work=leg, photo_shape=img.shape[:2], method="learned", confidence=conf, n_legs=n_legs,
+                           notes=notes, coarse_px=coarse)
+
+
+def _looks_merged(p_split: np.ndarray, leg: np.ndarray) -> bool:
+    """A meeting line was seen inside the one leg found, but it did not cut it in two."""
+    inside = p_split[leg] >= 0.5
+    return inside.sum() >= 0.02 * leg.sum()
+
+
+def _fill_holes(mask: np.ndarray) -> np.ndarray:
+    from .classical import fill_holes
+
+    return fill_holes(mask.astype(np.uint8)) > 0

@@ -1,0 +1,232 @@
+"""The one photo → leg-mask function under both model families: :func:`segment_leg`.
+
+Two segmenters behind one signature:
+
+* ``'learned'``: the small U-Net shipped in this package (:mod:`smi_image.learned`),
+  trained on randomised synthetic scenes; it finds both legs, splits them, and the
+  side rule picks the photographed one (:func:`smi_image.learned.pick_instance`).
+* ``'classical'``: background model + Canny + fill (:mod:`smi_image.classical`); it
+  assumes one leg on a plain wall and floor (the studio look).
+
+``'auto'`` (the default): on a studio-like photo (one plain background,
+:func:`plain_background`) the classical finder first, which is exact on that look (the
+studio cohort, drawn test photos), if it finds a leg-shaped region inside the frame; otherwise (clutter,
+two legs, clothing) the learned one when its weights are present. Without weights
+``'auto'`` is the classical one. Whatever the method, a region
+that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a working resolution (``work_px`` on the longest
+side); the upright, sub-pixel silhouette (:func:`smi_image.silhouette.upright_silhouette`)
+finds every row's edges on the full-resolution photo from there.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import SegmentationError
+from .marker import exclusion_mask
+from .pixels import to_uint8
+from .settings import SilhouetteSettings
+
+METHODS = ("auto", "learned", "classical")
+#: A leg is at least this many times as long as its widest row above the foot: the classical
+#: mask (the leg below the photo's top edge) and the learned one (the skin from the hem to the
+#: sole, so longer; a mask wrapping both legs is shorter than this).
+MIN_LEG_ASPECT = 2.0
+MIN_LEG_ASPECT_LEARNED = 2.5
+#: Plain background: the 90th percentile of the border strips' colour distance from their own
+#: row model stays under this (CIELAB units).
+PLAIN_BACKGROUND_DE = 6.0
+#: A leg is at least this many times as long as its widest row above the foot: the classical
+#: mask (the leg below the photo's top edge) and the learned one (the skin from the hem to the
+#: sole, so longer; a mask wrapping both legs is shorter than this).
+MIN_LEG_ASPECT = 2.0
+MIN_LEG_ASPECT_LEARNED = 2.5
+#: Plain background: the 90th percentile of the border strips' colour distance from their own
+#: row model stays under this (CIELAB units).
+PLAIN_BACKGROUND_DE = 6.0
+
+
+@dataclass
+class LegSegmentation:
+    """The photographed leg found in one photo.
+
+    Attributes
+    ----------
+    work : ndarray of bool, (h, w)
+        The leg at working resolution.
+    photo_shape : (int, int)
+        The photo's (H, W), px.
+    method : str
+        ``'learned'``, ``'canny'`` or ``'otsu'``.
+    thresholds : (float, float)
+        Canny's thresholds (classical method), else NaN.
+    confidence : float
+        Learned method: mean certainty ``|2 p - 1|`` of the leg probability on the
+        outline's band (1: sure everywhere); NaN for the classical method.
+    n_legs : int
+        Leg instances found (learned method; 1 for the classical one).
+    notes : list of str
+        Fallbacks and warnings.
+    coarse_px : float
+        Size of the pixel the mask was found at, in photo px (NaN: the working
+        resolution's); the sub-pixel refinement's window covers it.
+    work_image : ndarray or None
+        The photo at working resolution (what the quality gate looks at).
+    """
+
+    work: np.ndarray
+    photo_shape: tuple
+    method: str
+    thresholds: tuple = (np.nan, np.nan)
+    confidence: float = np.nan
+    n_legs: int = 1
+    notes: list = field(default_factory=list)
+    coarse_px: float = np.nan
+    work_image: np.ndarray | None = None
+
+    @property
+    def fx(self) -> float:
+        return self.work.shape[1] / self.photo_shape[1]
+
+    @property
+    def fy(self) -> float:
+        return self.work.shape[0] / self.photo_shape[0]
+
+    def full_mask(self) -> np.ndarray:
+        """The leg at the photo's size (bool), the working mask scaled up (bilinear, halfway)."""
+        import cv2
+
+        h, w = self.photo_shape
+        if self.work.shape == (h, w):
+            return self.work.copy()
+        up = cv2.resize(self.work.astype(np.uint8) * 255, (w, h), interpolation=cv2.INTER_LINEAR)
+        return up >= 128
+
+
+def working_image(img: np.ndarray, work_px: int) -> tuple[np.ndarray, float, float]:
+    """The photo shrunk (area averaging) to ``work_px`` on its longest side; returns (small, fx, fy)."""
+    import cv2
+
+    h, w = img.shape[:2]
+    f = work_px / max(h, w) if work_px else 1.0
+    if f < 0.8:
+        hs, ws = max(16, int(round(h * f))), max(16, int(round(w * f)))
+        small = cv2.resize(img, (ws, hs), interpolation=cv2.INTER_AREA)
+    else:
+        small, hs, ws = img, h, w
+    return small, ws / w, hs / h
+
+
+def resolve_method(method: str | None) -> str:
+    """``'auto'`` to ``'learned'`` when the shipped weights exist, else ``'classical'``."""
+    m = method or "auto"
+    if m not in METHODS:
+        raise ValueError(f"segmenter must be one of {', '.join(METHODS)}, got {m!r}")
+    if m == "auto":
+        from .learned import weights_available
+
+        return "learned" if weights_available() else "classical"
+    return m
+
+
+def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None, exclude_polygons=None,
+                method: str | None = None, view: str | None = None, side: str | None = None) -> LegSegmentation:
+    """Find the photographed lower leg (knee down, foot included) in a photo.
+
+    Parameters
+    ----------
+    image : ndarray, (H, W) or (H, W, 3)
+        BGR or grey photo; uint8, uint16 or float in [0, 1].
+    settings : SilhouetteSettings, keyword-only
+        ``work_px`` and the classical method's options; ``segmenter`` picks the method.
+    exclude_polygons : list of (N, 2) arrays, keyword-only
+        Regions that are not leg (the ArUco marker's corners), x, y in photo px.
+    method : {'auto', 'learned', 'classical'}, keyword-only
+        Overrides ``settings.segmenter``.
+    view : {'lateral', 'posterior'}, keyword-only
+    side : {'L', 'R'}, keyword-only
+        Which leg was photographed (the manifest's ``side``); with ``view='posterior'``
+        it picks the leg (the subject's left leg is on the image's left). Without it the
+        leg nearest the image centre is taken.
+
+    Returns
+    -------
+    LegSegmentation
+
+    Raises
+    ------
+    SegmentationError
+        The leg cannot be found (``code``: ``no_leg``, ``legs_merged``, ``unsure``).
+    """
+    s = settings or SilhouetteSettings()
+    img = to_uint8(image)
+    small, fx, fy = working_image(img, s.work_px)
+    exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
+    requested = method or s.segmenter
+    m = resolve_method(requested)
+    seg = None
+    plain_error = None
+    if m == "learned" and requested == "auto" and plain_background(small, exclude):
+        # Studio look: the classical finder is exact there; the learned one is for the rest.
+        from .quality import protocol_problems
+
+        try:
+            seg = _classical(img, small, s, exclude)
+            if leg_aspect(seg.work) < MIN_LEG_ASPECT or protocol_problems(seg.work):
+                seg = None
+            else:
+                seg.notes.append("plain background: used the classical finder")
+        except SegmentationError as exc:
+            plain_error = exc
+    if seg is None and m == "learned":
+        from .learned import learned_leg_mask
+
+        try:
+            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+        except SegmentationError:
+            if plain_error is not None:
+                raise plain_error from None  # a plain photo with nothing on it: "no leg", not "unsure"
+            raise
+    elif seg is None:
+        seg = _classical(img, small, s, exclude)
+    seg.work_image = small
+    aspect = leg_aspect(seg.work)
+    need = MIN_LEG_ASPECT_LEARNED if seg.method == "learned" else MIN_LEG_ASPECT
+    if aspect < need:
+        raise SegmentationError(f"no leg found: the region found is {aspect:.1f} times as long as wide, not "
+                                f"leg-shaped (a lower leg is at least {need:g}); photograph the lower "
+                                "leg from above the knee to the floor", code="no_leg")
+    return seg
+
+
+def _classical(img, small, s, exclude) -> LegSegmentation:
+    from .classical import classical_leg_mask
+
+    leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
+    return LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
+
+
+def leg_aspect(mask: np.ndarray) -> float:
+    """Rows spanned by the mask over its widest row in the upper 70 % (above the foot)."""
+    rows = np.flatnonzero(mask.any(axis=1))
+    if rows.size == 0:
+        return 0.0
+    widths = mask[rows].sum(axis=1)[: max(1, int(0.7 * rows.size))]
+    return rows.size / max(1.0, float(widths.max()))
+
+
+def plain_background(small: np.ndarray, exclude: np.ndarray | None = None) -> bool:
+    """True for a studio-like photo: the left and right border strips follow one smooth background.
+
+    The classical background model (:func:`smi_image.classical.background_distance`) is
+    built from those strips; on a plain wall and floor their own pixels stay within
+    :data:`PLAIN_BACKGROUND_DE` of it (noise, texture, clutter and people do not).
+    """
+    from .classical import background_distance
+
+    d = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
+    k = max(2, int(round(0.04 * d.shape[1])))
+    strips = np.concatenate([d[:, :k].ravel(), d[:, -k:].ravel()])
+    return float(np.percentile(strips, 90)) < PLAIN_BACKGROUND_DE

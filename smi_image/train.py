@@ -1,0 +1,395 @@
+"""Training the learned segmenter on synthetic ``wild`` scenes (``legsmi segmenter train``).
+
+Data: a folder of rendered scenes, ``images/<stem>.(jpg|png)`` with ``labels/<stem>.png``
+beside (0 background, 1 the photographed leg knee down with its foot, 2 the other leg,
+3 clothing, 4 marker, 5 distractor, 6 the photographed leg's skin above the knee, below
+the hem; :mod:`smi_data.phantom.scene`). Without ``--data`` the command renders them
+itself (``legsmi phantom --scene wild``), seeded.
+
+Targets, at the network's resolution: **leg** = labels 1, 2 or 6 (the bare skin of either
+leg, as a person would outline it, and as the real photos' masks do); **split** = leg
+pixels within :data:`SPLIT_PX` of the other leg (where the two meet or overlap), so that
+the two legs can be cut apart and the photographed one chosen (:mod:`smi_image.learned`).
+
+Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own generator):
+
+* framing: with probability ``crop_p`` a crop like the real photos it must work on
+  (0.7-0.85 as wide as tall, from somewhat above or below the top of the leg's label to
+  just under the sole, centred on the photographed leg with jitter, so that the other
+  leg is partly in frame), else the whole scene or a random 70-100 % window of it;
+* geometry: rotation (±``rotate_deg``), horizontal flip;
+* photometric: gain and offset, per-channel gain (white balance), saturation, gamma;
+* degradation: downscale and back (small photos), Gaussian blur, noise, JPEG.
+
+Loss: binary cross-entropy plus soft Dice on the leg channel (Milletari et al. 2016),
+binary cross-entropy with ``split_pos_weight`` on the split channel. AdamW, cosine
+learning rate. Every scene is held out or not by a seeded split (``val_share``); the
+run folder gets ``segmenter.pt``, ``run.json`` (config, seed, versions, commit, the
+command that rendered the data), ``log.csv`` and the held-out IoU.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+#: Pixels of one leg within this distance of the other leg are the "split" target (network px).
+SPLIT_PX = 2
+#: Label of the photographed leg's skin above the knee (below the hem).
+PHOTO_THIGH = 6
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    """Options of :func:`train_segmenter` (all recorded in run.json)."""
+
+    epochs: int = 30
+    batch_size: int = 32
+    lr: float = 3e-3
+    weight_decay: float = 1e-4
+    widths: tuple = (8, 16, 32, 64, 96)
+    input_hw: tuple = (128, 96)
+    load_long_px: int = 256
+    crop_p: float = 0.6
+    rotate_deg: float = 10.0
+    split_pos_weight: float = 5.0
+    val_share: float = 0.1
+    seed: int = 0
+    threads: int = 2
+    time_budget_s: float | None = None
+    #: Start from these weights (a previous run's segmenter.pt) instead of a random initialisation.
+    init_weights: str | None = None
+
+    def to_dict(self) -> dict:
+        return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+@dataclass
+class Scene:
+    image: np.ndarray   # BGR uint8, longest side <= load_long_px
+    labels: np.ndarray  # uint8 label map, same size
+    name: str = ""
+    meta: dict = field(default_factory=dict)
+
+
+def find_scenes(data_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
+    """``(image, label map)`` pairs of a rendered scene folder."""
+    d = Path(data_dir)
+    labels = d / "labels"
+    if not labels.is_dir():
+        raise FileNotFoundError(f"{d}: no labels/ folder; render scenes with `legsmi phantom --scene wild`")
+    out = []
+    for img in sorted(p for p in (d / "images").rglob("*") if p.suffix.lower() in (".jpg", ".jpeg", ".png")):
+        lab = labels / f"{img.stem}.png"
+        if lab.is_file():
+            out.append((img, lab))
+    if not out:
+        raise FileNotFoundError(f"{d}: no images/<stem> with labels/<stem>.png")
+    return out
+
+
+def load_scenes(pairs, long_px: int) -> list[Scene]:
+    import cv2
+
+    scenes = []
+    for img_p, lab_p in pairs:
+        img = cv2.imread(str(img_p), cv2.IMREAD_COLOR)
+        lab = cv2.imread(str(lab_p), cv2.IMREAD_UNCHANGED)
+        if img is None or lab is None:
+            raise FileNotFoundError(f"{img_p}: image or label map not readable")
+        if lab.ndim == 3:
+            lab = lab[..., 0]
+        if not ((lab == 1) | (lab == PHOTO_THIGH)).any():
+            continue  # no photographed leg in this scene: nothing to learn the framing from
+        f = long_px / max(img.shape[:2])
+        if f < 1:
+            size = (max(1, int(round(img.shape[1] * f))), max(1, int(round(img.shape[0] * f))))
+            img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
+            lab = cv2.resize(lab, size, interpolation=cv2.INTER_NEAREST)
+        scenes.append(Scene(img, lab, img_p.stem))
+    return scenes
+
+
+def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """(leg, split) float32 targets of a label map at the network's resolution."""
+    import cv2
+
+    one, two = ((labels == 1) | (labels == PHOTO_THIGH)).astype(np.uint8), (labels == 2).astype(np.uint8)
+    k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SPLIT_PX + 1, 2 * SPLIT_PX + 1))
+    split = (cv2.dilate(two, k) & one) | (cv2.dilate(one, k) & two)
+    return (one | two).astype(np.float32), split.astype(np.float32)
+
+
+class SceneAugmenter:
+    """One random network input and target per call (see the module docstring); owns its generator."""
+
+    def __init__(self, config: TrainConfig, seed: int):
+        self.c = config
+        self.rng = np.random.default_rng(seed)
+
+    def box(self, scene: Scene) -> tuple[float, float, float, float]:
+        """(cx, cy, width, height) of the framing, scene px."""
+        r = self.rng
+        h, w = scene.labels.shape
+        ys, xs = np.nonzero((scene.labels == 1) | (scene.labels == PHOTO_THIGH))
+        y0, y1 = ys.min(), ys.max()
+        length = max(8.0, float(y1 - y0))
+        if r.random() < self.c.crop_p:
+            top = y0 + r.uniform(-0.15, 0.12) * length
+            bottom = y1 + r.uniform(0.0, 0.1) * length
+            bh = bottom - top
+            bw = bh * r.uniform(0.7, 0.85)
+            mid = (ys > y0 + 0.2 * length) & (ys < y0 + 0.7 * length)
+            cx = (xs[mid].mean() if mid.any() else xs.mean()) + r.uniform(-0.12, 0.12) * bw
+            return cx, (top + bottom) / 2, bw, bh
+        s = r.uniform(0.7, 1.0)
+        bh = s * h
+        bw = min(w, bh * self.c.input_hw[1] / self.c.input_hw[0])
+        cx = r.uniform(bw / 2, max(bw / 2, w - bw / 2))
+        cy = r.uniform(bh / 2, max(bh / 2, h - bh / 2))
+        return cx, cy, bw, bh
+
+    def __call__(self, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        img, lab = self.sample(scene)
+        leg, split = targets(lab)
+        return img, leg, split
+
+    def sample(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
+        """One augmented (BGR uint8 image, label map) at ``input_hw``."""
+        import cv2
+
+        r = self.rng
+        oh, ow = self.c.input_hw
+        cx, cy, bw, bh = self.box(scene)
+        scale = min(ow / bw, oh / bh)
+        angle = r.uniform(-self.c.rotate_deg, self.c.rotate_deg) if r.random() < 0.5 else 0.0
+        m = cv2.getRotationMatrix2D((cx, cy), angle, scale)
+        m[0, 2] += ow / 2 - cx
+        m[1, 2] += oh / 2 - cy
+        border = cv2.BORDER_REPLICATE if r.random() < 0.7 else cv2.BORDER_REFLECT
+        img = cv2.warpAffine(scene.image, m, (ow, oh), flags=cv2.INTER_AREA if scale < 1 else cv2.INTER_LINEAR,
+                             borderMode=border)
+        lab = cv2.warpAffine(scene.labels, m, (ow, oh), flags=cv2.INTER_NEAREST, borderMode=cv2.BORDER_CONSTANT,
+                             borderValue=0)
+        if r.random() < 0.5:
+            img, lab = img[:, ::-1], lab[:, ::-1]
+        return self.photometric(np.ascontiguousarray(img)), np.ascontiguousarray(lab)
+
+    def photometric(self, img: np.ndarray) -> np.ndarray:
+        import cv2
+
+        r = self.rng
+        f = img.astype(np.float32)
+        f = f * r.uniform(0.6, 1.4) + r.uniform(-30, 30)
+        f *= r.uniform(0.85, 1.15, size=3)[None, None, :]
+        f = np.clip(f, 0, 255)
+        if r.random() < 0.5:
+            hsv = cv2.cvtColor(f.astype(np.uint8), cv2.COLOR_BGR2HSV).astype(np.float32)
+            hsv[..., 1] = np.clip(hsv[..., 1] * r.uniform(0.5, 1.5), 0, 255)
+            hsv[..., 0] = (hsv[..., 0] + r.uniform(-8, 8)) % 180
+            f = cv2.cvtColor(hsv.astype(np.uint8), cv2.COLOR_HSV2BGR).astype(np.float32)
+        if r.random() < 0.5:
+            f = 255.0 * (f / 255.0) ** r.uniform(0.7, 1.4)
+        out = np.clip(f, 0, 255).astype(np.uint8)
+        h, w = out.shape[:2]
+        if r.random() < 0.5:
+            k = r.uniform(0.35, 0.9)
+            small = cv2.resize(out, (max(8, int(w * k)), max(8, int(h * k))), interpolation=cv2.INTER_AREA)
+            out = cv2.resize(small, (w, h), interpolation=cv2.INTER_LINEAR)
+        if r.random() < 0.3:
+            out = cv2.GaussianBlur(out, (0, 0), r.uniform(0.3, 1.5))
+        if r.random() < 0.5:
+            noise = r.normal(0, r.uniform(1, 8), out.shape)
+            out = np.clip(out + noise, 0, 255).astype(np.uint8)
+        if r.random() < 0.5:
+            ok, buf = cv2.imencode(".jpg", out, [cv2.IMWRITE_JPEG_QUALITY, int(r.integers(35, 96))])
+            out = cv2.imdecode(buf, cv2.IMREAD_COLOR)
+        return out
+
+
+def batch(aug: SceneAugmenter, scenes: list[Scene], idx) -> tuple:
+    import torch
+
+    xs, legs, splits = [], [], []
+    for i in idx:
+        img, leg, split = aug(scenes[i])
+        xs.append(_to_input(img))
+        legs.append(leg)
+        splits.append(split)
+    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(legs))[:, None],
+            torch.from_numpy(np.stack(splits))[:, None])
+
+
+def loss_fn(logits, leg, split, pos_weight: float):
+    import torch
+    import torch.nn.functional as F
+
+    bce = F.binary_cross_entropy_with_logits(logits[:, :1], leg)
+    p = torch.sigmoid(logits[:, :1])
+    inter = (p * leg).sum(dim=(1, 2, 3))
+    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + leg.sum(dim=(1, 2, 3)) + 1)
+    sp = F.binary_cross_entropy_with_logits(logits[:, 1:2], split,
+                                            pos_weight=torch.tensor(pos_weight, dtype=logits.dtype))
+    return bce + dice.mean() + sp
+
+
+def evaluate(model, scenes: list[Scene], config: TrainConfig, seed: int) -> dict:
+    """Held-out IoU on real-photo-like crops (fixed seed): of the leg channel (either leg), and of the
+    leg picked by the nearest-centre rule with the photographed leg (label 1)."""
+    import dataclasses
+
+    import torch
+
+    from .learned import leg_instances, pick_instance
+
+    if not scenes:
+        return {"val_leg_iou": float("nan"), "val_target_iou": float("nan"), "n_val": 0}
+    aug = SceneAugmenter(dataclasses.replace(config, crop_p=1.0), seed)
+    was_training = model.training
+    model.eval()
+    leg_iou, target_iou = [], []
+    with torch.inference_mode():
+        for start in range(0, len(scenes), 32):
+            items = [aug.sample(scenes[i]) for i in range(start, min(len(scenes), start + 32))]
+            x = torch.from_numpy(np.stack([_to_input(img) for img, _ in items]))
+            prob = torch.sigmoid(model(x)).numpy()
+            for (img, lab), (p_leg, p_split) in zip(items, prob):
+                photo = (lab == 1) | (lab == PHOTO_THIGH)
+                leg_iou.append(_iou(p_leg >= 0.5, photo | (lab == 2)))
+                inst = leg_instances(p_leg, p_split)
+                k = pick_instance(inst)
+                target_iou.append(_iou(inst == k, photo) if k else 0.0)
+    model.train(was_training)
+    return {"val_leg_iou": float(np.nanmean(leg_iou)), "val_target_iou": float(np.nanmean(target_iou)),
+            "val_target_iou_median": float(np.nanmedian(target_iou)),
+            "val_target_iou_ge_0.8": float(np.mean(np.asarray(target_iou) >= 0.8)), "n_val": len(scenes)}
+
+
+def _iou(a: np.ndarray, b: np.ndarray) -> float:
+    u = (a | b).sum()
+    return float((a & b).sum() / u) if u else float("nan")
+
+
+def _to_input(img: np.ndarray) -> np.ndarray:
+    return img[..., ::-1].transpose(2, 0, 1).astype(np.float32) / 255.0
+
+
+def learning_rate(c: TrainConfig, step_share: float, elapsed_s: float) -> float:
+    """Linear warm-up over the first 5 %, then cosine to 2 % of ``c.lr``; progress is the larger of the
+    share of steps done and, with a time budget, the share of the budget spent (so a budgeted run anneals)."""
+    p = step_share
+    if c.time_budget_s:
+        p = max(p, elapsed_s / c.time_budget_s)
+    p = min(1.0, p)
+    if p < 0.05:
+        return c.lr * (0.1 + 0.9 * p / 0.05)
+    q = (p - 0.05) / 0.95
+    return c.lr * (0.02 + 0.98 * 0.5 * (1 + np.cos(np.pi * q)))
+
+
+def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, config: TrainConfig = TrainConfig(),
+                    *, data_command: str | None = None, echo=print) -> dict:
+    """Train the U-Net on rendered scenes; writes ``segmenter.pt``, ``log.csv``; returns the results."""
+    import torch
+
+    from smi_data.runs import atomic_write_text
+
+    from .learned import save_segmenter
+    from .nets import TinyUNet
+
+    c = config
+    torch.manual_seed(c.seed)
+    old_threads = torch.get_num_threads()
+    torch.set_num_threads(max(1, int(c.threads)))
+    try:
+        pairs = find_scenes(scenes_dir)
+        rng = np.random.default_rng(c.seed)
+        order = rng.permutation(len(pairs))
+        n_val = int(round(c.val_share * len(pairs))) if len(pairs) >= 10 else 0
+        val_pairs = [pairs[i] for i in order[:n_val]]
+        train_pairs = [pairs[i] for i in order[n_val:]]
+        t0 = time.perf_counter()
+        train = load_scenes(train_pairs, c.load_long_px)
+        val = load_scenes(val_pairs, c.load_long_px)
+        if not train:
+            raise ValueError(f"{scenes_dir}: no scene with a photographed leg (label 1) to train on")
+        echo(f"{len(train)} training and {len(val)} held-out scenes loaded in {time.perf_counter() - t0:.1f} s")
+        model = TinyUNet(c.widths)
+        if c.init_weights:
+            from .learned import load_segmenter
+
+            start, _ = load_segmenter(str(c.init_weights))
+            if tuple(start.widths) != tuple(c.widths):
+                raise ValueError(f"{c.init_weights}: widths {start.widths} differ from {c.widths}")
+            model.load_state_dict(start.state_dict())
+        opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
+        steps_per_epoch = max(1, int(np.ceil(len(train) / c.batch_size)))
+        total = steps_per_epoch * c.epochs
+        aug = SceneAugmenter(c, c.seed + 1)
+        log = ["epoch,loss,val_leg_iou,val_target_iou,seconds"]
+        t_start = time.perf_counter()
+        step = 0
+        epochs_done = 0
+        for epoch in range(c.epochs):
+            perm = rng.permutation(len(train))
+            losses = []
+            model.train()
+            for b in range(steps_per_epoch):
+                idx = perm[b * c.batch_size:(b + 1) * c.batch_size]
+                if len(idx) < 2:
+                    continue
+                x, leg, split = batch(aug, train, idx)
+                for group in opt.param_groups:
+                    group["lr"] = learning_rate(c, step / total, time.perf_counter() - t_start)
+                loss = loss_fn(model(x), leg, split, c.split_pos_weight)
+                opt.zero_grad()
+                loss.backward()
+                opt.step()
+                step += 1
+                losses.append(float(loss.detach()))
+            epochs_done = epoch + 1
+            ev = evaluate(model, val, c, c.seed + 1000)
+            secs = time.perf_counter() - t_start
+            log.append(f"{epoch + 1},{np.mean(losses):.4f},{ev['val_leg_iou']:.4f},{ev['val_target_iou']:.4f},"
+                       f"{secs:.1f}")
+            echo(f"epoch {epoch + 1}/{c.epochs}: loss {np.mean(losses):.4f}, held-out IoU leg "
+                 f"{ev['val_leg_iou']:.3f}, photographed leg {ev['val_target_iou']:.3f} ({secs:.0f} s)")
+            if c.time_budget_s and secs >= c.time_budget_s and epoch + 1 < c.epochs:
+                echo(f"time budget of {c.time_budget_s:.0f} s spent: stopping after epoch {epoch + 1}")
+                break
+        model.eval()
+        results = {"epochs_done": epochs_done, "train_s": round(time.perf_counter() - t_start, 1),
+                   "n_train": len(train), "n_val": len(val), **evaluate(model, val, c, c.seed + 1000),
+                   "val_scenes": [p.stem for p, _ in val_pairs]}
+        meta = {"config": c.to_dict(), "data": str(Path(scenes_dir).resolve()), "data_command": data_command,
+                "results": {k: v for k, v in results.items() if k != "val_scenes"}, "input_long_px": c.input_hw[0],
+                "trained": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())}
+        out = Path(out_dir)
+        save_segmenter(model, out / "segmenter.pt", meta)
+        atomic_write_text(out / "log.csv", "\n".join(log) + "\n")
+        atomic_write_text(out / "val_scenes.json", json.dumps(results["val_scenes"]))
+        return results
+    finally:
+        torch.set_num_threads(old_threads)
+
+
+#: Photo size of the rendered training scenes (width, height): the network sees 96 x 128.
+TRAIN_SCENE_SIZE = (300, 400)
+
+
+def render_wild_scenes(out_dir: str | os.PathLike, n_subjects: int, seed: int, *, echo=print) -> str:
+    """Render ``n_subjects`` wild scenes (two views each) with the phantom; returns the equivalent command."""
+    from smi_data.phantom.generate import generate_cohort
+
+    size = f"{TRAIN_SCENE_SIZE[0]}x{TRAIN_SCENE_SIZE[1]}"
+    command = f"legsmi phantom --scene wild --subjects {n_subjects} --seed {seed} --size {size} --out {out_dir}"
+    if echo:
+        echo(f"rendering: {command}")
+    generate_cohort(out_dir, n_subjects=n_subjects, seed=seed, size=TRAIN_SCENE_SIZE, scene="wild",
+                    command="phantom")
+    return command

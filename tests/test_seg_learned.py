@@ -1,0 +1,137 @@
+"""The learned segmenter: shipped weights on fresh clinic renders, the side rule, training, the weights file."""
+
+import json
+
+import cv2
+import numpy as np
+import pandas as pd
+import pytest
+from click.testing import CliRunner
+
+import cli
+from smi_image.learned import WEIGHTS, SegmenterFileError, load_segmenter
+
+needs_weights = pytest.mark.skipif(not WEIGHTS.is_file(), reason="no shipped segmenter weights")
+
+
+@pytest.fixture(scope="module")
+def body_model():
+    pytest.importorskip("anny")
+    from smi_data.phantom.body import AnnyBody
+
+    return AnnyBody(threads=1)
+
+
+@pytest.fixture(scope="module")
+def clinic(tmp_path_factory, body_model):
+    from smi_data.phantom.generate import generate_cohort
+
+    out = tmp_path_factory.mktemp("clinic") / "ds"
+    # seed 4242: subjects no training render uses (the segmenter's scenes are seed 1000, wild)
+    generate_cohort(out, n_subjects=2, seed=4242, size=(300, 400), scene="clinic", model=body_model, progress=False)
+    return out
+
+
+def _photographed(labels):
+    return (labels == 1) | (labels == 6)
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+def _clinic_ious(clinic):
+    from smi_image.segment import segment_leg
+
+    man = pd.read_csv(clinic / "manifest.csv")
+    ious = []
+    for r in man.itertuples():
+        img = cv2.imread(str(clinic / r.image))
+        labels = cv2.imread(str(clinic / "labels" / (r.image.split("/")[-1].rsplit(".", 1)[0] + ".png")), 0)
+        seg = segment_leg(img, method="learned", view=r.view, side=r.side)
+        ious.append(_iou(seg.full_mask(), _photographed(labels)))
+    return ious
+
+
+@needs_weights
+@pytest.mark.phantom
+def test_shipped_weights_find_the_leg_in_fresh_clinic_scenes(clinic):
+    ious = _clinic_ious(clinic)
+    assert np.mean(ious) >= 0.75 and min(ious) >= 0.6, ious  # regression guard at today's level (0.84)
+
+
+@needs_weights
+@pytest.mark.phantom
+@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: the shipped weights reach mean IoU 0.84 "
+                                       "on these renders (docs/segmentation.md)")
+def test_shipped_weights_reach_the_target_iou_on_fresh_clinic_scenes(clinic):
+    assert np.mean(_clinic_ious(clinic)) >= 0.9
+
+
+@needs_weights
+@pytest.mark.phantom
+def test_side_rule_picks_the_photographed_leg_in_a_posterior_render(clinic):
+    from smi_image.segment import segment_leg
+
+    man = pd.read_csv(clinic / "manifest.csv")
+    r = man[man["view"] == "posterior"].iloc[0]
+    img = cv2.imread(str(clinic / r["image"]))
+    labels = cv2.imread(str(clinic / "labels" / (r["image"].split("/")[-1].rsplit(".", 1)[0] + ".png")), 0)
+    other = {"L": "R", "R": "L"}[r["side"]]
+    right = segment_leg(img, method="learned", view="posterior", side=r["side"]).full_mask()
+    wrong = segment_leg(img, method="learned", view="posterior", side=other).full_mask()
+    assert _iou(right, _photographed(labels)) > 0.8
+    assert _iou(wrong, labels == 2) > 0.6 and _iou(wrong, _photographed(labels)) < 0.2
+
+
+@pytest.mark.phantom
+def test_segmenter_training_runs_one_epoch_on_a_handful_of_renders(tmp_path, body_model, monkeypatch):
+    import smi_data.phantom.body as body
+
+    monkeypatch.setattr(body, "AnnyBody", lambda *a, **k: body_model)  # reuse the loaded model
+    out = tmp_path / "run"
+    res = CliRunner().invoke(cli.main, ["segmenter", "train", "--out", str(out), "--scenes", "2", "--epochs", "1",
+                                        "--batch-size", "2", "--threads", "1", "--seed", "3"])
+    assert res.exit_code == 0, res.output
+    model, meta = load_segmenter(str(out / "segmenter.pt"))
+    assert meta["config"]["epochs"] == 1 and "--scene wild --subjects 2 --seed 1003" in meta["data_command"]
+    run = json.loads((out / "run.json").read_text())
+    assert run["status"] == "ok" and run["seed"] == 3 and run["results"]["epochs_done"] == 1
+    assert (out / "scenes" / "labels").is_dir()
+
+
+def test_weights_file_is_checked(tmp_path):
+    torch = pytest.importorskip("torch")
+    bad = tmp_path / "bad.pt"
+    torch.save({"format": "something-else"}, bad)
+    with pytest.raises(SegmenterFileError, match="not a legsmi segmenter"):
+        load_segmenter(str(bad))
+    bad.write_bytes(b"not a torch file")
+    with pytest.raises(SegmenterFileError, match="not a readable"):
+        load_segmenter(str(bad))
+
+
+@needs_weights
+def test_shipped_weights_are_small_and_fast():
+    import time
+
+    import torch
+
+    from smi_image.learned import leg_probabilities
+
+    assert WEIGHTS.stat().st_size <= 5 * 1024 * 1024
+    model, meta = load_segmenter()
+    assert meta["input_long_px"] >= 96 and "data_command" in meta
+    img = np.full((400, 300, 3), 128, np.uint8)
+    old = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        leg_probabilities(img)
+        t = time.perf_counter()
+        for _ in range(5):
+            p = leg_probabilities(img)
+        ms = (time.perf_counter() - t) / 5 * 1000
+    finally:
+        torch.set_num_threads(old)
+    assert p.shape[0] == 2 and p.shape[1] == meta["input_long_px"]
+    assert ms < 200  # the 20 ms target is a benchmark (legsmi speed), not a timed test; this catches a blow-up
