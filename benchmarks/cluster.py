@@ -144,3 +144,25 @@ def map_ordered(client, fn: Callable, calls: Iterable[tuple], *, priorities: Ite
 def share(client, value):
     """``value`` scattered to every worker once; pass the returned future as a task argument."""
     return client.scatter(value, broadcast=True, hash=False)
+
+
+def _run_chunk(fn: Callable, calls: list[tuple]) -> list:
+    return [fn(*c) for c in calls]
+
+
+def chunked_mapper(client, chunk: int = 8) -> Callable[[Callable, list], list]:
+    """A ``mapper(fn, calls)`` for :func:`smi_features.extractor.measure_files`: ``chunk`` calls a task.
+
+    One photo takes a few milliseconds, so one task per photo would be mostly
+    scheduling; results come back in the order of ``calls``.
+    """
+    if chunk < 1:
+        raise ValueError(f"chunk must be at least 1, got {chunk}")
+
+    def mapper(fn: Callable, calls: list) -> list:
+        calls = list(calls)
+        parts = [calls[i:i + chunk] for i in range(0, len(calls), chunk)]
+        done = map_ordered(client, _run_chunk, [(fn, part) for part in parts])
+        return [rec for part in done for rec in part]
+
+    return mapper
