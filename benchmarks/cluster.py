@@ -88,13 +88,8 @@ def open_client(spec: ClusterSpec):
     if spec.kind == "local":
         # one thread per worker: the CNNs set their own torch threads, and the GIL would
         # serialise Python-heavy fits that shared a worker process
-        import dask
-
-        # the workers' statistical profiler samples every thread each 10 ms: measured to add
-        # about half again to the CPU time of photo extraction (docs/scaling.md)
-        with dask.config.set({"distributed.worker.profile.enabled": False}):
-            cluster = distributed.LocalCluster(n_workers=spec.n_workers, threads_per_worker=1, processes=True,
-                                               dashboard_address=None, silence_logs=logging.WARNING)
+        cluster = distributed.LocalCluster(n_workers=spec.n_workers, threads_per_worker=1, processes=True,
+                                           dashboard_address=None, silence_logs=logging.WARNING)
         try:
             with distributed.Client(cluster) as client:
                 yield client
