@@ -81,6 +81,12 @@ sets torch's CPU threads during ``fit``/``predict`` (restored afterwards; defaul
 the cores, :func:`default_threads`); results with different thread counts may differ
 in the last bits. With two threads on two busy cores a training step was measured
 anywhere from 50 to 900 ms, with one thread 75–83 ms.
+
+Speed and scale: on the CPU the network and its inputs are kept in the channels-last
+memory layout (:func:`to_fast_layout`; faster convolutions, the same values to
+rounding). Inside a ``torch.distributed`` process group of more than one process
+(``torchrun``, :mod:`smi_deep.ddp`) ``fit`` trains data-parallel: each rank takes its
+share of every batch and DistributedDataParallel averages the gradients.
 """
 
 from __future__ import annotations
