@@ -584,8 +584,8 @@ def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_f
     try:
         cfg = BenchmarkConfig(dataset=dataset or _default_dataset(), out=out, models=_csv_list(models),
                               views=views, tiers=tiers, folds=folds, repeats=repeats, seed=seed,
-                              splits=splits_file, overwrite=overwrite, jobs=jobs, overrides=parse_overrides(sets),
-                              cluster=cluster)
+                              splits=splits_file, overwrite=overwrite, jobs=jobs,  # None: one per core
+                              overrides=parse_overrides(sets), cluster=cluster)
         result = run_benchmark(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))

@@ -517,7 +517,7 @@ class BenchmarkConfig:
     seed: int = 0
     splits: str | None = None
     overwrite: bool = False
-    jobs: int | None = None  # None: one per core (:func:`default_jobs`)
+    jobs: int | None = 1  # None: one per core (:func:`default_jobs`; the CLI's default)
     overrides: dict = field(default_factory=dict)
     progress: bool | None = None
     cluster: str | None = None
