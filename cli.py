@@ -171,6 +171,47 @@ def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overw
 
 # ----------------------------------------------------------------------------- feature commands (smi_features)
 # (section owned by the features work; add `features` and `explain` here)
+def _feature_mapper(cluster):
+    """A context giving None without ``--cluster``, else a mapper that runs the photos on the Dask cluster."""
+    from contextlib import contextmanager, nullcontext
+
+    if not cluster:
+        return nullcontext(None)
+    from benchmarks.cluster import chunked_mapper, open_client, parse_cluster
+
+    spec = parse_cluster(cluster)
+
+    @contextmanager
+    def on_cluster():
+        click.echo(f"measuring on {spec.describe()} (dask.distributed)", err=True)
+        with open_client(spec) as client:
+            yield chunked_mapper(client)
+
+    return on_cluster()
+
+
+def _features_table(manifest, dataset, per, settings, jobs, no_cache, mapper):
+    """The ``features`` command's table, reasons and scale-mode counts."""
+    from smi_data.manifest import to_samples
+    from smi_features.extractor import image_features, sample_features
+
+    if per == "image":
+        table = image_features(manifest, settings=settings, n_jobs=jobs, cache=not no_cache, mapper=mapper)
+        failed = table[table["failure"] != ""]
+        reasons = dict(zip(failed["subject_id"] + ":" + failed["view"], failed["failure"]))
+        modes = table["scale_mode"].value_counts(dropna=False).to_dict()
+    else:
+        samples = to_samples(manifest, per)
+        if samples.empty:
+            _fail(f"{dataset}: no samples with the {per} view")
+        table, reasons = sample_features(samples, settings=settings, n_jobs=jobs, cache=not no_cache, mapper=mapper)
+        modes = {}
+        for p in ("lat_", "post_"):
+            for k, v in table[f"{p}scale_mode"].dropna().value_counts().items():
+                modes[f"{p}{k}"] = modes.get(f"{p}{k}", 0) + int(v)
+    return table, reasons, modes
+
+
 @main.command()
 @click.argument("dataset", type=click.Path(file_okay=False), required=False)
 @click.option("--out", "out", default="features.csv", type=click.Path(dir_okay=False), help="Output CSV file.")
@@ -183,8 +224,10 @@ def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overw
 @click.option("--require-marker", is_flag=True, help="Refuse photos without the ArUco marker (quality gate).")
 @click.option("--segmenter", default="auto", show_default=True, type=click.Choice(["auto", "learned", "classical"]),
               help="Leg finder (auto: the learned one when its weights ship).")
+@click.option("--cluster", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="Measure the photos on a Dask cluster (needs the cluster extra); replaces --jobs.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
-def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segmenter, overwrite):
+def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segmenter, cluster, overwrite):
     """Measure the lower leg in every photo of a dataset and write the feature table (cm).
 
     Each row carries the scale mode used (marker, manifest or relative), the silhouette
@@ -194,9 +237,9 @@ def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segme
     """
     import time
 
-    from smi_data.manifest import ManifestError, read_manifest, to_samples
+    from smi_data.manifest import ManifestError, read_manifest
     from smi_data.runs import OutputExistsError, atomic_write_csv, check_output_file
-    from smi_features.extractor import ExtractionSettings, image_features, sample_features
+    from smi_features.extractor import ExtractionSettings
 
     dataset = dataset or _default_dataset()
     try:
@@ -209,20 +252,8 @@ def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segme
     settings = ExtractionSettings(silhouette=SilhouetteSettings(segmenter=segmenter), use_marker=not no_marker,
                                   require_marker=require_marker)
     t0 = time.perf_counter()
-    if per == "image":
-        table = image_features(manifest, settings=settings, n_jobs=jobs, cache=not no_cache)
-        failed = table[table["failure"] != ""]
-        reasons = dict(zip(failed["subject_id"] + ":" + failed["view"], failed["failure"]))
-        modes = table["scale_mode"].value_counts(dropna=False).to_dict()
-    else:
-        samples = to_samples(manifest, per)
-        if samples.empty:
-            _fail(f"{dataset}: no samples with the {per} view")
-        table, reasons = sample_features(samples, settings=settings, n_jobs=jobs, cache=not no_cache)
-        modes = {}
-        for p in ("lat_", "post_"):
-            for k, v in table[f"{p}scale_mode"].dropna().value_counts().items():
-                modes[f"{p}{k}"] = modes.get(f"{p}{k}", 0) + int(v)
+    with _feature_mapper(cluster) as mapper:
+        table, reasons, modes = _features_table(manifest, dataset, per, settings, jobs, no_cache, mapper)
     atomic_write_csv(table, out, float_format="%.6g")
     secs = time.perf_counter() - t0
     click.echo(f"{len(table)} row(s) from {dataset} in {secs:.1f} s; scale modes: "
@@ -557,10 +588,14 @@ def _echo_table(df) -> None:
               help="Use this splits.json (from `legsmi splits`) instead of making one.")
 @click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
               help="Override a model parameter, e.g. --set cnn-lite.epochs=5 (repeatable).")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Fits run in parallel processes.")
+@click.option("--jobs", default=None, type=click.IntRange(1, 64),
+              help="Fits run in parallel processes [default: one per core, one torch thread per CNN].")
+@click.option("--cluster", default=None, metavar="local:N|tcp://HOST:PORT",
+              help="Run the fits on a Dask cluster: N local worker processes, or a running `dask scheduler` "
+                   "(needs the cluster extra). Same results as without.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
-def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, overwrite,
+def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
               list_models):
     """Every model under the same saved splits: metrics, the study's table and a report.
 
@@ -579,7 +614,8 @@ def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_f
     try:
         cfg = BenchmarkConfig(dataset=dataset or _default_dataset(), out=out, models=_csv_list(models),
                               views=views, tiers=tiers, folds=folds, repeats=repeats, seed=seed,
-                              splits=splits_file, overwrite=overwrite, jobs=jobs, overrides=parse_overrides(sets))
+                              splits=splits_file, overwrite=overwrite, jobs=jobs,  # None: one per core
+                              overrides=parse_overrides(sets), cluster=cluster)
         result = run_benchmark(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))

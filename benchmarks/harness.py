@@ -405,7 +405,7 @@ def progress_bar(total: int, desc: str, enabled: bool | None = None):
 
 def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, specs: dict | None = None,
               jobs: int = 1, progress: bool | None = None, keep: Iterable[Task] = (),
-              log=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
+              log=None, cluster=None) -> tuple[pd.DataFrame, pd.DataFrame, dict]:
     """Run every task and gather predictions and per-fold records.
 
     Parameters
@@ -421,7 +421,10 @@ def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, sp
         Extra :class:`~benchmarks.registry.ModelSpec` by name (tests, plug-ins).
     jobs : int
         Tasks run in parallel processes when > 1 (each task is seeded on its own, so
-        the numbers do not depend on ``jobs``).
+        the numbers do not depend on ``jobs``; the slow fits are started first).
+    cluster : str or ClusterSpec, optional
+        Run the tasks on a Dask cluster instead (``'local:N'`` or ``'tcp://HOST:PORT'``,
+        :mod:`benchmarks.cluster`); ``jobs`` is then ignored. Same results as the loop.
     progress : bool or None
         Progress bar; None shows it only when stderr is a terminal.
     keep : iterable of Task
@@ -451,15 +454,31 @@ def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, sp
 
     results: list[FoldResult] = []
     bar = progress_bar(len(tasks), "benchmark", progress)
+    # the slow fits first, so parallel workers do not end waiting on one CNN
+    cost = [0 if registry.get_spec(t.model, specs).cheap else 1 for t in tasks]
     try:
-        if jobs and jobs > 1 and len(tasks) > 1:
+        if cluster is not None:
+            from . import cluster as dask_cluster
+
+            spec = dask_cluster.parse_cluster(cluster) if isinstance(cluster, str) else cluster
+            with dask_cluster.open_client(spec) as client:
+                shared = {v: dask_cluster.share(client, samples[v]) for v in views}
+                calls = [(t, shared[t.view], *fold_by_key[(t.repeat, t.fold)], seed, specs, t in keep)
+                         for t in tasks]
+                results = dask_cluster.map_ordered(client, run_task, calls, priorities=cost,
+                                                   on_done=lambda r: bar.update(1))
+        elif jobs and jobs > 1 and len(tasks) > 1:
             from joblib import Parallel, delayed
 
-            gen = Parallel(n_jobs=int(jobs), return_as="generator")(delayed(run_task)(*args(t)) for t in tasks)
-            for res in gen:
-                results.append(res)
+            order = sorted(range(len(tasks)), key=lambda i: -cost[i])
+            gen = Parallel(n_jobs=int(jobs), return_as="generator")(delayed(run_task)(*args(tasks[i]))
+                                                                    for i in order)
+            done = {}
+            for i, res in zip(order, gen):
+                done[i] = res
                 bar.set_postfix_str(f"{res.task.model}/{res.task.view}")
                 bar.update(1)
+            results = [done[i] for i in range(len(tasks))]
         else:
             for t in tasks:
                 bar.set_postfix_str(f"{t.model}/{t.view} r{t.repeat} f{t.fold}")
@@ -498,9 +517,10 @@ class BenchmarkConfig:
     seed: int = 0
     splits: str | None = None
     overwrite: bool = False
-    jobs: int = 1
+    jobs: int | None = 1  # None: one per core (:func:`default_jobs`; the CLI's default)
     overrides: dict = field(default_factory=dict)
     progress: bool | None = None
+    cluster: str | None = None
     report: bool = True
     ceiling: bool = True
     intervals: bool = True
@@ -585,15 +605,25 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
         if cfg.splits and reps < n_repeats(splits):
             notes.append(f"{cfg.splits} holds {n_repeats(splits)} repeats; {reps} used "
                          f"(pass --repeats {n_repeats(splits)} to use them all)")
-        overrides = {m: thread_overrides(m, cfg.overrides.get(m) or {}, cfg.jobs, specs) for m in models}
+        jobs = default_jobs() if cfg.jobs is None else int(cfg.jobs)
+        cluster = None
+        if cfg.cluster:
+            from .cluster import parse_cluster
+
+            cluster = parse_cluster(cfg.cluster)
+            jobs = cluster.n_workers if cluster.kind == "local" else 1
+            notes.append(f"fits run on {cluster.describe()} (dask.distributed)")
+        rec.data["jobs"] = jobs
+        overrides = {m: thread_overrides(m, cfg.overrides.get(m) or {}, jobs, specs) for m in models}
         tasks = [Task(m, v, r, f, overrides=tuple(sorted(overrides[m].items())), tier=t, intervals=cfg.intervals)
                  for m in models for t in tier_plan[m] for v in plan[m] for (r, f, _, _) in folds]
         keep = shap_tasks(tasks)
         rec.data["tiers"] = tier_record(models, tier_plan, specs)
         echo(f"benchmark: {len(models)} model(s), {len(tasks)} fits on {manifest['subject_id'].nunique()} subjects "
              f"({reps} repeat(s) x {len(folds) // max(reps, 1)} folds)")
-        preds, records, kept = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=cfg.jobs,
-                                         progress=cfg.progress, keep=keep, log=lambda s: notes.append(s))
+        preds, records, kept = run_folds(manifest, folds, tasks, seed=cfg.seed, specs=specs, jobs=jobs,
+                                         progress=cfg.progress, keep=keep, log=lambda s: notes.append(s),
+                                         cluster=cluster)
         preds = preds.sort_values(["model", "tier", "view", "repeat", "fold", "sample_id"], kind="stable",
                                   key=_model_order_key(models)).reset_index(drop=True)
         preds = preds.drop(columns=["arm"], errors="ignore")
@@ -629,6 +659,16 @@ def run_benchmark(cfg: BenchmarkConfig, *, specs: dict | None = None, echo=None)
     return {"out": stage.target, "table": table, "metrics": metrics, "predictions": preds, "records": records,
             "notes": notes, "seconds": time.perf_counter() - started, "ceiling": ceiling,
             "calibration": calib, "calibration_targets": target_lines(calib)}
+
+
+def default_jobs() -> int:
+    """Parallel fits when ``--jobs`` is not given: one process per core.
+
+    Each CNN then gets one torch thread (:func:`thread_overrides`), the setting the
+    serial run uses on two cores too, so on two cores the numbers are those of
+    ``--jobs 1``; the quick start's wall time about halves (docs/scaling.md).
+    """
+    return max(1, os.cpu_count() or 1)
 
 
 def thread_overrides(model: str, overrides: dict, jobs: int, specs: dict | None = None) -> dict:

@@ -320,7 +320,8 @@ def _measure_worker(path: str, settings_dict: dict, context: tuple = (None, None
 
 
 def measure_files(paths: list[str], *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
-                  cache: bool | FeatureCache = True, contexts: list[tuple] | None = None) -> list[dict]:
+                  cache: bool | FeatureCache = True, contexts: list[tuple] | None = None,
+                  mapper=None) -> list[dict]:
     """Measurement records of many image files, in order, from the cache or computed.
 
     Parameters
@@ -335,6 +336,9 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
     contexts : list of (px_per_cm, height_cm[, view, side]), keyword-only
         Per image: the manifest's scale, the person's height (NaN or None if unknown), the
         view and the photographed side (which leg of two).
+    mapper : callable, keyword-only
+        ``mapper(fn, calls) -> [fn(*c) for c in calls]`` run elsewhere (a Dask cluster,
+        :func:`benchmarks.cluster.chunked_mapper`); replaces ``n_jobs`` when given.
     """
     s = settings or ExtractionSettings()
     store = cache if isinstance(cache, FeatureCache) else (FeatureCache() if cache else None)
@@ -361,7 +365,10 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
                 continue
         todo.append(item)
     if todo:
-        if n_jobs is not None and n_jobs != 1 and len(todo) > 1:
+        if mapper is not None:
+            sd = s.as_dict()
+            done = list(mapper(_measure_worker, [(p, sd, ctx) for p, ctx in todo]))
+        elif n_jobs is not None and n_jobs != 1 and len(todo) > 1:
             from joblib import Parallel, delayed
 
             sd = s.as_dict()
@@ -527,7 +534,7 @@ def _get_num(row, name):
 
 
 def sample_features(samples: pd.DataFrame, *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
-                    cache: bool | FeatureCache = True) -> tuple[pd.DataFrame, dict]:
+                    cache: bool | FeatureCache = True, mapper=None) -> tuple[pd.DataFrame, dict]:
     """Feature table of a sample table (see :func:`feature_table`), extracting what is not cached."""
     from smi_data.manifest import sample_images
 
@@ -535,7 +542,7 @@ def sample_features(samples: pd.DataFrame, *, settings: ExtractionSettings | Non
     refs = sample_images(samples)
     paths = [p for _, _, p in refs]
     ctxs = [image_context(samples.iloc[pos], view) for pos, view, _ in refs]
-    recs = measure_files(paths, settings=s, n_jobs=n_jobs, cache=cache, contexts=ctxs)
+    recs = measure_files(paths, settings=s, n_jobs=n_jobs, cache=cache, contexts=ctxs, mapper=mapper)
     return feature_table(samples, dict(zip(zip(paths, ctxs), recs)), levels=s.levels)
 
 
@@ -588,7 +595,7 @@ class LegFeatureExtractor(TransformerMixin, BaseEstimator):
 
 
 def image_features(manifest: pd.DataFrame, *, settings: ExtractionSettings | None = None, n_jobs: int = 1,
-                   cache: bool | FeatureCache = True) -> pd.DataFrame:
+                   cache: bool | FeatureCache = True, mapper=None) -> pd.DataFrame:
     """One row per image of a manifest: ids, scale mode, failure and every per-view feature (cm).
 
     Columns: ``subject_id``, ``view``, ``image``, ``scale_mode``, ``px_per_cm``,
@@ -604,7 +611,7 @@ def image_features(manifest: pd.DataFrame, *, settings: ExtractionSettings | Non
         samples = to_samples(manifest, view)
         if samples.empty:
             continue
-        table, _ = sample_features(samples, settings=settings, n_jobs=n_jobs, cache=cache)
+        table, _ = sample_features(samples, settings=settings, n_jobs=n_jobs, cache=cache, mapper=mapper)
         cols = [c for c in table.columns if c.startswith(prefix)]
         part = table[cols].rename(columns={c: c[len(prefix):] for c in cols})
         part["calf_circumference_cm"] = table["calf_circumference_cm"]
