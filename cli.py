@@ -64,8 +64,9 @@ class _LegsmiGroup(click.Group):
 def main() -> None:
     """legsmi: estimate the skeletal muscle index (SMI, kg/m^2) from photos of the lower leg.
 
-    Data commands: validate, splits, phantom, features. Models: train, predict, explain.
-    Evaluation: benchmark, ablate, speed, fuzz. Run any command with -h for its options.
+    Data commands: validate, splits, phantom, features. Image layer: segment, segeval,
+    segmenter. Models: train, predict, explain. Evaluation: benchmark, ablate, reliability,
+    speed, fuzz. The clinic's page: app, app-load. Run any command with -h for its options.
     """
 
 
@@ -335,8 +336,12 @@ def _model_choices() -> list[str]:
 @click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "cv", "split", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
                    "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs.")
+@click.option("--tier", default=None, type=click.Choice(["photo", "basic", "weight"]),
+              help="What the model is told besides the photos: photo (nothing), basic (sex, age, height), weight "
+                   "(basic + weight); recorded in model.json, and predict then asks for exactly that. Default: "
+                   "no tier, the model's own settings with every covariate the dataset has (as before tiers).")
 @click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
-def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets, interval_method, overwrite):
+def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets, interval_method, tier, overwrite):
     """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
     import importlib
 
@@ -362,10 +367,22 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
         _fail(f"{dataset}: only {len(samples)} sample(s) with view {view!r}; need at least 5 to train")
     from benchmarks.registry import get_spec
 
+    from smi_data.tiers import tier_covariates
+
     spec = get_spec(model_name)
     set_overrides = check_overrides(parse_overrides(sets), models=[model_name]).get(model_name, {})
+    if tier is not None:
+        if tier not in spec.tiers:
+            _fail(f"{model_name} runs at the tier(s) {', '.join(spec.tiers)}, not {tier}")
+        clash = sorted(set(set_overrides) & set(spec.tier_params(tier)))
+        if clash:
+            _fail(f"--set {model_name}.{clash[0]} sets what --tier decides; use --tier photo|basic|weight instead")
+        missing_cov = [c for c in tier_covariates(tier) if c not in samples.columns or samples[c].isna().any()]
+        if missing_cov:
+            _fail(f"{dataset}: the {tier} tier needs {', '.join(missing_cov)} for every sample; "
+                  "fill the manifest or choose a narrower --tier")
     overrides = dict(set_overrides)
-    probe = spec.build(seed)
+    probe = spec.build(seed, tier=tier)
     params = probe.get_params()
     if epochs is not None:
         if "epochs" not in params:
@@ -375,8 +392,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
         overrides["device"] = torch_device
     if "n_jobs" in params:
         overrides["n_jobs"] = jobs
-    model = spec.build(seed, **overrides)
-    config = {"model": model_name, "view": view, "dataset": str(Path(dataset).resolve()), "seed": seed,
+    model = spec.build(seed, tier=tier, **overrides)
+    config = {"model": model_name, "view": view, "tier": tier, "dataset": str(Path(dataset).resolve()), "seed": seed,
               "overrides": set_overrides,
               "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
               "intervals": interval_method}
@@ -387,8 +404,11 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
     # the old model is kept until the new one is saved; a failed fit leaves no folder, an interrupted one its run.json
     stage = stage_output(out_path, overwrite=overwrite, protect=(dataset,), keep_failed=False)
     tmp = stage.path
+    from benchmarks.harness import tier_inputs
+
     y = samples["smi"].to_numpy(float)
-    X = samples.drop(columns=["smi"])
+    # with a tier, what the benchmark gives a model at that tier and nothing more
+    X = tier_inputs(samples, tier) if tier else samples.drop(columns=["smi"])
     try:
         with RunRecord(tmp, "train", config, seed, stage=stage) as rec:
             calibration = None
@@ -413,7 +433,7 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
                                                                        "bins": calibration.bins_used}
                                                 if calibration is not None else interval_note)
             family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
-            family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name,
+            family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name, "tier": tier,
                                                              "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed},
                                                              "intervals": "intervals.json" if calibration is not None else None})
             if calibration is not None:
@@ -424,7 +444,9 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
     except ValueError as exc:  # data the model cannot learn from (e.g. no photo could be measured)
         _fail(f"training {model_name} on {dataset} failed: {exc}", 1)
     res = rec.data["results"]
-    click.echo(f"trained {model_name} on {res['n_samples']} {view} sample(s) from {dataset}"
+    told = (f"{tier} tier: {', '.join(tier_covariates(tier)) or 'the photos alone'}" if tier
+            else "no --tier: every covariate the dataset has")
+    click.echo(f"trained {model_name} ({told}) on {res['n_samples']} {view} sample(s) from {dataset}"
                + (f" (the model itself on the {calibration.details['n_training_subjects']} subjects not held out to "
                   "calibrate its intervals)" if calibration is not None and calibration.method == "split" else ""))
     if res["n_failed"]:
@@ -477,7 +499,8 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
 
       legsmi predict MODEL_DIR leg.jpg --sex F --age 70 --height 158
     """
-    from benchmarks.predict import PredictInputError, load_predictor, samples_from_dataset, samples_from_photos
+    from benchmarks.predict import (PredictInputError, load_predictor, missing_inputs, samples_from_dataset,
+                                    samples_from_photos)
     from smi_data.manifest import ManifestError
     from smi_data.modelfile import ModelFileError
     from smi_data.runs import OutputExistsError, RunRecord, atomic_write_csv, stage_output
@@ -495,12 +518,19 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
         else:
             if not photos:
                 _fail("give one or more PHOTOS, or --dataset DIR")
-            missing = [n for n, v in (("--sex", sex), ("--age", age), ("--height", height_cm)) if v is None]
+            # what the model's tier needs (sex always, for the cut-off); a folder without a tier: sex, age, height
+            missing = missing_inputs(predictor.tier, sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg)
             if missing:
-                _fail(f"{', '.join(missing)} required with single photos (the model uses them or reports them)")
+                flags = {"sex": "--sex", "age": "--age", "height_cm": "--height", "weight_kg": "--weight"}
+                why = (f"this model was trained at the {predictor.tier} tier" if predictor.tier
+                       else "the model uses them or reports them")
+                _fail(f"{', '.join(flags[m] for m in missing)} required with single photos ({why}"
+                      + ("; or use a model trained with `legsmi train --tier basic`" if "weight_kg" in missing else "")
+                      + ")")
             samples = samples_from_photos(_parse_photos(photos, "lateral" if view == "both" else view), view,
                                           sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg,
-                                          reference_device=reference_device, px_per_cm=px_per_cm)
+                                          reference_device=reference_device, px_per_cm=px_per_cm,
+                                          tier=predictor.tier)
     except (ManifestError, PredictInputError) as exc:
         _fail(str(exc))
     try:

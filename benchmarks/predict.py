@@ -24,6 +24,14 @@ it is an extrapolation, not a measurement. The training range is
 ``training.smi_range`` in model.json (written by ``legsmi train``); an older model
 folder without it gets ``outside_training_range = None`` and a note saying so.
 
+Information tier: a model folder trained with ``legsmi train --tier photo|basic|weight``
+records it (``tier`` in model.json), and the model is handed only that tier's covariates
+(:func:`smi_data.tiers.restrict_to_tier`, as the benchmark does). Sex is required at
+every tier (the AWGS cut-off depends on it); a ``basic`` model also needs age and height,
+a ``weight`` model the weight too (:func:`required_inputs`): missing, the person's
+estimate is refused with that reason (a table row, or :class:`PredictInputError` from
+:func:`samples_from_photos`). A folder without a tier needs sex, age and height, as before.
+
 Fields for intervals and three-way screening (``interval_90``, ``interval_95``,
 ``screening``, ``p_low``) are part of :class:`Estimate` and of the table, None until
 a model carries what they need.
@@ -218,9 +226,52 @@ def _empty_images(px_per_cm: float | None) -> dict:
     return {f"image_{v}": None for v in VIEWS} | {f"px_per_cm_{v}": ppc for v in VIEWS}
 
 
-def samples_from_photos(photos, model_view: str, *, sex: str, age: float, height_cm: float,
-                        weight_kg: float | None = None, reference_device: str = "BIA",
-                        px_per_cm: float | None = None) -> pd.DataFrame:
+def required_inputs(tier: str | None) -> tuple[str, ...]:
+    """Sample-table fields a model at ``tier`` needs for one person.
+
+    ``sex`` always (the AWGS cut-off depends on it, even where the model is not told it);
+    the tier's covariates besides (:mod:`smi_data.tiers`): nothing more for ``photo``,
+    age and height for ``basic``, and the weight too for ``weight``. A model folder that
+    records no tier (made before tiers) needs sex, age and height, as it always did.
+    """
+    from smi_data.tiers import tier_covariates
+
+    if tier is None:
+        return ("sex", "age", "height_cm")
+    return ("sex", *(c for c in tier_covariates(tier) if c != "sex"))
+
+
+def missing_inputs(tier: str | None, **values) -> list[str]:
+    """Names of the :func:`required_inputs` that ``values`` leaves None or not a number."""
+    out = []
+    for name in required_inputs(tier):
+        v = values.get(name)
+        if v is None or (name != "sex" and not np.isfinite(_float_or_nan(v))):
+            out.append(name)
+    return out
+
+
+def _float_or_nan(v) -> float:
+    try:
+        return float(v)
+    except (TypeError, ValueError):
+        return float("nan")
+
+
+def _missing_message(tier: str | None, missing: list[str]) -> str:
+    what = {"sex": "sex", "age": "age", "height_cm": "height", "weight_kg": "weight"}
+    names = ", ".join(what.get(m, m) for m in missing)
+    if tier is None:
+        return f"{names} required (the model uses them or reports them)"
+    why = "for the AWGS cut-off" if missing == ["sex"] else f"this model was trained at the {tier} tier"
+    hint = "; or use a model trained at the basic tier (`legsmi train --tier basic`)" if "weight_kg" in missing else ""
+    return f"{names} required: {why}{hint}"
+
+
+def samples_from_photos(photos, model_view: str, *, sex: str, age: float | None = None,
+                        height_cm: float | None = None, weight_kg: float | None = None,
+                        reference_device: str = "BIA", px_per_cm: float | None = None,
+                        tier: str | None = None) -> pd.DataFrame:
     """The sample table for one person's photos.
 
     Parameters
@@ -232,6 +283,8 @@ def samples_from_photos(photos, model_view: str, *, sex: str, age: float, height
     model_view : {'lateral', 'posterior', 'both'}
     sex, age, height_cm, weight_kg, reference_device, px_per_cm
         The person's covariates, the AWGS device and the scale if there is no marker.
+    tier : {'photo', 'basic', 'weight'} or None, keyword-only
+        The model's information tier: which covariates are required (:func:`required_inputs`).
 
     Raises
     ------
@@ -241,10 +294,11 @@ def samples_from_photos(photos, model_view: str, *, sex: str, age: float, height
     pairs = list(photos.items()) if isinstance(photos, Mapping) else [tuple(p) for p in photos]
     if not pairs:
         raise PredictInputError("give one or more photos")
-    missing = [n for n, v in (("sex", sex), ("age", age), ("height_cm", height_cm)) if v is None]
+    missing = missing_inputs(tier, sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg)
     if missing:
-        raise PredictInputError(f"{', '.join(missing)} required with single photos (the model uses them or reports them)")
-    base = {"sex": sex, "age": float(age), "height_cm": float(height_cm), "reference_device": reference_device}
+        raise PredictInputError(_missing_message(tier, missing))
+    base = {"sex": sex, "age": _float_or_nan(age), "height_cm": _float_or_nan(height_cm),
+            "reference_device": reference_device}
     if weight_kg is not None:
         base["weight_kg"] = float(weight_kg)
     rows = []
@@ -360,6 +414,7 @@ class Predictor:
         if cache is not None and "cache" in self.model.get_params():
             self.model.set_params(cache=bool(cache))
         self.view = self.meta.get("view", "lateral")
+        self.tier = _model_tier(self.meta)
         self.name = self.meta.get("model_name", self.meta.get("model"))
         self.training_range = training_smi_range(self.meta)
         self.calibration = _load_calibration(self.model_dir, self.meta)
@@ -369,7 +424,7 @@ class Predictor:
     def info(self) -> dict:
         """What the model is and what it was trained on (for a page, a report, a run record)."""
         tr = self.meta.get("training") or {}
-        return {"name": self.name, "family": self.meta.get("family"), "view": self.view,
+        return {"name": self.name, "family": self.meta.get("family"), "view": self.view, "tier": self.tier,
                 "model_dir": str(self.model_dir.resolve()), "created": self.meta.get("created"),
                 "trained_on": tr.get("dataset"), "n_samples": tr.get("n_samples"), "seed": tr.get("seed"),
                 "training_smi_range": list(self.training_range) if self.training_range else None,
@@ -405,8 +460,14 @@ class Predictor:
                             reference_device=device, awgs_cutoff=_cutoff(sex, device), status="refused",
                             reason=reason, training_smi_range=self.training_range,
                             photos=[*(PhotoStatus(v, str(Path(p).resolve())) for v, p in used.items()), *unused])
+        missing = missing_inputs(self.tier, sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg)
+        if missing:  # a refusal with its reason, like a missing photo (the app shows it; no traceback)
+            return Estimate(sample_id="person", subject_id="person", view=self.view, sex=sex,
+                            reference_device=device, awgs_cutoff=_cutoff(sex, device), status="refused",
+                            reason=_missing_message(self.tier, missing), training_smi_range=self.training_range,
+                            photos=[*(PhotoStatus(v, str(Path(p).resolve())) for v, p in used.items()), *unused])
         samples = samples_from_photos(used, self.view, sex=sex, age=age, height_cm=height_cm, weight_kg=weight_kg,
-                                      reference_device=device, px_per_cm=px_per_cm)
+                                      reference_device=device, px_per_cm=px_per_cm, tier=self.tier)
         est = self.predict(samples, out_dir=out_dir, annotate=annotate, reference_device=device,
                            annotated_suffix=annotated_suffix).estimates[0]
         est.photos.extend(unused)
@@ -436,11 +497,13 @@ class Predictor:
                         read_image(p)
                     except ImageError as exc:
                         bad.setdefault(str(row["sample_id"]), f"{v} photo: {exc}" if row["view"] == "both" else str(exc))
+        for sid, why in self._missing_covariates(samples).items():
+            bad.setdefault(sid, why)
         is_bad = samples["sample_id"].astype(str).isin(bad)
         good = samples[~is_bad].reset_index(drop=True)
         if len(good):
             with self._lock:
-                pred = np.asarray(self.model.predict(good.drop(columns=["smi"], errors="ignore")), dtype=float)
+                pred = np.asarray(self.model.predict(self.model_inputs(good)), dtype=float)
                 failures = {str(k): str(v) for k, v in (getattr(self.model, "failures_", {}) or {}).items()}
         else:
             pred, failures = np.array([]), {}
@@ -471,6 +534,28 @@ class Predictor:
         table["screening"] = [e.screening or "" for e in estimates]
         table["p_low"] = [np.nan if e.p_low is None else e.p_low for e in estimates]
         return PredictionResult(estimates=estimates, table=table, model=self.info())
+
+    def model_inputs(self, samples: pd.DataFrame) -> pd.DataFrame:
+        """What the model is handed: the sample table without the label and, for a model with a
+        tier, without every column its tier does not give (as the benchmark and ``train`` do)."""
+        X = samples.drop(columns=["smi"], errors="ignore")
+        if self.tier is None:
+            return X
+        from smi_data.tiers import restrict_to_tier
+
+        return restrict_to_tier(X, self.tier)
+
+    def _missing_covariates(self, samples: pd.DataFrame) -> dict[str, str]:
+        """``{sample_id: reason}`` of samples lacking a covariate the model's tier needs."""
+        out: dict[str, str] = {}
+        for _, r in samples.iterrows():
+            values = {k: (None if k not in r.index or (k != "sex" and not np.isfinite(_float_or_nan(r[k])))
+                          or (k == "sex" and not isinstance(r[k], str)) else r[k])
+                      for k in required_inputs(self.tier)}
+            missing = missing_inputs(self.tier, **values)
+            if missing:
+                out[str(r["sample_id"])] = _missing_message(self.tier, missing)
+        return out
 
     def _estimate_row(self, r: pd.Series, failures: dict) -> Estimate:
         sid = str(r["sample_id"])
@@ -516,7 +601,9 @@ class Predictor:
                 written.add(target)
                 ppc = r.get(f"px_per_cm_{ph.view}")
                 try:
-                    info = annotate_photo(ph.path, target, result_text=e.summary(), height_cm=float(r["height_cm"]),
+                    h = _float_or_nan(r.get("height_cm"))
+                    info = annotate_photo(ph.path, target, result_text=e.summary(),
+                                          height_cm=h if np.isfinite(h) else None,
                                           px_per_cm=float(ppc) if ppc is not None and np.isfinite(ppc) else None)
                 except Exception as exc:  # an annotation failure must not lose the estimate
                     logger.warning("could not annotate %s: %s", ph.path, exc)
@@ -524,6 +611,20 @@ class Predictor:
                     continue
                 ph.annotated_path = str(target)
                 ph.measurement = {k: info.get(k) for k in ("calf_max_width_cm", "scale_mode", "px_per_cm")}
+
+
+def _model_tier(meta: dict) -> str | None:
+    """The model's information tier from model.json (``tier``, written by ``legsmi train``);
+    None for a model folder from before tiers. An unknown value is refused."""
+    from smi_data.modelfile import ModelFileError
+    from smi_data.tiers import TIERS
+
+    tier = meta.get("tier")
+    if tier is None:
+        return None
+    if tier not in TIERS:
+        raise ModelFileError(f"model.json: tier {tier!r} is not one of {', '.join(TIERS)}")
+    return str(tier)
 
 
 def _load_calibration(model_dir: Path, meta: dict):

@@ -39,9 +39,21 @@ values of a few core columns (:data:`LINEAR_CORE`: covariates, maximum calf and 
 ankle widths, the calf's level, knee-to-ankle length, the two-view circumferences
 and volume; only those of the switched-on groups) gives each sample a base prediction,
 and XGBoost, started from that base (``base_margin``, ``base_score = 0``), learns what it
-leaves. Prediction = base + trees. On the bundled cohort's cross-validation this took
-the lateral view's MAPE from 4.5 % (trees alone) to 3.4 %. ``linear_base=False`` gives
-the plain booster. Explanations add the base's exact per-feature contributions to the
+leaves. Prediction = base + trees. ``linear_base=False`` gives the plain booster.
+The base's inputs are clipped to their training range widened by a quarter of it on each
+side (``clip_base=True``, :data:`CLIP_MARGIN`): a value far outside it (a mis-segmented
+ankle, read as 2 cm where the cohort's narrowest is 4.4 cm) would otherwise run far along
+the log terms, which trees never do; a person a little beyond the training people is
+still extrapolated. With both views and
+covariates the base leaves out the posterior view's own columns and the ankle
+circumference (:data:`TWO_VIEW_CORE_LEFT_OUT`): the ellipse circumference and the volume
+already hold that view's width.
+
+Repeatability (``feature_set``): ``all`` (the default) uses every feature;
+``repeatable`` leaves out the columns that did not repeat between photo sessions of the
+same people (:data:`UNREPEATABLE_FEATURES`, chosen on a retake cohort of their own by the
+rule ICC(3,1) >= 0.90), so the estimate repeats about twice as well and is less accurate.
+Measured figures: docs/benchmark.md, docs/intervals.md. Explanations add the base's exact per-feature contributions to the
 trees' SHAP values (:mod:`.explain`).
 
 Trees: shallow (depth 2), a slow learning rate and row and column subsampling, for
@@ -71,6 +83,33 @@ LINEAR_CORE = (
     "post_calf_max_width_cm", "post_ankle_min_width_cm", "post_calf_max_level_frac", "post_knee_ankle_length_cm",
     "pair_calf_circ_cm", "pair_ankle_circ_cm", "pair_volume_cm3",
 )
+#: Left out of the linear base when the two-view columns and covariates are there (a ``both``
+#: model at the basic or weight tier; at the photo tier they stay, it has no other size measure): the
+#: posterior view's own core columns (its calf width and length are measured again in the
+#: ellipse circumference and the volume, and 2 x 14 terms for about 80 people overfit) and the
+#: ankle circumference (it holds the posterior ankle width, the least repeatable measurement:
+#: ICC(3,1) 0.31 on repeat photos). Chosen on a retake cohort of its own (docs/benchmark.md).
+TWO_VIEW_CORE_LEFT_OUT = ("post_calf_max_width_cm", "post_ankle_min_width_cm", "post_calf_max_level_frac",
+                          "post_knee_ankle_length_cm", "pair_ankle_circ_cm")
+#: Columns whose test-retest ICC(3,1) was below 0.90 on a retake cohort made for choosing them
+#: (``legsmi phantom --subjects 30 --retakes 3 --seed 303``, seeds disjoint from the bundled cohort
+#: and from the evaluation retake cohort; weight-tier feature table of both views, see
+#: docs/intervals.md). ``feature_set="repeatable"`` leaves them out: the estimate repeats
+#: better between photo sessions and is less accurate (the trade is measured in docs/benchmark.md).
+UNREPEATABLE_FEATURES = (
+    "lat_curv_max_per_cm", "post_curv_max_per_cm", "post_bending_energy_per_cm2", "lat_bending_energy_per_cm2",
+    "post_calf_ankle_ratio", "post_width_l15_cm", "lat_curv_mean_per_cm", "post_ankle_min_width_cm",
+    "post_width_l14_cm", "post_curv_mean_per_cm", "lat_solidity", "post_solidity", "post_width_l13_cm",
+    "lat_calf_ankle_ratio", "post_compactness", "lat_compactness", "pair_calf_ankle_circ_ratio",
+    "lat_calf_max_level_frac", "lat_width_l15_cm", "pair_calf_axis_ratio", "lat_width_l14_cm",
+    "post_calf_max_level_frac", "post_width_l12_cm", "pair_ankle_circ_cm", "lat_width_l12_cm",
+    "lat_shank_perimeter_cm", "lat_calf_knee_ratio", "lat_width_l13_cm", "lat_ankle_min_width_cm",
+    "post_hull_area_cm2", "post_shank_perimeter_cm", "lat_calf_convexity_per_cm", "lat_hull_area_cm2",
+)
+#: ``feature_set`` -> the columns it leaves out.
+FEATURE_SETS = {"all": (), "repeatable": UNREPEATABLE_FEATURES}
+#: The linear base clips its inputs to the training range widened by this share of it on each side.
+CLIP_MARGIN = 0.25
 #: Smallest value before the logarithm (binary columns such as sex become log(1e-3) and 0).
 LOG_FLOOR = 1e-3
 RIDGE_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
@@ -88,7 +127,9 @@ TIER_FEATURE_COVARIATES = {"photo": (), "basic": ("cov_sex_male", "cov_age", "co
 class LogLinearBase:
     """Ridge regression on ``[x, log(max(x, 1e-3))]`` of a few columns, stored as plain arrays.
 
-    Missing values are replaced by the training median; the terms are standardised with
+    Missing values are replaced by the training median; with ``clip=True`` every value is
+    clipped to the training range widened by :data:`CLIP_MARGIN` (``lower_``, ``upper_``);
+    the terms are standardised with
     the training mean and SD; the penalty is chosen by RidgeCV's efficient
     leave-one-out over :data:`RIDGE_ALPHAS`. ``to_dict`` / ``from_dict`` make it JSON.
     Because the terms are standardised on the training data, ``coef_k * z_k(x)`` summed
@@ -96,11 +137,16 @@ class LogLinearBase:
     baseline; the terms of one column depend on that column only).
     """
 
-    def __init__(self, columns=()):
+    def __init__(self, columns=(), clip=False):
         self.columns = list(columns)
+        self.clip = clip
 
     def _terms(self, X: np.ndarray) -> np.ndarray:
         X = np.where(np.isfinite(X), X, self.medians_[None, :])
+        lo, hi = getattr(self, "lower_", None), getattr(self, "upper_", None)
+        if lo is not None:
+            # a value outside the training range (a mis-segmented ankle) must not extrapolate the logs
+            X = np.clip(X, lo[None, :], hi[None, :])
         return np.column_stack([X, np.log(np.clip(X, LOG_FLOOR, None))])
 
     def fit(self, X: np.ndarray, y: np.ndarray, scale_X: np.ndarray | None = None) -> "LogLinearBase":
@@ -112,6 +158,15 @@ class LogLinearBase:
         S = X if scale_X is None else np.asarray(scale_X, dtype=float)
         med = np.nanmedian(np.where(np.isfinite(S), S, np.nan), axis=0)
         self.medians_ = np.where(np.isfinite(med), med, 0.0)
+        self.lower_ = self.upper_ = None
+        if self.clip:
+            lo = np.nanmin(np.where(np.isfinite(S), S, np.nan), axis=0)
+            hi = np.nanmax(np.where(np.isfinite(S), S, np.nan), axis=0)
+            # widened by CLIP_MARGIN of the range: a person a little beyond the training people is
+            # still extrapolated; a column without a training value was filled with its median
+            span = np.where(np.isfinite(hi - lo), hi - lo, 0.0)
+            self.lower_ = np.where(np.isfinite(lo), lo - CLIP_MARGIN * span, self.medians_)
+            self.upper_ = np.where(np.isfinite(hi), hi + CLIP_MARGIN * span, self.medians_)
         T = self._terms(X)
         TS = T if scale_X is None else self._terms(S)
         self.mean_ = TS.mean(axis=0)
@@ -136,7 +191,8 @@ class LogLinearBase:
     def to_dict(self) -> dict:
         return {"columns": self.columns, "medians": self.medians_.tolist(), "mean": self.mean_.tolist(),
                 "scale": self.scale_.tolist(), "coef": self.coef_.tolist(), "intercept": self.intercept_,
-                "alpha": self.alpha_, "log_floor": LOG_FLOOR}
+                "alpha": self.alpha_, "log_floor": LOG_FLOOR,
+                **({"lower": self.lower_.tolist(), "upper": self.upper_.tolist()} if self.lower_ is not None else {})}
 
     @classmethod
     def from_dict(cls, d: dict) -> "LogLinearBase":
@@ -151,15 +207,25 @@ class LogLinearBase:
             raise ValueError("linear base arrays do not match its column list")
         b.intercept_ = float(d["intercept"])
         b.alpha_ = float(d.get("alpha", np.nan))
+        b.lower_ = b.upper_ = None
+        if "lower" in d:  # a base fitted with clip=True; older files have no bounds
+            b.clip = True
+            b.lower_ = np.asarray(d["lower"], dtype=float)
+            b.upper_ = np.asarray(d["upper"], dtype=float)
+            if b.lower_.shape != (k,) or b.upper_.shape != (k,) or np.any(np.isnan(b.lower_)) \
+                    or np.any(np.isnan(b.upper_)) or np.any(b.lower_ > b.upper_):
+                raise ValueError("linear base clip bounds do not match its column list")
         return b
 
 
 def feature_columns(table_columns, feature_groups, use_covariates=True, levels: LevelSettings | None = None,
-                    tier: str | None = None) -> list[str]:
+                    tier: str | None = None, exclude=()) -> list[str]:
     """Model columns of the chosen groups that a feature table has, in documented order.
 
     ``tier`` (``photo``, ``basic``, ``weight`` or None) limits the covariates: ``photo``
     drops the covariates group (indices included), ``basic`` drops the weight.
+    ``exclude``: columns left out, by full name (``lat_width_l13_cm``) or by their
+    per-view name without the view prefix (``width_l13_cm``: both views).
     """
     groups = set(feature_groups)
     unknown = groups - set(GROUPS)
@@ -170,9 +236,25 @@ def feature_columns(table_columns, feature_groups, use_covariates=True, levels: 
     if not use_covariates or tier == "photo":
         groups.discard("covariates")
     cols = set(table_columns) - set(NOT_MODEL_INPUTS)
+    cols = {c for c in cols if c not in set(exclude) and _per_view_name(c) not in set(exclude)}
     if tier is not None:
         cols -= {c for c in COVARIATE_COLUMNS if c not in TIER_FEATURE_COVARIATES[tier]}
     return [c for c, d in all_feature_docs(levels).items() if d.group in groups and c in cols]
+
+
+def excluded_columns(feature_set: str = "all") -> tuple[str, ...]:
+    """Columns the named ``feature_set`` leaves out (``all``: none; ``repeatable``:
+    :data:`UNREPEATABLE_FEATURES`)."""
+    if feature_set not in FEATURE_SETS:
+        raise ValueError(f"feature_set={feature_set!r}: choose from {', '.join(map(repr, FEATURE_SETS))}")
+    return FEATURE_SETS[feature_set]
+
+
+def _per_view_name(column: str) -> str:
+    for prefix in ("lat_", "post_"):
+        if column.startswith(prefix):
+            return column[len(prefix):]
+    return column
 
 
 class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
@@ -188,6 +270,10 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         Information tier (module docstring); None uses every covariate the table has.
     linear_base : bool
         Start the trees from a log-linear ridge base prediction (module docstring).
+    clip_base : bool
+        Clip the linear base's inputs to their (widened) training range (module docstring).
+    feature_set : {'all', 'repeatable'}
+        ``repeatable`` leaves out :data:`UNREPEATABLE_FEATURES` (module docstring).
     n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda
         XGBoost's parameters (squared-error objective, ``hist`` tree method).
     random_state : int
@@ -218,7 +304,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
     def __init__(self, feature_groups=GROUPS, use_covariates=True, linear_base=True, n_estimators=200,
                  learning_rate=0.03, max_depth=2, min_child_weight=2.0, subsample=0.8, colsample_bytree=0.7,
                  reg_lambda=1.0, random_state=0, n_jobs=1, cache=True, use_marker=True, silhouette_settings=None,
-                 level_settings=None, tier=None):
+                 level_settings=None, tier=None, feature_set="all", clip_base=True):
         self.feature_groups = feature_groups
         self.use_covariates = use_covariates
         self.linear_base = linear_base
@@ -236,6 +322,8 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         self.silhouette_settings = silhouette_settings
         self.level_settings = level_settings
         self.tier = tier
+        self.feature_set = feature_set
+        self.clip_base = clip_base
 
     # ------------------------------------------------------------------ helpers
     def extraction_settings(self) -> ExtractionSettings:
@@ -318,7 +406,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
             raise ValueError(f"no sample could be measured ({len(failures)} failed), e.g. "
                              f"{next(iter(failures.items()), ('', ''))}; check the photos")
         cols = feature_columns(table.columns, self.feature_groups, self.use_covariates, self.level_settings,
-                               tier=self.tier)
+                               tier=self.tier, exclude=excluded_columns(self.feature_set))
         train = table.loc[~bad, cols]
         cols = [c for c in cols if train[c].notna().any()]
         if not cols:
@@ -329,9 +417,11 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         margin = None
         if self.linear_base:
             core = [c for c in LINEAR_CORE if c in cols]
+            if any(c.startswith("pair_") for c in core) and any(c.startswith("cov_") for c in core):
+                core = [c for c in core if c not in TWO_VIEW_CORE_LEFT_OUT]
             if core:
                 scale = None if scaling_table is None else scaling_table[core].to_numpy(dtype=float)
-                self.base_ = LogLinearBase(core).fit(train[core].to_numpy(dtype=float), y[~bad], scale_X=scale)
+                self.base_ = LogLinearBase(core, clip=bool(self.clip_base)).fit(train[core].to_numpy(dtype=float), y[~bad], scale_X=scale)
                 margin = self.base_.predict(train[core].to_numpy(dtype=float))
         model = self._xgb()
         model.fit(train[cols].to_numpy(dtype=float), y[~bad], base_margin=margin)

@@ -15,7 +15,7 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from smi_data.paths import BUNDLED_COHORT
+from smi_data.paths import STUDIO_COHORT
 
 pytest.importorskip("fastapi")
 pytestmark = pytest.mark.filterwarnings("ignore::DeprecationWarning")
@@ -50,10 +50,10 @@ def model_dirs(tmp_path_factory, cache):
 def _train_views(root):
     ds = root / "few"
     (ds / "images").mkdir(parents=True)
-    m = pd.read_csv(BUNDLED_COHORT / "manifest.csv")
+    m = pd.read_csv(STUDIO_COHORT / "manifest.csv")
     m = m[m["subject_id"].isin(TRAIN_SUBJECTS)]
     for img in m["image"]:
-        shutil.copy(BUNDLED_COHORT / img, ds / img)
+        shutil.copy(STUDIO_COHORT / img, ds / img)
     m.to_csv(ds / "manifest.csv", index=False)
     dirs = {}
     for view in ("lateral", "posterior", "both"):
@@ -74,9 +74,9 @@ def client(models):
 
 
 def person():
-    m = pd.read_csv(BUNDLED_COHORT / "manifest.csv")
+    m = pd.read_csv(STUDIO_COHORT / "manifest.csv")
     rows = m[m["subject_id"] == PERSON]
-    photos = {r["view"]: BUNDLED_COHORT / r["image"] for _, r in rows.iterrows()}
+    photos = {r["view"]: STUDIO_COHORT / r["image"] for _, r in rows.iterrows()}
     r = rows.iloc[0]
     return photos, {"sex": r["sex"], "age": str(r["age"]), "height_cm": str(r["height_cm"]),
                     "weight_kg": str(r["weight_kg"]), "reference_device": "BIA"}

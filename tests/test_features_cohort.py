@@ -17,7 +17,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smi_data.paths import BUNDLED_COHORT
+from smi_data.paths import STUDIO_COHORT
 from smi_features.extractor import measure_files, record_to_view_features
 
 DATA = Path(__file__).parent / "data"
@@ -64,12 +64,12 @@ def test_features_match_the_baseline():
 
 
 @pytest.mark.slow
-@pytest.mark.skipif(not (BUNDLED_COHORT / "truth.csv").is_file(), reason="bundled cohort not present")
+@pytest.mark.skipif(not (STUDIO_COHORT / "truth.csv").is_file(), reason="bundled cohort not present")
 def test_bundled_cohort_calf_widths_agree_with_truth(tmp_path, monkeypatch):
     from smi_features.truthcheck import compare_with_truth
 
     monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path / "cache"))
-    res = compare_with_truth(BUNDLED_COHORT, n_jobs=2, cache=False).set_index("feature")
+    res = compare_with_truth(STUDIO_COHORT, n_jobs=2, cache=False).set_index("feature")
     assert res.attrs["failures"] == {}
     for feat in ("lat_calf_max_width_cm", "post_calf_max_width_cm"):
         assert res.loc[feat, "n"] == 100

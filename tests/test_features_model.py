@@ -10,7 +10,7 @@ import pytest
 
 from smi_data.manifest import read_manifest, to_samples
 from smi_data.modelfile import ModelFileError
-from smi_data.paths import BUNDLED_COHORT
+from smi_data.paths import STUDIO_COHORT
 from smi_features.estimators import XGBFeaturesRegressor, feature_columns
 from smi_features.modelio import BOOSTER_FILE, load_model, save_model
 
@@ -101,7 +101,7 @@ def test_tiers_decide_the_covariate_columns(both):
         feature_columns(table.columns, ("width",), tier="everything")
 
 
-@pytest.mark.skipif(not (BUNDLED_COHORT / "manifest.csv").is_file(), reason="bundled cohort missing")
+@pytest.mark.skipif(not (STUDIO_COHORT / "manifest.csv").is_file(), reason="bundled cohort missing")
 def test_no_model_input_is_a_function_of_another_on_the_bundled_cohort():
     """Rank correlation 1 between two inputs means one is a monotone function of the other
     (calf_circumference_cm = pi x the calf width of a single view was one); SHAP would split
@@ -114,7 +114,7 @@ def test_no_model_input_is_a_function_of_another_on_the_bundled_cohort():
     cohort_artefacts = {frozenset({"lat_knee_ankle_length_cm", "cov_height_cm"}),
                         frozenset({"post_knee_ankle_length_cm", "cov_height_cm"}),
                         frozenset({"lat_knee_ankle_length_cm", "post_knee_ankle_length_cm"})}
-    man = read_manifest(BUNDLED_COHORT)
+    man = read_manifest(STUDIO_COHORT)
     for view in ("lateral", "both"):
         table, _ = sample_features(to_samples(man, view))
         cols = [c for c in feature_columns(table.columns, GROUPS, tier="weight") if table[c].notna().sum() > 10]

@@ -21,13 +21,13 @@ from hypothesis.configuration import set_hypothesis_home_dir
 
 from smi_data.images import ImageError, read_image
 from smi_data.manifest import ManifestError, read_manifest
-from smi_data.paths import BUNDLED_COHORT
+from smi_data.paths import STUDIO_COHORT
 from smi_data.validate import validate_dataset
 
 # Hypothesis keeps caches (unicode tables, constants) in a folder: never inside the repository.
 set_hypothesis_home_dir(str(Path(tempfile.gettempdir()) / "legsmi-hypothesis"))
 
-PHOTO_BYTES = (BUNDLED_COHORT / "images" / "P002_lateral.jpg").read_bytes()
+PHOTO_BYTES = (STUDIO_COHORT / "images" / "P002_lateral.jpg").read_bytes()
 COLUMNS = ["subject_id", "view", "image", "sex", "age", "height_cm", "smi"]
 SETTINGS = settings(max_examples=60, deadline=None, database=None,  # no example database in the repository
                     suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow])
@@ -148,8 +148,9 @@ def test_a_small_fuzz_run_has_no_tracebacks_hangs_or_implausible_estimates(tmp_p
     from benchmarks.fuzz import FuzzConfig, run_fuzz
 
     monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path / "cache"))
-    res = run_fuzz(FuzzConfig(out=str(tmp_path / "fz"), n_images=28, n_random_manifests=4, seed=3, timeout_s=120,
-                              train_models=False))
+    # the studio cohort: its unmutated photos are all measurable, so a refused control is a decoding bug
+    res = run_fuzz(FuzzConfig(out=str(tmp_path / "fz"), cohort=str(STUDIO_COHORT), n_images=28, n_random_manifests=4,
+                              seed=3, timeout_s=120, train_models=False))
     t = res["summary"]["totals"]
     assert t["images"] == 28 and t["manifests"] > 60
     assert (t["tracebacks"], t["hangs"], t["implausible_estimates"], t["silently_wrong_manifests"],

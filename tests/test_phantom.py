@@ -12,7 +12,7 @@ import numpy as np
 import pandas as pd
 import pytest
 
-from smi_data.paths import BUNDLED_COHORT
+from smi_data.paths import STUDIO_COHORT
 from smi_data.phantom import ceiling, geometry, sampling, truth
 
 TRUTH_COLUMNS = [
@@ -184,7 +184,7 @@ def test_ceiling_and_toolkit_do_not_import_anny_or_torch():
 
 
 # ----------------------------------------------------------------------------- the bundled cohort
-needs_bundle = pytest.mark.skipif(not (BUNDLED_COHORT / "truth.csv").is_file(), reason="bundled cohort missing")
+needs_bundle = pytest.mark.skipif(not (STUDIO_COHORT / "truth.csv").is_file(), reason="bundled cohort missing")
 
 
 @needs_bundle
@@ -192,24 +192,24 @@ def test_bundled_cohort_layout_and_size():
     from smi_data.images import image_size
     from smi_data.manifest import read_manifest
 
-    man = read_manifest(BUNDLED_COHORT)
+    man = read_manifest(STUDIO_COHORT)
     assert len(man) == 200 and man["subject_id"].nunique() == 100
     assert man.drop_duplicates("subject_id")["sex"].value_counts().to_dict() == {"M": 50, "F": 50}
     assert "px_per_cm" not in man.columns
     assert set(man["side"]) <= {"L", "R"} and set(man["reference_device"]) == {"BIA"}
     assert all(r.image == f"images/{r.subject_id}_{r.view}.jpg" for r in man.itertuples())
     assert all(image_size(p) == (512, 512) for p in man["image_path"])
-    t = pd.read_csv(BUNDLED_COHORT / "truth.csv")
+    t = pd.read_csv(STUDIO_COHORT / "truth.csv")
     assert [c for c in TRUTH_COLUMNS if c not in t.columns] == []
     assert len(t) == len(man)
-    total = sum(p.stat().st_size for p in BUNDLED_COHORT.rglob("*") if p.is_file())
+    total = sum(p.stat().st_size for p in STUDIO_COHORT.rglob("*") if p.is_file())
     assert total < 15 * 2**20
-    assert (BUNDLED_COHORT / "run.json").is_file()
+    assert (STUDIO_COHORT / "run.json").is_file()
 
 
 @needs_bundle
 def test_bundled_cohort_statistics():
-    t = pd.read_csv(BUNDLED_COHORT / "truth.csv").drop_duplicates("subject_id")
+    t = pd.read_csv(STUDIO_COHORT / "truth.csv").drop_duplicates("subject_id")
     assert t["smi"].mean() == pytest.approx(7.0, abs=0.25)
     assert 0.85 <= t["smi"].std() <= 1.35
     by_sex = t.groupby("sex")["smi"].mean()
@@ -227,10 +227,10 @@ def test_bundled_marker_agrees_with_true_scale_in_every_image():
     from smi_data.images import read_image
     from smi_data.scale import detect_marker_px_per_cm
 
-    t = pd.read_csv(BUNDLED_COHORT / "truth.csv")
+    t = pd.read_csv(STUDIO_COHORT / "truth.csv")
     errors = []
     for r in t.itertuples():
-        found = detect_marker_px_per_cm(read_image(BUNDLED_COHORT / r.image))
+        found = detect_marker_px_per_cm(read_image(STUDIO_COHORT / r.image))
         assert found is not None, f"no marker found in {r.image}"
         errors.append(found[0] / r.px_per_cm_true - 1)
     assert np.max(np.abs(errors)) < 0.015
@@ -239,7 +239,7 @@ def test_bundled_marker_agrees_with_true_scale_in_every_image():
 
 @needs_bundle
 def test_bundled_ceiling_is_sane():
-    c = ceiling.compute_ceiling(BUNDLED_COHORT, folds=5, seed=0)
+    c = ceiling.compute_ceiling(STUDIO_COHORT, folds=5, seed=0)
     assert c["n_subjects"] == 100
     assert 1.5 < c["mape"] < 5.0 and 0.9 < c["ccc"] < 0.995
     assert c["mape"] < c["covariates_only"]["mape"]  # the calf carries information
@@ -278,10 +278,10 @@ def test_generate_end_to_end_deterministic_and_regenerates_the_bundle(tmp_path, 
     for name in ["manifest.csv", "truth.csv"] + [f"images/{p.name}" for p in (a / "images").iterdir()]:
         assert sha256(a / name) == sha256(b / name), name
     # the bundled cohort's first subjects come out bit for bit (subject i depends only on (seed, i))
-    if (BUNDLED_COHORT / "truth.csv").is_file():
+    if (STUDIO_COHORT / "truth.csv").is_file():
         for p in (a / "images").iterdir():
-            assert sha256(p) == sha256(BUNDLED_COHORT / "images" / p.name), p.name
-        bundled = pd.read_csv(BUNDLED_COHORT / "truth.csv").head(6)
+            assert sha256(p) == sha256(STUDIO_COHORT / "images" / p.name), p.name
+        bundled = pd.read_csv(STUDIO_COHORT / "truth.csv").head(6)
         pd.testing.assert_frame_equal(t, bundled)
     # another seed, other people
     c = tmp_path / "c"

@@ -21,12 +21,12 @@ import cli
 from smi_data.errors import LegsmiError, RunInterrupted
 from smi_data.images import MIN_PHOTO_SIDE, ImageError, read_image, sha256_file
 from smi_data.manifest import ManifestError, read_manifest
-from smi_data.paths import BUNDLED_COHORT
+from smi_data.paths import STUDIO_COHORT
 from smi_data.runs import RunRecord, atomic_write_csv, stage_output
 from smi_data.toy import make_toy_dataset
 from smi_data.validate import validate_dataset
 
-PHOTO = BUNDLED_COHORT / "images" / "P001_lateral.jpg"
+PHOTO = STUDIO_COHORT / "images" / "P001_lateral.jpg"
 HEADER = "subject_id,view,image,sex,age,height_cm,smi\n"
 
 
@@ -79,7 +79,7 @@ def test_png_with_a_bad_chunk_checksum_is_refused(tmp_path):
 
 
 def test_strict_decoding_refuses_none_of_the_bundled_photos():
-    photos = sorted((BUNDLED_COHORT / "images").glob("*.jpg"))
+    photos = sorted((STUDIO_COHORT / "images").glob("*.jpg"))
     assert len(photos) == 200
     refused = []
     for p in photos:
