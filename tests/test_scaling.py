@@ -86,7 +86,6 @@ def _ddp_worker(rank, world, init_file, dataset, out_file):
     import torch.distributed as dist
 
     from smi_data.manifest import read_manifest, to_samples
-    from smi_deep.regressor import CNNRegressor
 
     dist.init_process_group("gloo", init_method=f"file://{init_file}", rank=rank, world_size=world)
     try:
