@@ -49,11 +49,14 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
+from smi_data.manifest import RANGES
+
 logger = logging.getLogger(__name__)
 
 VIEWS = ("lateral", "posterior")
-#: SMI (kg/m^2) an adult can have; a model output outside it is refused.
-PLAUSIBLE_SMI_KG_M2 = (2.0, 20.0)
+#: SMI (kg/m^2) an adult can have; a model output outside it is refused. The same range the manifest
+#: accepts as a reference SMI (one definition, in smi_data.manifest).
+PLAUSIBLE_SMI_KG_M2 = RANGES["smi"]
 #: Share of the training SMI range added on each side before an estimate is flagged as outside it.
 TRAINING_RANGE_MARGIN = 0.10
 
