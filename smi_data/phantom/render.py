@@ -63,14 +63,22 @@ def look_at_camera(target, view_dir, *, distance_m: float, camera_height_m: floa
     d = np.array([c * d[0] - s * d[1], s * d[0] + c * d[1], 0.0])
     d /= np.linalg.norm(d)
     pos = np.array([target[0] + distance_m * d[0], target[1] + distance_m * d[1], camera_height_m])
-    fwd = target - pos
+    return aimed_camera(pos, target, roll_deg, f_px, size, size, size / 2.0, size / 2.0)
+
+
+def aimed_camera(position, target, roll_deg: float, f_px: float, width: int, height: int,
+                 cx: float, cy: float) -> Camera:
+    """A camera at ``position`` looking at ``target``, image x to the right of the view and y down
+    (the world's +z up), rolled ``roll_deg`` about its optical axis."""
+    fwd = np.asarray(target, float) - position
     fwd /= np.linalg.norm(fwd)
     right = np.cross(fwd, [0.0, 0.0, 1.0])
     right /= np.linalg.norm(right)
     down = np.cross(fwd, right)
     r = np.deg2rad(roll_deg)
     right, down = np.cos(r) * right + np.sin(r) * down, -np.sin(r) * right + np.cos(r) * down
-    return Camera(pos, np.stack([right, down, fwd]), float(f_px), size / 2.0, size / 2.0, size, size)
+    return Camera(np.asarray(position, float), np.stack([right, down, fwd]), float(f_px), float(cx), float(cy),
+                  int(width), int(height))
 
 
 def rasterize(cam: Camera, vertices: np.ndarray, faces: np.ndarray):

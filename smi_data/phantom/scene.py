@@ -29,7 +29,7 @@ import numpy as np
 
 from . import textures
 from .geometry import clip_triangles, slice_points, vertex_normals
-from .render import Camera, triangle_fragments
+from .render import Camera, aimed_camera, triangle_fragments
 
 #: Label map values (uint8 PNG beside each photo).
 LABELS = {"background": 0, "leg": 1, "other_leg": 2, "clothing": 3, "marker": 4, "distractor": 5,
@@ -308,19 +308,6 @@ def distractor_mesh(d: dict, anchor: np.ndarray, right: np.ndarray, back: np.nda
 
 
 # ============================================================================ camera
-def aimed_camera(position, target, roll_deg: float, f_px: float, width: int, height: int,
-                 cx: float, cy: float) -> Camera:
-    fwd = np.asarray(target, float) - position
-    fwd /= np.linalg.norm(fwd)
-    right = np.cross(fwd, [0.0, 0.0, 1.0])
-    right /= np.linalg.norm(right)
-    down = np.cross(fwd, right)
-    r = np.deg2rad(roll_deg)
-    right, down = np.cos(r) * right + np.sin(r) * down, -np.sin(r) * right + np.cos(r) * down
-    return Camera(np.asarray(position, float), np.stack([right, down, fwd]), float(f_px), float(cx), float(cy),
-                  int(width), int(height))
-
-
 def frame_camera(ph: dict, condition: str, leg_points: np.ndarray, knee, ankle, other_ankle, vdir,
                  width: int, height: int, top_z: float = np.inf) -> Camera:
     """Place the camera so the knee-to-sole span fills ``fill`` of the frame's height.
