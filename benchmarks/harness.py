@@ -124,16 +124,9 @@ class FoldResult:
 
 def parse_views(views: str | Iterable[str]) -> list[str] | str:
     """``'lateral,posterior'`` -> ``['lateral', 'posterior']``; ``'auto'`` stays ``'auto'``."""
-    if isinstance(views, str):
-        if views.strip().lower() == AUTO_VIEWS:
-            return AUTO_VIEWS
-        views = [v.strip() for v in views.split(",") if v.strip()]
-    views = list(dict.fromkeys(views))
-    bad = [v for v in views if v not in ALL_VIEWS]
-    if bad or not views:
-        raise BenchmarkError(f"unknown view(s) {', '.join(bad) or '(none given)'}; choose from "
-                             f"{', '.join(ALL_VIEWS)} or 'auto'")
-    return views
+    from smi_data.params import parse_name_list
+
+    return parse_name_list(views, ALL_VIEWS, keywords=(AUTO_VIEWS,), error=BenchmarkError, what="view")
 
 
 def parse_overrides(items: Iterable[str]) -> dict[str, dict]:

@@ -47,3 +47,21 @@ def value_problem(default, value) -> str | None:
     if default is None and isinstance(value, float) and (value != value or abs(value) == float("inf")):
         return f"expected a finite number, got {value!r}"
     return None
+
+
+def parse_name_list(value, choices, *, keywords=(), error=ValueError, what: str = "name"):
+    """``'a,b'`` (or an iterable of names) -> ``['a', 'b']`` in order without repeats, each one of
+    ``choices``; a ``keywords`` word (``'auto'``) is returned as it is. Anything else raises ``error``
+    naming what is unknown and listing what may be given (shared by ``--views`` and ``--tiers``)."""
+    if isinstance(value, str):
+        word = value.strip().lower()
+        if word in keywords:
+            return word
+        value = [v.strip() for v in value.split(",") if v.strip()]
+    names = list(dict.fromkeys(value))
+    bad = [v for v in names if v not in choices]
+    if bad or not names:
+        allowed = list(choices) + [f"'{k}'" for k in keywords]
+        listed = ", ".join(allowed[:-1]) + " or " + allowed[-1] if len(allowed) > 1 else allowed[0]
+        raise error(f"unknown {what}(s) {', '.join(bad) or '(none given)'}; choose from {listed}")
+    return names

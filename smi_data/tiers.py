@@ -67,14 +67,6 @@ def restrict_to_tier(samples, tier: str):
 
 def parse_tiers(value: str | Iterable[str]) -> list[str] | str:
     """``'photo,weight'`` -> ``['photo', 'weight']``; ``'auto'`` and ``'all'`` stay as they are."""
-    if isinstance(value, str):
-        word = value.strip().lower()
-        if word in (AUTO, ALL):
-            return word
-        value = [v.strip() for v in value.split(",") if v.strip()]
-    tiers = list(dict.fromkeys(value))
-    bad = [t for t in tiers if t not in TIER_COVARIATES]
-    if bad or not tiers:
-        raise TierError(f"unknown tier(s) {', '.join(bad) or '(none given)'}; choose from "
-                        f"{', '.join(TIERS)}, '{AUTO}' or '{ALL}'")
-    return tiers
+    from .params import parse_name_list
+
+    return parse_name_list(value, TIERS, keywords=(AUTO, ALL), error=TierError, what="tier")
