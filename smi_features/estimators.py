@@ -64,7 +64,8 @@ from __future__ import annotations
 
 import numpy as np
 import pandas as pd
-from sklearn.base import BaseEstimator, RegressorMixin
+from sklearn.base import BaseEstimator, RegressorMixin, TransformerMixin
+from sklearn.utils.validation import check_is_fitted, validate_data
 
 from .extractor import ExtractionSettings, sample_features
 from .features import GROUPS, all_feature_docs
@@ -257,8 +258,210 @@ def _per_view_name(column: str) -> str:
     return column
 
 
+class FeatureSelector(TransformerMixin, BaseEstimator):
+    """scikit-learn transformer: feature table (:func:`.extractor.sample_features`) -> model inputs.
+
+    The first step of :func:`features_pipeline`. It keeps the columns of the switched-on
+    feature groups that the table has (:func:`feature_columns`) and that hold at least one
+    value in the training rows, and outputs them as a float array (numbers only: the
+    table's ids, scale modes and failure reasons stay beside it, with the caller);
+    :meth:`get_feature_names_out` names them.
+
+    Parameters
+    ----------
+    feature_groups, use_covariates, tier, feature_set, level_settings
+        As in :class:`XGBFeaturesRegressor`.
+
+    Attributes
+    ----------
+    feature_names_ : list of str
+        The selected columns, in documented order.
+    """
+
+    def __init__(self, feature_groups=GROUPS, use_covariates=True, tier=None, feature_set="all",
+                 level_settings=None):
+        self.feature_groups = feature_groups
+        self.use_covariates = use_covariates
+        self.tier = tier
+        self.feature_set = feature_set
+        self.level_settings = level_settings
+
+    def fit(self, X, y=None):
+        X = _feature_table(X)
+        cols = feature_columns(X.columns, self.feature_groups, self.use_covariates, self.level_settings,
+                               tier=self.tier, exclude=excluded_columns(self.feature_set))
+        cols = [c for c in cols if X[c].notna().any()]
+        if not cols:
+            raise ValueError(f"no usable feature column for groups {tuple(self.feature_groups)}")
+        self.feature_names_ = cols
+        self.n_features_in_ = X.shape[1]
+        self.feature_names_in_ = np.asarray(X.columns, dtype=object)
+        return self
+
+    def transform(self, X) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        X = _feature_table(X)
+        missing = [c for c in self.feature_names_ if c not in X.columns]
+        if missing:
+            raise ValueError(f"feature table lacks {len(missing)} model column(s), e.g. {missing[:3]}")
+        return X[self.feature_names_].to_numpy(dtype=float)
+
+    def get_feature_names_out(self, input_features=None) -> np.ndarray:
+        check_is_fitted(self, "feature_names_")
+        return np.asarray(self.feature_names_, dtype=object)
+
+
+def _feature_table(X) -> pd.DataFrame:
+    if not isinstance(X, pd.DataFrame):
+        raise TypeError("X must be a feature table (pandas DataFrame from smi_features.extractor.sample_features)")
+    return X
+
+
+class LogLinearBoostRegressor(RegressorMixin, BaseEstimator):
+    """scikit-learn regressor on a numeric table: a log-linear ridge base, then XGBoost from its margin.
+
+    The second step of :func:`features_pipeline` (module docstring: "Linear base").
+    ``X`` is a float array or a DataFrame of numbers; missing values (NaN) are allowed.
+
+    Parameters
+    ----------
+    linear_base : bool
+        Fit the :class:`LogLinearBase` and start the trees from its prediction
+        (``base_margin``, ``base_score = 0``); False gives the plain booster.
+    clip_base : bool
+        Clip the base's inputs to their widened training range.
+    base_columns : 'core', 'all' or sequence of str
+        Columns of the base: ``core`` the named columns of :data:`LINEAR_CORE` that ``X``
+        has (with :data:`TWO_VIEW_CORE_LEFT_OUT` left out when both views' columns and
+        covariates are there; none for an array without column names), ``all`` every
+        column, or these column names.
+    n_estimators, learning_rate, max_depth, min_child_weight, subsample, colsample_bytree, reg_lambda
+        XGBoost's parameters (squared-error objective, ``hist`` tree method).
+    random_state : int
+        XGBoost's ``random_state``.
+    n_jobs : int
+        XGBoost's threads.
+
+    Attributes
+    ----------
+    base_ : LogLinearBase or None
+    base_index_ : list of int
+        Positions of the base's columns in ``X``.
+    xgb_ : xgboost.XGBRegressor
+    n_features_in_, feature_names_in_ : as in scikit-learn.
+    """
+
+    def __init__(self, linear_base=True, clip_base=True, base_columns="core", n_estimators=200,
+                 learning_rate=0.03, max_depth=2, min_child_weight=2.0, subsample=0.8, colsample_bytree=0.7,
+                 reg_lambda=1.0, random_state=0, n_jobs=1):
+        self.linear_base = linear_base
+        self.clip_base = clip_base
+        self.base_columns = base_columns
+        self.n_estimators = n_estimators
+        self.learning_rate = learning_rate
+        self.max_depth = max_depth
+        self.min_child_weight = min_child_weight
+        self.subsample = subsample
+        self.colsample_bytree = colsample_bytree
+        self.reg_lambda = reg_lambda
+        self.random_state = random_state
+        self.n_jobs = n_jobs
+
+    def _xgb(self):
+        from xgboost import XGBRegressor
+
+        return XGBRegressor(
+            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
+            min_child_weight=self.min_child_weight, subsample=self.subsample,
+            colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda, objective="reg:squarederror",
+            tree_method="hist", random_state=int(self.random_state), n_jobs=int(self.n_jobs or 1),
+            **({"base_score": 0.0} if self.linear_base else {}),
+        )
+
+    def _base_names(self, names: list[str]) -> list[str]:
+        if not self.linear_base:
+            return []
+        if isinstance(self.base_columns, str) and self.base_columns == "all":
+            return list(names)
+        if isinstance(self.base_columns, str) and self.base_columns == "core":
+            core = [c for c in LINEAR_CORE if c in names]
+            if any(c.startswith("pair_") for c in core) and any(c.startswith("cov_") for c in core):
+                core = [c for c in core if c not in TWO_VIEW_CORE_LEFT_OUT]
+            return core
+        unknown = [c for c in self.base_columns if c not in names]
+        if unknown:
+            raise ValueError(f"base_columns {unknown} are not columns of X")
+        return list(self.base_columns)
+
+    def fit(self, X, y, scale_X=None):
+        """Fit the base (its medians and standardisation from ``scale_X`` when given: only the
+        leaky-protocol ablation does that) and the booster; returns ``self``."""
+        X, y = validate_data(self, X, y, ensure_all_finite="allow-nan", y_numeric=True)
+        y = np.asarray(y, dtype=float)
+        names = list(getattr(self, "feature_names_in_", [f"x{i}" for i in range(X.shape[1])]))
+        if not hasattr(self, "feature_names_in_") and self.base_columns == "core":
+            names = []  # an array without column names: no column is a named core column
+        base_names = self._base_names(names) if names else []
+        self.base_index_ = [names.index(c) for c in base_names]
+        self.base_ = None
+        margin = None
+        if self.base_index_:
+            S = None if scale_X is None else np.asarray(scale_X, dtype=float)[:, self.base_index_]
+            self.base_ = LogLinearBase(base_names, clip=bool(self.clip_base)).fit(X[:, self.base_index_], y,
+                                                                                  scale_X=S)
+            margin = self.base_.predict(X[:, self.base_index_])
+        model = self._xgb()
+        model.fit(X, y, base_margin=margin)
+        if hasattr(self, "feature_names_in_"):
+            model.get_booster().feature_names = [str(c) for c in self.feature_names_in_]
+        self.xgb_ = model
+        return self
+
+    def predict(self, X) -> np.ndarray:
+        check_is_fitted(self, "xgb_")
+        X = validate_data(self, X, reset=False, ensure_all_finite="allow-nan")
+        margin = self.base_.predict(X[:, self.base_index_]) if self.base_ is not None else None
+        return self.xgb_.predict(X, base_margin=margin)
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.allow_nan = True
+        return tags
+
+
+def features_pipeline(*, feature_groups=GROUPS, use_covariates=True, tier=None, feature_set="all",
+                      level_settings=None, linear_base=True, clip_base=True, n_estimators=200,
+                      learning_rate=0.03, max_depth=2, min_child_weight=2.0, subsample=0.8,
+                      colsample_bytree=0.7, reg_lambda=1.0, random_state=0, n_jobs=1):
+    """The features model on a feature table: ``Pipeline([("select", FeatureSelector),
+    ("model", LogLinearBoostRegressor)])``, the selector's output a pandas table of numbers
+    (so the regressor knows the column names its linear base uses)."""
+    from sklearn.pipeline import Pipeline
+
+    select = FeatureSelector(feature_groups=feature_groups, use_covariates=use_covariates, tier=tier,
+                             feature_set=feature_set, level_settings=level_settings)
+    model = LogLinearBoostRegressor(linear_base=linear_base, clip_base=clip_base, n_estimators=n_estimators,
+                                    learning_rate=learning_rate, max_depth=max_depth,
+                                    min_child_weight=min_child_weight, subsample=subsample,
+                                    colsample_bytree=colsample_bytree, reg_lambda=reg_lambda,
+                                    random_state=random_state, n_jobs=n_jobs)
+    return Pipeline([("select", select), ("model", model)]).set_output(transform="pandas")
+
+
+#: XGBFeaturesRegressor's parameters that go to the pipeline (the rest are extraction settings).
+PIPELINE_PARAMS = ("feature_groups", "use_covariates", "tier", "feature_set", "level_settings", "linear_base",
+                   "clip_base", "n_estimators", "learning_rate", "max_depth", "min_child_weight", "subsample",
+                   "colsample_bytree", "reg_lambda", "random_state", "n_jobs")
+
+
 class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
     """Leg-shape features + XGBoost, as a scikit-learn regressor on the sample table.
+
+    ``fit`` and ``predict`` extract the features of every sample's photos (or read them from
+    the cache: :func:`.extractor.sample_features`), leave out the samples that could not be
+    measured (their reasons in ``failures_``) and hand the numeric feature table to
+    :func:`features_pipeline` (selector, then base + trees), fitted as ``pipeline_``. The
+    parameters are the pipeline's and the extraction's, so an ablation is a ``set_params``.
 
     Parameters
     ----------
@@ -289,12 +492,15 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
 
     Attributes
     ----------
+    pipeline_ : sklearn.pipeline.Pipeline
+        The fitted :func:`features_pipeline`.
     feature_names_ : list of str
-        Columns the booster was trained on (all-NaN columns of the training table dropped).
+        Columns the booster was trained on (all-NaN columns of the training table dropped);
+        the selector's, read through.
     xgb_ : xgboost.XGBRegressor
-        The fitted booster's wrapper.
+        The fitted booster's wrapper (the pipeline's, read through).
     base_ : LogLinearBase or None
-        The fitted linear base (None with ``linear_base=False``).
+        The fitted linear base (None with ``linear_base=False``; the pipeline's).
     failures_ : dict
         ``{sample_id: reason}`` of samples that could not be processed (set by fit and predict).
     n_train_ : int
@@ -343,39 +549,66 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         return sample_features(X, settings=self.extraction_settings(), n_jobs=self.n_jobs,
                                cache=bool(self.cache))
 
-    def _xgb(self):
-        from xgboost import XGBRegressor
-
-        return XGBRegressor(
-            n_estimators=self.n_estimators, learning_rate=self.learning_rate, max_depth=self.max_depth,
-            min_child_weight=self.min_child_weight, subsample=self.subsample,
-            colsample_bytree=self.colsample_bytree, reg_lambda=self.reg_lambda, objective="reg:squarederror",
-            tree_method="hist", random_state=int(self.random_state), n_jobs=int(self.n_jobs or 1),
-            **({"base_score": 0.0} if self.linear_base else {}),
-        )
+    def make_pipeline(self):
+        """The unfitted :func:`features_pipeline` with this estimator's parameters."""
+        return features_pipeline(**{k: getattr(self, k) for k in PIPELINE_PARAMS})
 
     @staticmethod
     def _failed_mask(table: pd.DataFrame, failures: dict) -> np.ndarray:
         return table["sample_id"].astype(str).isin(set(failures)).to_numpy()
 
+    # the fitted pipeline's parts, under the names the model files, SHAP and the report use
+    @property
+    def feature_names_(self) -> list[str]:
+        return list(self._fitted_pipeline()["select"].feature_names_)
+
+    @property
+    def xgb_(self):
+        return self._fitted_pipeline()["model"].xgb_
+
+    @property
+    def base_(self):
+        return self._fitted_pipeline()["model"].base_
+
+    def _fitted_pipeline(self):
+        try:
+            return self.__dict__["pipeline_"]
+        except KeyError:
+            raise AttributeError("XGBFeaturesRegressor is not fitted; call fit first") from None
+
+    @classmethod
+    def from_fitted_parts(cls, params: dict, *, booster, base, feature_names, n_train: int = 0):
+        """A fitted estimator from saved parts (:mod:`.modelio`): its parameters, the
+        ``xgboost.XGBRegressor``, the :class:`LogLinearBase` (or None) and the feature names."""
+        est = cls(**params)
+        pipe = est.make_pipeline()
+        select, model = pipe["select"], pipe["model"]
+        select.feature_names_ = list(feature_names)
+        model.xgb_ = booster
+        model.base_ = base
+        model.base_index_ = [] if base is None else [list(feature_names).index(c) for c in base.columns]
+        model.n_features_in_ = len(feature_names)
+        model.feature_names_in_ = np.asarray(feature_names, dtype=object)
+        est.pipeline_ = pipe
+        est.n_features_in_ = len(feature_names)
+        est.n_train_ = int(n_train)
+        est.failures_ = {}
+        return est
+
     def matrix(self, table: pd.DataFrame) -> np.ndarray:
         """The fitted model's input matrix (float, n x len(feature_names_)) from a feature table."""
-        cols = self.feature_names_
-        missing = [c for c in cols if c not in table.columns]
-        if missing:
-            raise ValueError(f"feature table lacks {len(missing)} model column(s), e.g. {missing[:3]}")
-        return table[cols].to_numpy(dtype=float)
+        return self._fitted_pipeline()["select"].transform(table)
 
     def base_margin(self, table: pd.DataFrame) -> np.ndarray | None:
         """The linear base's prediction for each row of a feature table (None without a base)."""
-        base = getattr(self, "base_", None)
+        base = self.base_
         if base is None:
             return None
         return base.predict(table[base.columns].to_numpy(dtype=float))
 
     # ------------------------------------------------------------------ sklearn API
     def fit(self, X, y, scaling_X=None):
-        """Extract features and fit XGBoost on the samples whose images were measured.
+        """Extract features and fit the pipeline on the samples whose images were measured.
 
         ``scaling_X`` (a sample table) fits the linear base's standardisation on those
         rows instead of the training rows: a protocol error, there only for the
@@ -405,28 +638,15 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         if bad.all():
             raise ValueError(f"no sample could be measured ({len(failures)} failed), e.g. "
                              f"{next(iter(failures.items()), ('', ''))}; check the photos")
-        cols = feature_columns(table.columns, self.feature_groups, self.use_covariates, self.level_settings,
-                               tier=self.tier, exclude=excluded_columns(self.feature_set))
-        train = table.loc[~bad, cols]
-        cols = [c for c in cols if train[c].notna().any()]
-        if not cols:
-            raise ValueError(f"no usable feature column for groups {tuple(self.feature_groups)}")
-        self.feature_names_ = cols
-        self.n_features_in_ = len(cols)
-        self.base_ = None
-        margin = None
-        if self.linear_base:
-            core = [c for c in LINEAR_CORE if c in cols]
-            if any(c.startswith("pair_") for c in core) and any(c.startswith("cov_") for c in core):
-                core = [c for c in core if c not in TWO_VIEW_CORE_LEFT_OUT]
-            if core:
-                scale = None if scaling_table is None else scaling_table[core].to_numpy(dtype=float)
-                self.base_ = LogLinearBase(core, clip=bool(self.clip_base)).fit(train[core].to_numpy(dtype=float), y[~bad], scale_X=scale)
-                margin = self.base_.predict(train[core].to_numpy(dtype=float))
-        model = self._xgb()
-        model.fit(train[cols].to_numpy(dtype=float), y[~bad], base_margin=margin)
-        model.get_booster().feature_names = list(cols)
-        self.xgb_ = model
+        train = table.loc[~bad]
+        pipe = self.make_pipeline()
+        if scaling_table is None:
+            pipe.fit(train, y[~bad])
+        else:  # the leaky protocol: the base's scaling from other rows, through the same selector
+            select = pipe["select"].fit(train)
+            pipe["model"].fit(select.transform(train), y[~bad], scale_X=select.transform(scaling_table))
+        self.pipeline_ = pipe
+        self.n_features_in_ = len(self.feature_names_)
         self.failures_ = failures
         self.n_train_ = int((~bad).sum())
         return self
@@ -437,14 +657,18 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         return self.predict_table(table, failures)
 
     def predict_table(self, table: pd.DataFrame, failures: dict | None = None) -> np.ndarray:
-        """Predict from an already extracted feature table."""
-        if not hasattr(self, "xgb_"):
+        """Predict from an already extracted feature table.
+
+        Sets ``failures_`` (``{sample_id: reason}`` of this call's samples), which the
+        benchmark and ``predict`` read; the fitted pipeline is left unchanged."""
+        if "pipeline_" not in self.__dict__:
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("XGBFeaturesRegressor is not fitted; call fit first")
         failures = dict(failures or {})
+        names = self.feature_names_
         for view, prefix in (("lateral", "lat_"), ("posterior", "post_")):
-            if any(c.startswith(prefix) for c in self.feature_names_) and f"{prefix}scale_mode" in table.columns:
+            if any(c.startswith(prefix) for c in names) and f"{prefix}scale_mode" in table.columns:
                 missing = table[f"{prefix}scale_mode"].isna() & ~table["sample_id"].astype(str).isin(set(failures))
                 for sid in table.loc[missing, "sample_id"].astype(str):
                     failures[sid] = (f"the model was trained with {view} photos and this sample has no {view} "
@@ -452,8 +676,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         bad = self._failed_mask(table, failures)
         out = np.full(len(table), np.nan)
         if (~bad).any():
-            good = table.loc[~bad]
-            out[~bad] = self.xgb_.predict(self.matrix(good), base_margin=self.base_margin(good))
+            out[~bad] = self.pipeline_.predict(table.loc[~bad])
         self.failures_ = failures
         return out
 

@@ -9,7 +9,10 @@ Layout of a folder written by :func:`save_model`::
     xgb_model.json    the booster in XGBoost's JSON format (Booster.save_model)
 
 Nothing is pickled; :func:`load_model` checks the metadata before it reads the booster
-and checks that the booster's feature names match the list in ``model.json``.
+and checks that the booster's feature names match the list in ``model.json``, then
+rebuilds the estimator's fitted pipeline (selector, base, booster) from these parts
+(:meth:`.estimators.XGBFeaturesRegressor.from_fitted_parts`); the format is the same
+as before the estimator became a pipeline, so older folders load.
 """
 
 from __future__ import annotations
@@ -122,7 +125,6 @@ def load_model(model_dir: str | os.PathLike) -> XGBFeaturesRegressor:
     if unknown:
         raise ModelFileError(f"{d / 'model.json'}: unknown parameter(s) {sorted(unknown)} for {MODEL_NAME}")
     check_config_values(d / "model.json", {k: v for k, v in cfg.items() if not k.endswith("_settings")}, defaults)
-    est = XGBFeaturesRegressor(**cfg)
     model = xgboost.XGBRegressor()
     try:
         model.load_model(str(booster_path))
@@ -132,19 +134,16 @@ def load_model(model_dir: str | os.PathLike) -> XGBFeaturesRegressor:
     if booster_names is not None and list(booster_names) != names:
         raise ModelFileError(f"{booster_path}: the booster's features do not match model.json's feature_names")
     model.get_booster().feature_names = list(names)
-    est.base_ = None
+    base = None
     if meta.get("linear_base") is not None:
         try:
-            est.base_ = LogLinearBase.from_dict(meta["linear_base"])
+            base = LogLinearBase.from_dict(meta["linear_base"])
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(f"{d / 'model.json'}: linear_base is malformed ({exc})") from None
-        if not set(est.base_.columns) <= set(names):
+        if not set(base.columns) <= set(names):
             raise ModelFileError(f"{d / 'model.json'}: linear_base uses columns the model does not have")
     elif cfg.get("linear_base", False):
         raise ModelFileError(f"{d / 'model.json'}: linear_base is switched on but its coefficients are missing")
-    est.xgb_ = model
-    est.feature_names_ = list(names)
-    est.n_features_in_ = len(names)
-    est.n_train_ = int(meta.get("n_train", 0))
-    est.failures_ = {}
+    est = XGBFeaturesRegressor.from_fitted_parts(cfg, booster=model, base=base, feature_names=names,
+                                                 n_train=int(meta.get("n_train", 0)))
     return est
