@@ -504,13 +504,20 @@ class Predictor:
             bad.setdefault(sid, why)
         is_bad = samples["sample_id"].astype(str).isin(bad)
         good = samples[~is_bad].reset_index(drop=True)
-        if len(good):
-            with self._lock:
-                pred = np.asarray(self.model.predict(self.model_inputs(good)), dtype=float)
-                failures = {str(k): str(v) for k, v in (getattr(self.model, "failures_", {}) or {}).items()}
-        else:
-            pred, failures = np.array([]), {}
-        failures |= bad
+        with _kept_measurements(out_dir is not None and annotate):
+            if len(good):
+                with self._lock:
+                    pred = np.asarray(self.model.predict(self.model_inputs(good)), dtype=float)
+                    failures = {str(k): str(v) for k, v in (getattr(self.model, "failures_", {}) or {}).items()}
+            else:
+                pred, failures = np.array([]), {}
+            return self._results(samples, good, is_bad, pred, failures | bad, out_dir=out_dir, annotate=annotate,
+                                 reference_device=reference_device, annotated_suffix=annotated_suffix)
+
+    def _results(self, samples, good, is_bad, pred, failures, *, out_dir, annotate, reference_device,
+                 annotated_suffix) -> PredictionResult:
+        from smi_data.cutoffs import normalise_device
+
         good = good.assign(smi_pred=pred)
         result = pd.concat([good, samples[is_bad]], ignore_index=True)
         result["smi_pred"] = result["smi_pred"].astype(float)
@@ -589,6 +596,8 @@ class Predictor:
             from smi_features.annotate import annotate_photo
         except ImportError:  # the features family is not installed: estimates without pictures
             return
+        # the model's own extraction settings: the annotated copy then shows the measurement it was given
+        settings = self.model.extraction_settings() if hasattr(self.model, "extraction_settings") else None
         written: set[Path] = set()
         for e, (_, r) in zip(estimates, result.iterrows()):
             if not e.ok:
@@ -607,13 +616,27 @@ class Predictor:
                     h = _float_or_nan(r.get("height_cm"))
                     info = annotate_photo(ph.path, target, result_text=e.summary(),
                                           height_cm=h if np.isfinite(h) else None,
-                                          px_per_cm=float(ppc) if ppc is not None and np.isfinite(ppc) else None)
+                                          px_per_cm=float(ppc) if ppc is not None and np.isfinite(ppc) else None,
+                                          settings=settings, view=ph.view)
                 except Exception as exc:  # an annotation failure must not lose the estimate
                     logger.warning("could not annotate %s: %s", ph.path, exc)
                     ph.measurement = {"annotation_error": f"could not annotate {ph.path}: {exc}"}
                     continue
                 ph.annotated_path = str(target)
                 ph.measurement = {k: info.get(k) for k in ("calf_max_width_cm", "scale_mode", "px_per_cm")}
+
+
+def _kept_measurements(keep: bool):
+    """Keep each photo's measurement for the annotated copy (the features family; else nothing)."""
+    import contextlib
+
+    if not keep:
+        return contextlib.nullcontext()
+    try:
+        from smi_features.extractor import keep_measurements
+    except ImportError:
+        return contextlib.nullcontext()
+    return keep_measurements()
 
 
 def _model_tier(meta: dict) -> str | None:

@@ -110,6 +110,10 @@ class ModelSet:
         predictors: dict[str, Predictor] = {}
         for d in (dirs.values() if isinstance(dirs, dict) else dirs):
             p = Predictor(d, cache=False)
+            if "n_jobs" in p.model.get_params():
+                # one person per request: measured in this process, so the annotated copy reuses the
+                # measurement the model was given (benchmarks.predict keeps it) instead of measuring again
+                p.model.set_params(n_jobs=1)
             if p.view in predictors:
                 raise ModelSetError(f"{d}: a second model for the {p.view} view "
                                     f"(first: {predictors[p.view].model_dir}); give one model per view")

@@ -28,7 +28,6 @@ from fastapi.staticfiles import StaticFiles
 from fastapi.templating import Jinja2Templates
 from starlette.concurrency import run_in_threadpool
 from starlette.exceptions import HTTPException
-from starlette.middleware.trustedhost import TrustedHostMiddleware
 
 from . import NOT_VALIDATED
 from .models import ModelSet
@@ -112,6 +111,53 @@ class SecurityHeaders:
             await send(message)
 
         await self.app(scope, receive, send_with_headers)
+
+
+def host_name(header: str | None) -> str | None:
+    """The host of a ``Host`` header without its port, lower case; an IPv6 address without
+    its brackets (``[::1]:8000`` -> ``::1``); None for a malformed header."""
+    h = (header or "").strip().lower()
+    if not h:
+        return None
+    if h.startswith("["):
+        end = h.find("]")
+        rest = h[end + 1:] if end > 0 else ""
+        if end <= 1 or (rest and not (rest.startswith(":") and rest[1:].isdigit())):
+            return None
+        return h[1:end]
+    name, _, port = h.partition(":")
+    if not name or (port and not port.isdigit()) or ":" in port:
+        return None  # a bare IPv6 address must be bracketed in a Host header (RFC 7230 section 5.4)
+    return name
+
+
+class TrustedHosts:
+    """Refuse (400) a request whose ``Host`` is not one of ``allowed_hosts``.
+
+    Starlette's ``TrustedHostMiddleware`` does this too, but older Starlette releases (which
+    our FastAPI range allows) cut the header at its first colon, so ``Host: [::1]:8000`` (a
+    browser on the IPv6 loopback) was refused; here the host is parsed by :func:`host_name`,
+    brackets and all. ``allowed_hosts`` may name an IPv6 address with or without brackets.
+    """
+
+    def __init__(self, app, allowed_hosts):
+        self.app = app
+        bracketed = (f"[{h}]" if ":" in h and not h.startswith("[") else h for h in allowed_hosts)
+        self.allowed = {n for n in map(host_name, bracketed) if n}
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] not in ("http", "websocket"):
+            return await self.app(scope, receive, send)
+        host = None
+        for k, v in scope.get("headers", []):
+            if k == b"host":
+                host = host_name(v.decode("latin-1"))
+                break
+        if host is None or host not in self.allowed:
+            from starlette.responses import PlainTextResponse
+
+            return await PlainTextResponse("Invalid host header", status_code=400)(scope, receive, send)
+        await self.app(scope, receive, send)
 
 
 def create_app(models: ModelSet, *, save_dir=None, max_photo_bytes: int = MAX_PHOTO_BYTES,
@@ -211,7 +257,7 @@ def create_app(models: ModelSet, *, save_dir=None, max_photo_bytes: int = MAX_PH
 
     app.add_middleware(SecurityHeaders)
     if allowed_hosts:
-        app.add_middleware(TrustedHostMiddleware, allowed_hosts=list(allowed_hosts))
+        app.add_middleware(TrustedHosts, allowed_hosts=list(allowed_hosts))
     # outermost: a body over the cap is refused before the form parser spools it to disk
     app.add_middleware(BodyLimit, max_bytes=len(PHOTO_FIELDS) * max_photo_bytes + FORM_OVERHEAD_BYTES)
     app.state.models = models

@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .extractor import ExtractionSettings, measure_leg
+from .extractor import ExtractionSettings, kept_measurement, measure_leg
 from .features.width_profile import calf_maximum, level_fractions
 from .scale import choose_scale
 
@@ -33,7 +33,8 @@ def _pts(sil, xy, f: float = 1.0) -> np.ndarray:
 
 def annotate_photo(image_path: str | os.PathLike, out_path: str | os.PathLike, *, result_text: str = "",
                    px_per_cm: float | None = None, height_cm: float | None = None,
-                   settings: ExtractionSettings | None = None, max_side: int = 1024) -> dict:
+                   settings: ExtractionSettings | None = None, max_side: int = 1024,
+                   view: str | None = None) -> dict:
     """Write an annotated copy of a leg photo.
 
     Parameters
@@ -53,6 +54,9 @@ def annotate_photo(image_path: str | os.PathLike, out_path: str | os.PathLike, *
     max_side : int, keyword-only
         Larger photos are shrunk for the copy, and photos under 640 px are enlarged,
         so that lines and text stay readable.
+    view : str, keyword-only
+        The photo's view: with it, the measurement the model was given in this request
+        (:func:`.extractor.keep_measurements`) is drawn instead of measuring the photo again.
 
     Returns
     -------
@@ -65,7 +69,9 @@ def annotate_photo(image_path: str | os.PathLike, out_path: str | os.PathLike, *
     from smi_data.runs import atomic_write_bytes
 
     img = read_image(image_path, color=True)
-    m = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm)
+    m = kept_measurement(image_path, settings, view) if view is not None else None
+    if m is None:
+        m = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm)
     h, w = img.shape[:2]
     f = min(max_side / max(h, w), max(1.0, 640 / max(h, w)))
     canvas = cv2.resize(img, (int(round(w * f)), int(round(h * f))), interpolation=cv2.INTER_AREA if f < 1

@@ -26,6 +26,8 @@ and under-reads it from a narrow (posterior) one by a few per cent.
 
 from __future__ import annotations
 
+import contextlib
+import contextvars
 import functools
 import hashlib
 import json
@@ -222,10 +224,40 @@ def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | N
     except ImageError as exc:
         return {"ok": False, "reason": str(exc), "features_px": {}, "dense_px": [], "marker_px_per_cm": None,
                 "silhouette_method": None, "roll_deg": None, "knee_ankle_px": None, "read_error": True}
-    rec = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm, view=view,
-                      side=side).record()
+    m = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm, view=view, side=side)
+    kept = _KEPT.get()
+    if kept is not None:
+        kept[_kept_key(path, settings, view)] = m
+    rec = m.record()
     rec["extract_ms"] = (time.perf_counter() - t0) * 1000.0
     return rec
+
+
+#: Measurements kept inside :func:`keep_measurements` (None outside): ``{(path, settings, view): LegMeasurement}``.
+_KEPT: contextvars.ContextVar[dict | None] = contextvars.ContextVar("legsmi_kept_measurements", default=None)
+
+
+def _kept_key(path, settings: ExtractionSettings | None, view: str | None) -> tuple:
+    s = settings or ExtractionSettings()
+    return os.path.abspath(os.fspath(path)), json.dumps(s.as_dict(), sort_keys=True), view
+
+
+@contextlib.contextmanager
+def keep_measurements():
+    """Inside the block, every photo this process measures is kept in memory (never on disk), so
+    a later step of the same request (the annotated copy) reuses that measurement, the one the
+    model was given, instead of measuring the photo again (:func:`kept_measurement`)."""
+    token = _KEPT.set({})
+    try:
+        yield
+    finally:
+        _KEPT.reset(token)
+
+
+def kept_measurement(path, settings: ExtractionSettings | None = None, view: str | None = None):
+    """The :class:`LegMeasurement` of ``path`` kept inside :func:`keep_measurements`, or None."""
+    kept = _KEPT.get()
+    return None if kept is None else kept.get(_kept_key(path, settings, view))
 
 
 # ----------------------------------------------------------------------------- cache

@@ -476,3 +476,37 @@ def test_cli_app_refuses_a_taken_port_and_an_unusable_save_folder(model_dirs, tm
     afile.write_text("x")
     res = CliRunner().invoke(cli.main, ["app", "--model", str(model_dirs["lateral"]), "--save", str(afile / "sub")])
     assert res.exit_code == 2 and "--save" in res.output and "cannot keep results" in res.output
+
+
+def test_ipv6_loopback_host_header_is_accepted(models):
+    """A browser on http://[::1]:8000 sends ``Host: [::1]:8000``: the loopback check must accept it."""
+    from smi_app.server import LOOPBACK_HOSTS, host_name
+
+    c = TestClient(create_app(models, allowed_hosts=list(LOOPBACK_HOSTS)))
+    for host in ("[::1]:8000", "[::1]", "127.0.0.1:8000", "localhost"):
+        assert c.get("/healthz", headers={"host": host}).status_code == 200, host
+    for host in ("[::2]:8000", "evil.example:8000", "[::1", "[::1]x", "::1", "localhost:80:80", "testserver"):
+        assert c.get("/healthz", headers={"host": host}).status_code == 400, host
+    assert host_name("[::1]:8000") == "::1" and host_name("LocalHost:8000") == "localhost"
+    assert host_name("[::1") is None and host_name("") is None
+
+
+def test_each_photo_is_measured_once_per_request(client, monkeypatch):
+    """The model's features and the annotated copy share one measurement per photo."""
+    import smi_features.annotate as annotate
+    import smi_features.extractor as extractor
+
+    calls = []
+    real = extractor.measure_leg
+
+    def counting(*a, **k):
+        calls.append(k.get("view"))
+        return real(*a, **k)
+
+    monkeypatch.setattr(extractor, "measure_leg", counting)
+    monkeypatch.setattr(annotate, "measure_leg", counting)
+    photos, fields = person()
+    r = client.post("/api/estimate", data=fields, files=files_for(photos))
+    assert r.status_code == 200 and r.json()["status"] == "ok", r.text
+    assert all(ph.get("annotated") for ph in r.json()["photos"]), r.json()["photos"]
+    assert sorted(calls) == ["lateral", "posterior"]  # twice each before: features, then the annotated copy
