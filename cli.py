@@ -7,12 +7,17 @@ use them, so ``python cli.py --help`` answers at once.
 
 from __future__ import annotations
 
+import logging
+import os
 import sys
 from pathlib import Path
 
 import click
 
-__version__ = "0.1.0"
+from smi_data import __version__
+
+#: Packages whose loggers ``--verbose`` / ``--quiet`` set (the library logs; the commands echo).
+LOGGED_PACKAGES = ("smi_data", "smi_image", "smi_features", "smi_deep", "benchmarks", "smi_app")
 
 CONTEXT_SETTINGS = {"help_option_names": ["-h", "--help"], "show_default": True, "max_content_width": 100}
 
@@ -59,15 +64,49 @@ class _LegsmiGroup(click.Group):
             _fail(describe_os_error(exc), EXIT_FAILURE)
 
 
+class _EchoHandler(logging.Handler):
+    """Log records to the current stderr through click (so a test runner's capture sees them too)."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            click.echo(self.format(record), err=True)
+        except Exception:  # noqa: BLE001 - logging must never end the command
+            self.handleError(record)
+
+
+def configure_logging(verbose: int = 0, quiet: bool = False) -> None:
+    """The CLI's logging: the library's warnings on stderr by default, ``-v`` its progress (INFO),
+    ``-vv`` everything (DEBUG, with the logger's name), ``--quiet`` errors only. Called again, it
+    replaces its own handler (tests invoke the CLI many times in one process)."""
+    level = logging.ERROR if quiet else logging.WARNING if verbose <= 0 else logging.INFO if verbose == 1 \
+        else logging.DEBUG
+    root = logging.getLogger()
+    for h in [h for h in root.handlers if isinstance(h, _EchoHandler)]:
+        root.removeHandler(h)
+    handler = _EchoHandler(logging.DEBUG)
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s" if verbose >= 2
+                                           else "%(levelname)s: %(message)s"))
+    root.addHandler(handler)
+    if root.level > logging.WARNING or root.level == logging.NOTSET:
+        root.setLevel(logging.WARNING)  # other libraries: their warnings only
+    for name in LOGGED_PACKAGES:
+        logging.getLogger(name).setLevel(level)
+
+
 @click.group(cls=_LegsmiGroup, context_settings=CONTEXT_SETTINGS)
 @click.version_option(__version__, "--version", prog_name="legsmi")
-def main() -> None:
+@click.option("-v", "--verbose", count=True, help="More messages from the library: -v progress, -vv debugging.")
+@click.option("-q", "--quiet", is_flag=True, help="Only errors from the library (the commands' own output stays).")
+def main(verbose: int = 0, quiet: bool = False) -> None:
     """legsmi: estimate the skeletal muscle index (SMI, kg/m^2) from photos of the lower leg.
 
     Data commands: validate, splits, phantom, features. Image layer: segment, segeval,
     segmenter. Models: train, predict, explain. Evaluation: benchmark, ablate, reliability,
     speed, fuzz. The clinic's page: app, app-load. Run any command with -h for its options.
     """
+    # plots are files: the CLI (never the library) picks the non-interactive backend
+    os.environ.setdefault("MPLBACKEND", "Agg")
+    configure_logging(verbose, quiet)
 
 
 # ----------------------------------------------------------------------------- data commands

@@ -1,6 +1,7 @@
 """The benchmark report: ``report.md``, a self-contained ``report.html`` and the plots.
 
-Plots (``plots/``, matplotlib Agg, one figure per file, each closed after saving):
+Plots (``plots/``, one matplotlib ``Figure`` per file on its own Agg canvas; the global backend is
+never switched):
 
 ``pred_vs_ref_<view>.png``
     Predicted against reference SMI, one panel per model, the identity line, men and
@@ -43,24 +44,24 @@ VIEW_COLOURS = {"lateral": "#1f77b4", "posterior": "#ff7f0e", "both": "#2ca02c"}
 # --------------------------------------------------------------------------- plots
 
 def _save_grid(fig, axes, n_used: int, title: str, path):
-    """Blank the unused panels of a model grid, title it, save it and close the figure."""
-    import matplotlib.pyplot as plt
-
+    """Blank the unused panels of a model grid, title it and save it."""
     for ax in list(axes.flat)[n_used:]:
         ax.axis("off")
     fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
-def _plt():
-    import matplotlib
 
-    matplotlib.use("Agg", force=True)
-    import matplotlib.pyplot as plt
+def _figure(nrows: int = 1, ncols: int = 1, *, figsize, **subplots):
+    """A figure on its own Agg canvas and its axes: matplotlib's object API, so the library never
+    switches the global backend (a notebook keeps its inline plots) and nothing needs closing."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
-    return plt
+    fig = Figure(figsize=figsize)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots(nrows, ncols, **subplots)
 
 
 def _grid(n: int, ncols: int = 3):
@@ -75,9 +76,8 @@ def plot_pred_vs_ref(predictions: pd.DataFrame, view: str, models: list[str], pa
     models = [m for m in models if (d["model"] == m).any()]
     if not models:
         return None
-    plt = _plt()
     nrows, ncols = _grid(len(models))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.5 * nrows), squeeze=False)
+    fig, axes = _figure(nrows, ncols, figsize=(3.6 * ncols, 3.5 * nrows), squeeze=False)
     lo = float(np.nanmin(d[["y_true", "y_pred"]].to_numpy(dtype=float))) - 0.3
     hi = float(np.nanmax(d[["y_true", "y_pred"]].to_numpy(dtype=float))) + 0.3
     for ax, m in zip(axes.flat, models):
@@ -111,9 +111,8 @@ def plot_bland_altman(predictions: pd.DataFrame, view: str, models: list[str], p
     models = [m for m in models if (d["model"] == m).sum() >= 2]
     if not models:
         return None
-    plt = _plt()
     nrows, ncols = _grid(len(models))
-    fig, axes = plt.subplots(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
+    fig, axes = _figure(nrows, ncols, figsize=(3.6 * ncols, 3.2 * nrows), squeeze=False, sharey=True)
     for ax, m in zip(axes.flat, models):
         g = d[d["model"] == m]
         t = g["y_true"].to_numpy(dtype=float)
@@ -139,9 +138,8 @@ def plot_fold_metrics(metrics: pd.DataFrame, models: list[str], path: Path) -> P
     folds = aggregate.fold_rows(metrics)
     if folds.empty:
         return None
-    plt = _plt()
     views = [v for v in aggregate.VIEW_ORDER if v in set(folds["view"])]
-    fig, axes = plt.subplots(1, 2, figsize=(max(7.0, 1.3 * len(models) + 3), 3.8))
+    fig, axes = _figure(1, 2, figsize=(max(7.0, 1.3 * len(models) + 3), 3.8))
     width = 0.7 / max(1, len(views))
     for ax, metric, label in ((axes[0], "mape", "MAPE (%)"), (axes[1], "ccc", "CCC")):
         for j, view in enumerate(views):
@@ -167,7 +165,6 @@ def plot_fold_metrics(metrics: pd.DataFrame, models: list[str], path: Path) -> P
     fig.suptitle("Per-fold metrics (dots: folds of every repeat)", fontsize=10)
     fig.tight_layout()
     fig.savefig(path, dpi=90)
-    plt.close(fig)
     return path
 
 
@@ -203,26 +200,20 @@ def plot_shap(kept: dict, path: Path, notes: list[str]) -> Path | None:
         block_values, blocks = grouped_shap(values, names)
         block_abs = np.abs(block_values).mean(axis=0)
         order = np.argsort(block_abs)
-        plt = _plt()
         n_show = min(15, len(names))
-        fig, (ax, bx) = plt.subplots(1, 2, figsize=(13.0, 1.4 + 0.38 * n_show),
-                                     gridspec_kw={"width_ratios": [3, 2]})
-        try:
-            plt.sca(ax)
-            shap.plots.beeswarm(shap.Explanation(values=values, base_values=bases, data=data, feature_names=names),
-                                max_display=15, ax=ax, show=False, plot_size=None)
-            ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
-            bx.barh(np.arange(len(order)), block_abs[order], color="#3b75af")
-            bx.set_yticks(np.arange(len(order)), [blocks[i] for i in order], fontsize=8)
-            bx.set_xlabel("mean |SHAP| of the block (kg/m²)")
-            task = next(iter(kept))
-            tier = task.tier or "widest"
-            fig.suptitle(f"xgb-features, {tier} tier, {task.view} view: {len(values)} test samples, each "
-                         f"explained by the model of its fold ({len(parts)} fold(s))", fontsize=9)
-            fig.tight_layout()
-            fig.savefig(path, dpi=90)
-        finally:
-            plt.close(fig)
+        fig, (ax, bx) = _figure(1, 2, figsize=(13.0, 1.4 + 0.38 * n_show), gridspec_kw={"width_ratios": [3, 2]})
+        shap.plots.beeswarm(shap.Explanation(values=values, base_values=bases, data=data, feature_names=names),
+                            max_display=15, ax=ax, show=False, plot_size=None)
+        ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
+        bx.barh(np.arange(len(order)), block_abs[order], color="#3b75af")
+        bx.set_yticks(np.arange(len(order)), [blocks[i] for i in order], fontsize=8)
+        bx.set_xlabel("mean |SHAP| of the block (kg/m²)")
+        task = next(iter(kept))
+        tier = task.tier or "widest"
+        fig.suptitle(f"xgb-features, {tier} tier, {task.view} view: {len(values)} test samples, each "
+                     f"explained by the model of its fold ({len(parts)} fold(s))", fontsize=9)
+        fig.tight_layout()
+        fig.savefig(path, dpi=90)
     except Exception as exc:  # a plot must not sink a finished benchmark
         notes.append(f"SHAP plot not made: {type(exc).__name__}: {exc}")
         return None

@@ -91,6 +91,7 @@ share of every batch and DistributedDataParallel averages the gradients.
 
 from __future__ import annotations
 
+import logging
 import math
 import time
 from contextlib import contextmanager
@@ -101,6 +102,8 @@ from sklearn.base import BaseEstimator, RegressorMixin
 
 from .preprocess import ChannelSettings, CropSettings, PreprocessError, cached_crop, make_channels
 from .transforms import Augment, AugmentSettings
+
+logger = logging.getLogger(__name__)
 
 VIEWS = ("lateral", "posterior")
 #: Epochs of each variant when ``epochs=None``.
@@ -272,7 +275,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
     random_state : int
         The one seed.
     verbose : int
-        0 silent; 1 one line per epoch.
+        0 silent; 1 one line per epoch, logged at INFO (shown by ``legsmi -v``).
     pool : {'flatten', 'avg'}, optional
         Override the variant's pooling before the head (:class:`smi_deep.nets.VGGRegressor`).
     crop : {'scale', 'leg'}
@@ -581,8 +584,8 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
                                 epoch + 1)
                 history.append(rec)
                 if self.verbose and rank == 0:
-                    print(f"epoch {epoch + 1:3d}/{epochs}  train {rec['train_loss']:.4f}"
-                          + (f"  val {rec['val_loss']:.4f}" if rec["val_loss"] is not None else ""))
+                    logger.info("epoch %3d/%d  train %.4f%s", epoch + 1, epochs, rec["train_loss"],
+                                f"  val {rec['val_loss']:.4f}" if rec["val_loss"] is not None else "")
                 if val_x is not None and epoch + 1 - best[2] >= int(self.patience):
                     break
             if best[1] is not None:

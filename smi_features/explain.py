@@ -150,10 +150,9 @@ def shap_summary_plot(estimator: XGBFeaturesRegressor, table: pd.DataFrame, out_
     max_display : int, keyword-only
         Features shown (the rest are summed into one row in the beeswarm).
     """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    # matplotlib's object API: the library never switches the global backend (a notebook keeps its plots)
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
 
     if kind not in ("beeswarm", "bar", "blocks"):
         raise ValueError(f"kind must be 'beeswarm', 'bar' or 'blocks', got {kind!r}")
@@ -168,28 +167,27 @@ def shap_summary_plot(estimator: XGBFeaturesRegressor, table: pd.DataFrame, out_
     out = Path(out_path)
     out.parent.mkdir(parents=True, exist_ok=True)
     n_show = min(max_display, len(names))
-    fig, ax = plt.subplots(figsize=(8.0, 1.2 + 0.38 * n_show))
-    try:
-        if kind == "beeswarm":
-            import shap
+    fig = Figure(figsize=(8.0, 1.2 + 0.38 * n_show))
+    FigureCanvasAgg(fig)
+    ax = fig.subplots()
+    if kind == "beeswarm":
+        import shap
 
-            shap.plots.beeswarm(_explanation(values, base, X, names), max_display=max_display, ax=ax, show=False,
-                                plot_size=None)
-            ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
-        else:  # bar or blocks
-            mean_abs = np.abs(values).mean(axis=0)
-            order = np.argsort(mean_abs)[::-1][:n_show][::-1]
-            ax.barh(np.arange(len(order)), mean_abs[order], color="#3b75af")
-            ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
-            ax.set_xlabel("mean |SHAP value| (kg/m²)")
-        ax.set_title(title or f"Features model, {model_tier(estimator)} tier: SHAP {kind_label} "
-                              f"(n = {len(values)}, base {base:.2f} kg/m²)", fontsize=10)
-        fig.tight_layout()
-        tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
-        fig.savefig(tmp, dpi=130)
-        os.replace(tmp, out)
-    finally:
-        plt.close(fig)
+        shap.plots.beeswarm(_explanation(values, base, X, names), max_display=max_display, ax=ax, show=False,
+                            plot_size=None)
+        ax.set_xlabel("SHAP value: contribution to predicted SMI (kg/m²)")
+    else:  # bar or blocks
+        mean_abs = np.abs(values).mean(axis=0)
+        order = np.argsort(mean_abs)[::-1][:n_show][::-1]
+        ax.barh(np.arange(len(order)), mean_abs[order], color="#3b75af")
+        ax.set_yticks(np.arange(len(order)), [names[i] for i in order], fontsize=8)
+        ax.set_xlabel("mean |SHAP value| (kg/m²)")
+    ax.set_title(title or f"Features model, {model_tier(estimator)} tier: SHAP {kind_label} "
+                          f"(n = {len(values)}, base {base:.2f} kg/m²)", fontsize=10)
+    fig.tight_layout()
+    tmp = out.with_name(f".{out.stem}.tmp{out.suffix}")
+    fig.savefig(tmp, dpi=130)
+    os.replace(tmp, out)
     return out
 
 

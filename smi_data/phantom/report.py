@@ -40,14 +40,19 @@ def cohort_statistics(dataset_dir) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def _figure(**kw):
+    """One figure and its axes on an Agg canvas of its own (the global matplotlib backend is left alone)."""
+    from matplotlib.backends.backend_agg import FigureCanvasAgg
+    from matplotlib.figure import Figure
+
+    fig = Figure(**kw)
+    FigureCanvasAgg(fig)
+    return fig, fig.subplots()
+
+
 def plot_smi_by_sex(dataset_dir, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     t = subjects(dataset_dir)
-    fig, ax = plt.subplots(figsize=(4.5, 4.0), dpi=120)
+    fig, ax = _figure(figsize=(4.5, 4.0), dpi=120)
     data = [t.loc[t["sex"] == s, "smi"].to_numpy() for s in ("M", "F")]
     ax.boxplot(data, showfliers=False)
     ax.set_xticks([1, 2], ["men", "women"])
@@ -61,17 +66,11 @@ def plot_smi_by_sex(dataset_dir, path) -> None:
     ax.set_title(f"Phantom cohort: SMI by sex (n = {len(t)})", fontsize=10)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def plot_smi_vs_calf(dataset_dir, path) -> None:
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
     t = subjects(dataset_dir)
-    fig, ax = plt.subplots(figsize=(5.0, 4.0), dpi=120)
+    fig, ax = _figure(figsize=(5.0, 4.0), dpi=120)
     for s, lab in (("M", "men"), ("F", "women")):
         g = t[t["sex"] == s]
         r = np.corrcoef(g["calf_circ_cm"], g["smi"])[0, 1]
@@ -82,7 +81,6 @@ def plot_smi_vs_calf(dataset_dir, path) -> None:
     ax.legend(fontsize=8)
     fig.tight_layout()
     fig.savefig(path)
-    plt.close(fig)
 
 
 def example_montage(dataset_dir, path, *, n: int = 2, size: int = 224) -> None:
