@@ -30,7 +30,6 @@ written through the staged-output helper.
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import random

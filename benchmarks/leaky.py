@@ -258,8 +258,8 @@ def run_leaky(manifest: pd.DataFrame, folds: list, *, model: str, tiers: list[st
             shown = "images (both views pooled)" if proto == "folds-by-image" else view
             honest, leaky = LeakyRun(proto, "honest", model, tier, shown), LeakyRun(proto, "leaky", model, tier, shown)
 
-            def tasks_for(r_: LeakyRun, folds_, name=model, extra=ov, scale=False, v=view):
-                return [(r_, Task(name, v, r, f, arm=r_.tag, overrides=extra, tier=tier, scale_on_all=scale))
+            def tasks_for(r_: LeakyRun, folds_, name=model, extra=ov, scale=False, v=view, t=tier):
+                return [(r_, Task(name, v, r, f, arm=r_.tag, overrides=extra, tier=t, scale_on_all=scale))
                         for r, f, _, _ in folds_]
 
             if proto == "augment-before":

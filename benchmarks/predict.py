@@ -364,7 +364,8 @@ def training_smi_range(meta: dict) -> tuple[float, float] | None:
     return (lo, hi) if np.isfinite(lo) and np.isfinite(hi) and lo <= hi else None
 
 
-def bound_estimate(smi: float, training_range: tuple[float, float] | None) -> tuple[str | None, bool | None, str | None]:
+def bound_estimate(smi: float,
+                   training_range: tuple[float, float] | None) -> tuple[str | None, bool | None, str | None]:
     """Check one model output against the plausible and the training range.
 
     Returns
@@ -488,7 +489,6 @@ class Predictor:
         ``annotated_suffix``; never over one written by this call). Nothing is written
         without ``out_dir``.
         """
-        from smi_data.cutoffs import normalise_device
         from smi_data.images import ImageError, read_image
 
         bad: dict[str, str] = {}
@@ -499,7 +499,8 @@ class Predictor:
                     try:
                         read_image(p)
                     except ImageError as exc:
-                        bad.setdefault(str(row["sample_id"]), f"{v} photo: {exc}" if row["view"] == "both" else str(exc))
+                        why = f"{v} photo: {exc}" if row["view"] == "both" else str(exc)
+                        bad.setdefault(str(row["sample_id"]), why)
         for sid, why in self._missing_covariates(samples).items():
             bad.setdefault(sid, why)
         is_bad = samples["sample_id"].astype(str).isin(bad)

@@ -209,7 +209,8 @@ def create_app(models: ModelSet, *, save_dir=None, max_photo_bytes: int = MAX_PH
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(request, exc: RequestValidationError):
-        errs = [(".".join(str(x) for x in e.get("loc", [])[1:]) or "request", e.get("msg", "invalid")) for e in exc.errors()]
+        errs = [(".".join(str(x) for x in e.get("loc", [])[1:]) or "request", e.get("msg", "invalid"))
+                for e in exc.errors()]
         return error(422, f"{errs[0][0]}: {errs[0][1]}", errs[0][0])
 
     @app.exception_handler(Exception)

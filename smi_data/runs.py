@@ -18,7 +18,6 @@ hidden ``.NAME.staging-PID-*`` sibling, removed by the next run to the same targ
 from __future__ import annotations
 
 import datetime as _dt
-import errno
 import json
 import logging
 import os

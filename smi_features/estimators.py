@@ -53,8 +53,8 @@ Repeatability (``feature_set``): ``all`` (the default) uses every feature;
 ``repeatable`` leaves out the columns that did not repeat between photo sessions of the
 same people (:data:`UNREPEATABLE_FEATURES`, chosen on a retake cohort of their own by the
 rule ICC(3,1) >= 0.90), so the estimate repeats about twice as well and is less accurate.
-Measured figures: docs/benchmark.md, docs/intervals.md. Explanations add the base's exact per-feature contributions to the
-trees' SHAP values (:mod:`.explain`).
+Measured figures: docs/benchmark.md, docs/intervals.md. Explanations add the base's exact
+per-feature contributions to the trees' SHAP values (:mod:`.explain`).
 
 Trees: shallow (depth 2), a slow learning rate and row and column subsampling, for
 cohorts of about 100 people (Chen & Guestrin 2016, doi:10.1145/2939672.2939785).

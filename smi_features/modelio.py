@@ -42,7 +42,8 @@ def _config(est: XGBFeaturesRegressor) -> dict:
     return params
 
 
-def save_model(estimator: XGBFeaturesRegressor, model_dir: str | os.PathLike, *, extra_meta: dict | None = None) -> Path:
+def save_model(estimator: XGBFeaturesRegressor, model_dir: str | os.PathLike, *,
+               extra_meta: dict | None = None) -> Path:
     """Write a fitted :class:`XGBFeaturesRegressor` to ``model_dir`` (created if needed).
 
     Parameters

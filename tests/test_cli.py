@@ -104,7 +104,8 @@ def test_predict_dataset_and_a_model_folder_from_elsewhere_is_refused(toy, tmp_p
     shutil.copytree(toy, lat_only)
     m = pd.read_csv(lat_only / "manifest.csv")
     m[m["view"] == "lateral"].to_csv(lat_only / "manifest.csv", index=False)
-    res = runner.invoke(cli.main, ["predict", str(model_dir), "--dataset", str(lat_only), "--out", str(tmp_path / "p2")])
+    res = runner.invoke(cli.main, ["predict", str(model_dir), "--dataset", str(lat_only),
+                                   "--out", str(tmp_path / "p2")])
     assert res.exit_code == 2 and "no samples with the posterior view" in res.output
 
     fake = tmp_path / "fake"

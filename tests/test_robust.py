@@ -8,7 +8,6 @@ import errno
 import json
 import os
 import signal
-import stat
 from pathlib import Path
 
 import cv2
