@@ -42,6 +42,104 @@ def _exit_if_every_fit_failed(records, by: str = "model") -> None:
         _fail(f"every fit of {', '.join(dead)} failed (see the notes above and folds.csv)", 1)
 
 
+# ----------------------------------------------------------------------------- shared options
+# One decorator per option that several commands take: the same name, type and help text everywhere
+# (tests/test_cli.py checks it). Each command keeps its own default; a ``detail`` adds what is
+# particular to one command after the shared text.
+VIEW_CHOICE = click.Choice(["lateral", "posterior", "both"])
+TIER_CHOICE = click.Choice(["photo", "basic", "weight"])
+SEGMENTER_CHOICE = click.Choice(["auto", "learned", "classical"])
+
+OVERWRITE_HELP = "Replace an earlier output at --out (without this flag an existing one is never replaced)."
+OUT_HELP_END = "(kept if it exists; see --overwrite)."
+SEED_HELP = "The one seed: the same seed gives the same output."
+JOBS_HELP = "Worker processes for the photos to measure and the fits to run (1: all in this process)."
+VIEW_HELP = "View: lateral, posterior or both (one sample per person with both photos)."
+TIERS_HELP = ("Information tiers, comma-separated: photo (photos only), basic (+ sex, age, height), weight "
+              "(+ weight).")
+TIER_HELP = "Information tier: photo (photos only), basic (+ sex, age, height), weight (+ weight)."
+FOLDS_HELP = "Cross-validation folds (by person)."
+REPEATS_HELP = "Repeated cross-validation: seeds seed..seed+repeats-1."
+SPLITS_HELP = "Use this splits.json (from `legsmi splits`) instead of making one."
+SET_HELP = ("Override a model parameter (repeatable), e.g. --set cnn-lite.epochs=5 or "
+            "--set covariates.use_weight=true; nested parameters the scikit-learn way (PARAM__SUB).")
+SEGMENTER_HELP = "Leg finder (auto: the learned one when its weights ship)."
+CLUSTER_METAVAR = "local:N|tcp://HOST:PORT"
+CLUSTER_HELP = ("Run on a Dask cluster: N local worker processes, or a running `dask scheduler` (needs the "
+                "cluster extra); replaces --jobs, same results as without.")
+
+
+def _with_detail(text: str, detail: str | None) -> str:
+    return f"{text} {detail}" if detail else text
+
+
+def dataset_argument(required: bool = False):
+    """DATASET: a dataset folder (manifest.csv beside the photos); optional ones default to the bundled cohort."""
+    return click.argument("dataset", type=click.Path(file_okay=False), required=required)
+
+
+def out_option(default: str | None = None, *, what: str, file: bool = False):
+    """``--out``: a folder (a file with ``file=True``); ``what`` says what goes there. No default: required."""
+    kind = click.Path(dir_okay=False) if file else click.Path(file_okay=False)
+    kw = {"required": True} if default is None else {"default": default}
+    return click.option("--out", "out", type=kind, help=f"{what} {OUT_HELP_END}", **kw)
+
+
+def overwrite_option():
+    return click.option("--overwrite", is_flag=True, help=OVERWRITE_HELP)
+
+
+def seed_option(default: int = 0, detail: str | None = None):
+    return click.option("--seed", default=default, type=int, help=_with_detail(SEED_HELP, detail))
+
+
+def jobs_option(default: int | None = 1, detail: str | None = None, shown: str | None = None):
+    """``--jobs``: worker processes; ``shown`` is what --help prints as the default when it is None."""
+    return click.option("--jobs", default=default, type=click.IntRange(1, 64), help=_with_detail(JOBS_HELP, detail),
+                        **({"show_default": shown} if shown else {}))
+
+
+def view_option(default: str | None = "lateral", detail: str | None = None):
+    return click.option("--view", default=default, type=VIEW_CHOICE, help=_with_detail(VIEW_HELP, detail))
+
+
+def tiers_option(default: str = "auto", detail: str | None = None):
+    return click.option("--tiers", default=default, help=_with_detail(TIERS_HELP, detail))
+
+
+def tier_option(default: str | None = None, detail: str | None = None):
+    return click.option("--tier", default=default, type=TIER_CHOICE, help=_with_detail(TIER_HELP, detail))
+
+
+def folds_option(default: int = 5, detail: str | None = None):
+    return click.option("--folds", default=default, type=click.IntRange(2, 50), help=_with_detail(FOLDS_HELP, detail))
+
+
+def repeats_option(default: int = 1):
+    return click.option("--repeats", default=default, type=click.IntRange(1, 100), help=REPEATS_HELP)
+
+
+def splits_file_option():
+    return click.option("--splits", "splits_file", type=click.Path(dir_okay=False), default=None, help=SPLITS_HELP)
+
+
+def set_option():
+    return click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE", help=SET_HELP)
+
+
+def segmenter_option(default: str = "auto"):
+    return click.option("--segmenter", default=default, type=SEGMENTER_CHOICE, help=SEGMENTER_HELP)
+
+
+def cluster_option(detail: str | None = None):
+    return click.option("--cluster", default=None, metavar=CLUSTER_METAVAR, help=_with_detail(CLUSTER_HELP, detail))
+
+
+def max_concurrent_option(default: int = 2):
+    return click.option("--max-concurrent", default=default, type=click.IntRange(1, 64),
+                        help="Estimates the server computes at once.")
+
+
 class _LegsmiGroup(click.Group):
     """The command group; its ``invoke`` is the one place that turns errors into messages and exit codes.
 
@@ -111,7 +209,7 @@ def main(verbose: int = 0, quiet: bool = False) -> None:
 
 # ----------------------------------------------------------------------------- data commands
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@dataset_argument()
 @click.option("--no-images", is_flag=True, help="Check the manifest only; do not open the images.")
 @click.option("--predict-only", is_flag=True, help="Allow a missing or empty smi column (data to predict on).")
 def validate(dataset, no_images, predict_only):
@@ -129,12 +227,12 @@ def validate(dataset, no_images, predict_only):
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
-@click.option("--folds", default=5, type=click.IntRange(2, 50), help="Number of folds.")
-@click.option("--seed", default=0, type=int, help="Seed of the first repeat.")
-@click.option("--repeats", default=1, type=click.IntRange(1, 100), help="Repeated cross-validation: seeds seed..seed+repeats-1.")
-@click.option("--out", "out", default="splits.json", type=click.Path(dir_okay=False), help="Output JSON file.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@dataset_argument()
+@folds_option()
+@seed_option(detail="With --repeats: the first repeat's.")
+@repeats_option()
+@out_option("splits.json", what="Output JSON file", file=True)
+@overwrite_option()
 def splits(dataset, folds, seed, repeats, out, overwrite):
     """Make subject-level folds stratified by sex and SMI tertile and save them as JSON."""
     from smi_data.manifest import ManifestError, read_manifest
@@ -158,10 +256,8 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 @main.command()
 @click.option("--subjects", "n_subjects", default=100, type=click.IntRange(1, 100000),
               help="People to generate (sexes alternate M, F, ...).")
-@click.option("--seed", default=0, type=int,
-              help="The one seed: same seed, same files; another seed, other people (0 is the bundled cohort's; "
-                   "training renders use 1000 and above).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output dataset folder.")
+@seed_option(detail="Another seed, other people (0 is the bundled cohort's; training renders use 1000 and above).")
+@out_option(what="Output dataset folder")
 @click.option("--size", default=None,
               help="Photo size: an integer (studio: the square's side; scenes: the width of a 3:4 portrait) "
                    "or WIDTHxHEIGHT. Default 512 (studio), 600x800 (clinic, wild).")
@@ -174,7 +270,7 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 @click.option("--retakes", default=1, show_default=True, type=click.IntRange(1, 99),
               help="Photo sessions per subject (camera, light, stance, scene drawn afresh; body unchanged); "
                    "adds a take column to the manifest.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing non-empty output folder.")
+@overwrite_option()
 def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overwrite):
     """Render a synthetic cohort of lower-leg photos with known SMI from the Anny body model.
 
@@ -252,20 +348,18 @@ def _features_table(manifest, dataset, per, settings, jobs, no_cache, mapper):
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
-@click.option("--out", "out", default="features.csv", type=click.Path(dir_okay=False), help="Output CSV file.")
+@dataset_argument()
+@out_option("features.csv", what="Output CSV file", file=True)
 @click.option("--per", "per", default="image", type=click.Choice(["image", "lateral", "posterior", "both"]),
               help="Rows: one per image, or the sample table of a view (both: one row per person, with the "
                    "two-view ellipse features).")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel extraction processes.")
+@jobs_option()
 @click.option("--no-cache", is_flag=True, help="Measure every image again (ignore and do not fill the cache).")
 @click.option("--no-marker", is_flag=True, help="Do not look for the ArUco marker (manifest px_per_cm, else relative).")
 @click.option("--require-marker", is_flag=True, help="Refuse photos without the ArUco marker (quality gate).")
-@click.option("--segmenter", default="auto", show_default=True, type=click.Choice(["auto", "learned", "classical"]),
-              help="Leg finder (auto: the learned one when its weights ship).")
-@click.option("--cluster", default=None, metavar="local:N|tcp://HOST:PORT",
-              help="Measure the photos on a Dask cluster (needs the cluster extra); replaces --jobs.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output file.")
+@segmenter_option()
+@cluster_option(detail="Here: the photos are measured there.")
+@overwrite_option()
 def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segmenter, cluster, overwrite):
     """Measure the lower leg in every photo of a dataset and write the feature table (cm).
 
@@ -306,13 +400,12 @@ def features(dataset, out, per, jobs, no_cache, no_marker, require_marker, segme
 
 @main.command()
 @click.argument("model_dir", type=click.Path(file_okay=False, exists=True))
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Output folder for plots and CSVs.")
-@click.option("--view", default=None, type=click.Choice(["lateral", "posterior", "both"]),
-              help="Samples to explain (default: the view the model was trained on).")
+@dataset_argument()
+@out_option(what="Output folder for plots and CSVs")
+@view_option(None, detail="The samples to explain (default: the view the model was trained on).")
 @click.option("--max-display", default=20, type=click.IntRange(3, 200), help="Features shown in the plots.")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel extraction processes.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@jobs_option()
+@overwrite_option()
 def explain(model_dir, dataset, out, view, max_display, jobs, overwrite):
     """SHAP explanation of an xgb-features model on a dataset (default: the bundled cohort).
 
@@ -359,27 +452,24 @@ def _model_choices() -> list[str]:
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@dataset_argument()
 @click.option("--model", "model_name", default="xgb-features", type=click.Choice(_model_choices()),
               help="Model to train.")
-@click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]),
-              help="Photos the model learns from (both: one sample per person with both photos).")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Model folder to write.")
-@click.option("--seed", default=0, type=int, help="Seed for model initialisation, augmentation and data order.")
+@view_option("lateral", detail="The photos the model learns from.")
+@out_option(what="Model folder to write")
+@seed_option(detail="Here: model initialisation, augmentation and data order.")
 @click.option("--epochs", default=None, type=click.IntRange(1, 10000), help="CNN epochs (default: the variant's).")
 @click.option("--device", "torch_device", default="auto", type=click.Choice(["auto", "cpu", "cuda", "mps"]),
               help="CNN device: auto picks CUDA, then MPS, then the CPU.")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
-@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
-              help="Override a model parameter as in `benchmark`, e.g. --set covariates.use_weight=true (repeatable).")
+@jobs_option()
+@set_option()
 @click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "cv", "split", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
                    "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs.")
-@click.option("--tier", default=None, type=click.Choice(["photo", "basic", "weight"]),
-              help="What the model is told besides the photos: photo (nothing), basic (sex, age, height), weight "
-                   "(basic + weight); recorded in model.json, and predict then asks for exactly that. Default: "
-                   "no tier, the model's own settings with every covariate the dataset has (as before tiers).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing model folder.")
+@tier_option(None, detail="What the model is told besides the photos; recorded in model.json, and predict then "
+                         "asks for exactly that. Default: no tier, the model's own settings with every covariate "
+                         "the dataset has (as before tiers).")
+@overwrite_option()
 def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets, interval_method, tier, overwrite):
     """Fit a model on a whole dataset (default: the bundled cohort) and save it to a model folder."""
     import importlib
@@ -525,10 +615,9 @@ def _parse_photos(photos: tuple[str, ...], default_view: str) -> list[tuple[str,
               help="Image scale if the photo has no ArUco marker.")
 @click.option("--reference-device", default="BIA", type=click.Choice(["BIA", "DXA"]),
               help="Which AWGS 2019 cut-off to flag against.")
-@click.option("--out", "out", default="legsmi-predictions", type=click.Path(file_okay=False),
-              help="Folder for predictions.csv and annotated photos.")
+@out_option("legsmi-predictions", what="Folder for predictions.csv and annotated photos")
 @click.option("--no-annotate", is_flag=True, help="Do not write annotated copies of the photos.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@overwrite_option()
 def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_cm, reference_device, out,
             no_annotate, overwrite):
     """Estimate SMI from photos with a trained model and flag low muscle mass (AWGS 2019).
@@ -610,29 +699,22 @@ def _echo_table(df) -> None:
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@dataset_argument()
 @click.option("--models", default=_DEFAULT_MODELS, help="Comma-separated model names (see --list-models).")
 @click.option("--views", default="auto",
               help="Comma-separated views (lateral, posterior, both), or 'auto': lateral and posterior for "
                    "every model, 'both' too for the cheap ones (the CNNs are the slow part).")
-@click.option("--tiers", default="auto", show_default=True,
-              help="Information tiers: comma-separated photo (photos only), basic (+ sex, age, height), weight "
-                   "(+ weight); 'auto': every tier each model supports, the CNNs at photo only; 'all': the CNNs "
-                   "at every tier too (slow).")
-@click.option("--folds", default=5, type=click.IntRange(2, 50), help="Folds, when the splits are made here.")
-@click.option("--repeats", default=1, type=click.IntRange(1, 100), help="Repeats (seeds seed..seed+repeats-1).")
-@click.option("--seed", default=0, type=int, help="The one seed: splits, model initialisation, augmentation.")
-@click.option("--out", "out", default="legsmi-benchmark", type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--splits", "splits_file", type=click.Path(dir_okay=False), default=None,
-              help="Use this splits.json (from `legsmi splits`) instead of making one.")
-@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
-              help="Override a model parameter, e.g. --set cnn-lite.epochs=5 (repeatable).")
-@click.option("--jobs", default=None, type=click.IntRange(1, 64),
-              help="Fits run in parallel processes [default: one per core, one torch thread per CNN].")
-@click.option("--cluster", default=None, metavar="local:N|tcp://HOST:PORT",
-              help="Run the fits on a Dask cluster: N local worker processes, or a running `dask scheduler` "
-                   "(needs the cluster extra). Same results as without.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@tiers_option("auto", detail="'auto': every tier each model supports, the CNNs at photo only; 'all': the CNNs at "
+                             "every tier too (slow).")
+@folds_option(detail="When the splits are made here.")
+@repeats_option()
+@seed_option(detail="Here: splits, model initialisation, augmentation.")
+@out_option("legsmi-benchmark", what="Run folder")
+@splits_file_option()
+@set_option()
+@jobs_option(None, shown="one per core, one torch thread per CNN")
+@cluster_option(detail="Here: the per-fold fits run there.")
+@overwrite_option()
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
 def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
               list_models):
@@ -675,26 +757,23 @@ def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_f
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@dataset_argument()
 @click.option("--ablations", default="canny,augment,views,feature-groups,resolution,train-size",
               help="Comma-separated ablations to run (also: leaky-protocols).")
-@click.option("--tiers", default="auto", show_default=True,
-              help="Information tiers of the arms: 'auto' (CNNs at photo, other models at their widest tier; "
-                   "the leaky protocols at photo and weight), or a list such as photo,weight.")
+@tiers_option("auto", detail="Of the arms: 'auto' (CNNs at photo, other models at their widest tier; the leaky "
+                             "protocols at photo and weight), or a list such as photo,weight.")
 @click.option("--model", default="xgb-features", help="Model of the 'views' and 'train-size' ablations.")
 @click.option("--cnn-model", default="cnn-lite", type=click.Choice(["cnn-paper", "cnn-lite", "cnn-hybrid"]),
               help="CNN of the 'canny', 'augment' and 'resolution' ablations.")
-@click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]),
-              help="View of every ablation except 'views'.")
-@click.option("--folds", default=5, type=click.IntRange(2, 50), help="Folds, when the splits are made here.")
-@click.option("--repeats", default=1, type=click.IntRange(1, 100), help="Repeats (seeds seed..seed+repeats-1).")
-@click.option("--seed", default=0, type=int, help="The one seed.")
-@click.option("--out", "out", default="legsmi-ablate", type=click.Path(file_okay=False), help="Run folder.")
-@click.option("--splits", "splits_file", type=click.Path(dir_okay=False), default=None,
-              help="Use this splits.json instead of making one.")
-@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE", help="Override a model parameter.")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Fits run in parallel processes.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@view_option("lateral", detail="Of every ablation except 'views'.")
+@folds_option(detail="When the splits are made here.")
+@repeats_option()
+@seed_option()
+@out_option("legsmi-ablate", what="Run folder")
+@splits_file_option()
+@set_option()
+@jobs_option()
+@overwrite_option()
 def ablate(dataset, ablations, tiers, model, cnn_model, view, folds, repeats, seed, out, splits_file, sets, jobs,
            overwrite):
     """Named ablations under one set of splits, printed as one table.
@@ -730,15 +809,15 @@ def ablate(dataset, ablations, tiers, model, cnn_model, view, folds, repeats, se
 
 
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False), required=False)
+@dataset_argument()
 @click.option("--models", default=_DEFAULT_MODELS, help="Models to time (empty: none).")
-@click.option("--view", default="lateral", type=click.Choice(["lateral", "posterior", "both"]), help="View to time.")
-@click.option("--folds", default=5, type=click.IntRange(2, 50), help="Fold size as in the benchmark (1/folds held out).")
-@click.option("--seed", default=0, type=int, help="The one seed.")
+@view_option("lateral", detail="The view to time.")
+@folds_option(detail="Sets the fold size as in the benchmark (1/folds held out).")
+@seed_option()
 @click.option("--jobs", default="1,2", help="Process counts for the feature-extraction timing.")
 @click.option("--no-extraction", is_flag=True, help="Skip the feature-extraction timing.")
 @click.option("--limit", default=None, type=click.IntRange(1), help="Time extraction on the first N images only.")
-@click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE", help="Override a model parameter.")
+@set_option()
 def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
     """Time feature extraction (images/s) and one fold of each model (fit s/fold, predict images/s)."""
     from benchmarks.harness import BenchmarkError, parse_overrides
@@ -756,13 +835,12 @@ def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
 
 # ----------------------------------------------------------------------------- reliability (benchmarks.reliability)
 @main.command()
-@click.argument("dataset", type=click.Path(file_okay=False))
+@dataset_argument(required=True)
 @click.option("--model", "model_dir", type=click.Path(file_okay=False), default=None,
               help="Model folder whose SMI estimate is studied too (without it: the leg measurements only).")
-@click.option("--out", "out", default="legsmi-reliability", type=click.Path(file_okay=False),
-              help="Folder for reliability.csv, measurements.csv, report.html and plots.")
-@click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
-@click.option("--overwrite", is_flag=True, help="Replace an existing output folder.")
+@out_option("legsmi-reliability", what="Folder for reliability.csv, measurements.csv, report.html and plots")
+@jobs_option()
+@overwrite_option()
 def reliability(dataset, model_dir, out, jobs, overwrite):
     """Test-retest reliability from repeat photos (a manifest with a take column).
 
@@ -815,11 +893,13 @@ _APP_MODEL_HELP = ("Model folder to serve; repeat to give one per view (lateral,
 @main.command("app")
 @click.option("--model", "model_dirs", multiple=True, type=click.Path(file_okay=False, exists=True),
               help=_APP_MODEL_HELP)
-@click.option("--host", default="127.0.0.1", help="Interface to listen on; anything but loopback is reachable by others.")
+@click.option("--host", default="127.0.0.1",
+              help="Interface to listen on; anything but loopback is reachable by others.")
 @click.option("--port", default=8000, type=click.IntRange(1, 65535), help="TCP port.")
 @click.option("--save", "save_dir", default=None, type=click.Path(file_okay=False),
-              help="Keep every result (JSON, annotated photos, results.csv) in this folder; default: nothing is stored.")
-@click.option("--max-concurrent", default=2, type=click.IntRange(1, 64), help="Estimates computed at once.")
+              help="Keep every result (JSON, annotated photos, results.csv) in this folder; "
+                   "default: nothing is stored.")
+@max_concurrent_option()
 def app_command(model_dirs, host, port, save_dir, max_concurrent):
     """Serve the clinic's web page: two photos and four numbers in, an annotated estimate out.
 
@@ -863,7 +943,7 @@ def app_command(model_dirs, host, port, save_dir, max_concurrent):
 @click.option("--concurrency", default=4, type=click.IntRange(1, 256), help="Requests in flight at once.")
 @click.option("--views", default="lateral,posterior", type=click.Choice(["lateral,posterior", "lateral", "posterior"]),
               help="Bundled photos sent with each request.")
-@click.option("--max-concurrent", default=2, type=click.IntRange(1, 64), help="Estimates the server computes at once.")
+@max_concurrent_option()
 def app_load(model_dirs, n_requests, concurrency, views, max_concurrent):
     """Load benchmark of the web app on loopback: throughput, p50/p95 latency, errors."""
     from smi_app.load import bundled_person, run_load
@@ -880,7 +960,7 @@ def app_load(model_dirs, n_requests, concurrency, views, max_concurrent):
 
 # ----------------------------------------------------------------------------- robustness (benchmarks.fuzz)
 @main.command()
-@click.option("--out", "out", default="legsmi-fuzz", type=click.Path(file_okay=False), help="Run folder.")
+@out_option("legsmi-fuzz", what="Run folder")
 @click.option("--images", "n_images", default=1000, type=click.IntRange(0, 100000),
               help="Mutated images to generate (spread over the categories) besides 20 unmutated controls.")
 @click.option("--random-manifests", default=60, type=click.IntRange(0, 10000),
@@ -893,10 +973,10 @@ def app_load(model_dirs, n_requests, concurrency, views, max_concurrent):
               help="Predict with the bare model, without predict's plausibility bound (shows what the bound catches).")
 @click.option("--timeout", "timeout_s", default=30.0, type=click.FloatRange(1, 3600),
               help="Seconds one item may take before it counts as a hang (the worker is killed).")
-@click.option("--seed", default=0, type=int, help="The one seed: same seed, same corpus.")
+@seed_option(detail="Here: the mutated corpus.")
 @click.option("--cohort", default=None, type=click.Path(file_okay=False, exists=True),
               help="Dataset the corpus is made from (default: the bundled cohort).")
-@click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
+@overwrite_option()
 def fuzz(out, n_images, random_manifests, no_manifests, model_dirs, no_predict, bare_predict, timeout_s, seed, cohort,
          overwrite):
     """Mutated photos and broken manifests through validate, features and predict; counts per category.
@@ -927,15 +1007,13 @@ def fuzz(out, n_images, random_manifests, no_manifests, model_dirs, no_predict, 
 # ----------------------------------------------------------------------------- segmentation (image layer)
 @main.command()
 @click.argument("photos", nargs=-1, required=True)
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Folder for <stem>.png masks (uint8 0/1, the photo's size) and segment.csv.")
+@out_option(what="Folder for <stem>.png masks (uint8 0/1, the photo's size) and segment.csv")
 @click.option("--view", default=None, type=click.Choice(["lateral", "posterior"]), help="View of the photos.")
 @click.option("--side", default=None, type=click.Choice(["L", "R"]),
               help="Photographed leg (with --view posterior: the subject's left leg is on the image's left); "
                    "default: the leg nearest the image centre.")
-@click.option("--segmenter", default="auto", type=click.Choice(["auto", "learned", "classical"]), show_default=True,
-              help="Leg finder (auto: the learned one when its weights ship).")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@segmenter_option()
+@overwrite_option()
 def segment(photos, out, view, side, segmenter, overwrite):
     """Segment the photographed lower leg in PHOTOS: one mask per photo and segment.csv.
 
@@ -961,14 +1039,12 @@ def segment(photos, out, view, side, segmenter, overwrite):
 
 @main.command()
 @click.argument("set_dir", type=click.Path(file_okay=False, exists=True))
-@click.option("--out", "out", default="legsmi-segeval", type=click.Path(file_okay=False), show_default=True,
-              help="Folder for segeval.csv, worst.png, summary.json and run.json.")
-@click.option("--segmenter", default="auto", type=click.Choice(["auto", "learned", "classical"]), show_default=True,
-              help="Leg finder to score.")
+@out_option("legsmi-segeval", what="Folder for segeval.csv, worst.png, summary.json and run.json")
+@segmenter_option()
 @click.option("--limit", default=None, type=click.IntRange(1), help="Score the first N photos only.")
 @click.option("--worst", default=24, type=click.IntRange(1, 200), show_default=True,
               help="Photos on the contact sheet (lowest IoU first).")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@overwrite_option()
 def segeval(set_dir, out, segmenter, limit, worst, overwrite):
     """Score the segmentation on SET_DIR (images/ and masks/, label 1 = the leg, 3 = footwear, left out).
 
@@ -1006,14 +1082,13 @@ def segmenter():
 
 
 @segmenter.command("train")
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False), help="Run folder (segmenter.pt, run.json, log.csv).")
+@out_option(what="Run folder (segmenter.pt, run.json, log.csv)")
 @click.option("--data", "data_dir", default=None, type=click.Path(file_okay=False, exists=True),
               help="Pre-rendered wild scenes (images/ and labels/, from `legsmi phantom --scene wild`); "
                    "default: render --scenes of them into the run folder.")
 @click.option("--scenes", "n_scenes", default=300, show_default=True, type=click.IntRange(2, 100000),
               help="Subjects to render when no --data is given (two views each).")
-@click.option("--seed", default=0, type=int, show_default=True,
-              help="The one seed: scene rendering (seed + 1000), split, initialisation, augmentation.")
+@seed_option(detail="Here: scene rendering (seed + 1000), split, initialisation, augmentation.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Passes over the scenes.")
 @click.option("--minutes", default=None, type=click.FloatRange(min=0, min_open=True),
               help="Stop after the epoch that passes this much training time.")
@@ -1023,7 +1098,7 @@ def segmenter():
               help="Peak learning rate (AdamW; warm-up, then cosine).")
 @click.option("--init", "init_weights", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Continue from this segmenter.pt (a previous run's) instead of a random start.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty run folder.")
+@overwrite_option()
 def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
                     overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
