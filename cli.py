@@ -424,8 +424,8 @@ def explain(model_dir, dataset, out, view, max_display, jobs, overwrite):
                                 max_display=max_display)
     except (ManifestError, ModelFileError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))
-    click.echo(f"{summary['tier']}-tier model: explained {summary['n_explained']} of {summary['n_samples']} sample(s); base value "
-               f"{summary['base_value']:.3f} kg/m^2; SHAP vs XGBoost pred_contribs max |diff| "
+    click.echo(f"{summary['tier']}-tier model: explained {summary['n_explained']} of {summary['n_samples']} "
+               f"sample(s); base value {summary['base_value']:.3f} kg/m^2; SHAP vs XGBoost pred_contribs max |diff| "
                f"{summary['max_abs_diff_vs_xgboost_pred_contribs']:.2e}")
     for sid, why in summary["failures"].items():
         click.echo(f"  not explained {sid}: {why}")
@@ -524,7 +524,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
     model = spec.build(seed, tier=tier, **overrides)
     config = {"model": model_name, "view": view, "tier": tier, "dataset": str(Path(dataset).resolve()), "seed": seed,
               "overrides": set_overrides,
-              "params": {k: v for k, v in model.get_params().items() if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
+              "params": {k: v for k, v in model.get_params().items()
+                         if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
               "intervals": interval_method}
     from benchmarks.calibration import plan_intervals
     from smi_data.runs import stage_output
@@ -556,15 +557,17 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
                 "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,
                 "training_ccc": float(ccc(y[ok], fitted[ok]).ccc) if ok.sum() > 2 else None,
                 # predict flags estimates outside it (benchmarks.predict); failed samples were not learnt from
-                "smi_range": [float(np.min(y[ok])), float(np.max(y[ok]))] if ok.any() else [float(y.min()), float(y.max())],
+                "smi_range": ([float(np.min(y[ok])), float(np.max(y[ok]))] if ok.any()
+                              else [float(y.min()), float(y.max())]),
             }
             rec.data["results"]["intervals"] = (calibration.details | {"method": calibration.method,
                                                                        "bins": calibration.bins_used}
                                                 if calibration is not None else interval_note)
             family_module = importlib.import_module(_FAMILY_MODULES[spec.family])
-            family_module.save_model(model, tmp, extra_meta={"view": view, "model_name": model_name, "tier": tier,
-                                                             "training": rec.data["results"] | {"dataset": config["dataset"], "seed": seed},
-                                                             "intervals": "intervals.json" if calibration is not None else None})
+            training = rec.data["results"] | {"dataset": config["dataset"], "seed": seed}
+            family_module.save_model(model, tmp, extra_meta={
+                "view": view, "model_name": model_name, "tier": tier, "training": training,
+                "intervals": "intervals.json" if calibration is not None else None})
             if calibration is not None:
                 from smi_data.conformal import save_calibration
                 from smi_data.modelfile import read_model_meta
@@ -791,7 +794,8 @@ def ablate(dataset, ablations, tiers, model, cnn_model, view, folds, repeats, se
 
     try:
         cfg = AblateConfig(dataset=dataset or _default_dataset(), out=out, ablations=_csv_list(ablations),
-                           tiers=tiers if tiers == "auto" else _csv_list(tiers), folds=folds, repeats=repeats, seed=seed, splits=splits_file, overwrite=overwrite,
+                           tiers=tiers if tiers == "auto" else _csv_list(tiers), folds=folds, repeats=repeats,
+                           seed=seed, splits=splits_file, overwrite=overwrite,
                            jobs=jobs, cnn_model=cnn_model, model=model, view=view,
                            overrides=parse_overrides(sets))
         result = run_ablations(cfg, echo=lambda s: click.echo(s, err=True))
