@@ -28,6 +28,8 @@ from typing import Iterable
 import numpy as np
 import pandas as pd
 
+from smi_data.manifest import VIEW_CHOICES
+
 #: Published ranges over five folds (Hashida et al. 2026, doi:10.2490/prm.20260025).
 STUDY_RANGES = {
     ("lateral", "mape"): (3.70, 4.15),
@@ -41,7 +43,7 @@ CEILING_COLUMN = "cohort ceiling (ideal predictor on true geometry)"
 METRIC_COLUMNS = ("mape", "mae", "rmse", "pearson_r", "ccc", "ccc_lower", "ccc_upper", "ba_bias", "ba_sd",
                   "ba_loa_lower", "ba_loa_upper", "ba_prop_slope", "sens", "spec", "ppv", "npv", "auc",
                   "prevalence")
-VIEW_ORDER = ("lateral", "posterior", "both")
+VIEW_ORDER = VIEW_CHOICES  # lateral, posterior, both: the order of every table
 TIER_ORDER = ("photo", "basic", "weight")
 SEX_GROUPS = ("all", "M", "F")
 POOLED = "pooled"

@@ -63,8 +63,9 @@ def _sex_code(X: pd.DataFrame) -> np.ndarray:
     """1.0 for 'M', 0.0 for 'F', NaN for anything else."""
     if "sex" not in X.columns:
         raise ValueError("X lacks the 'sex' column; give a sample table from smi_data.manifest.to_samples")
-    sex = X["sex"].astype(str).str.strip().str.upper()
-    return np.where(sex == "M", 1.0, np.where(sex == "F", 0.0, np.nan))
+    from smi_data.manifest import male_indicator
+
+    return male_indicator(X["sex"])
 
 
 class MeanRegressor(RegressorMixin, BaseEstimator):

@@ -290,7 +290,9 @@ def describe_calibration(cal) -> str:
            "subjects held out")
     bins = "Mondrian by sex" if cal.bins_used == "sex" else "men and women pooled"
     parts = []
-    for sex, cut in (("M", 7.0), ("F", 5.7)):
+    from smi_data.cutoffs import smi_cutoff
+
+    for sex, cut in ((s, smi_cutoff(s, "BIA")) for s in ("M", "F")):
         iv = cal.intervals([cut], [sex], levels=(0.95,))[0.95][0]
         parts.append(f"±{(iv[1] - iv[0]) / 2:.2f} kg/m² for {'a man' if sex == 'M' else 'a woman'} at {cut}")
     return (f"prediction intervals: {how} ({cal.details.get('n_scores')} calibration scores), {bins}, relative to "

@@ -16,9 +16,7 @@ so the guarantees live here:
 * Views: ``--views auto`` (the default) runs every model on the study's two views,
   lateral and posterior, and the cheap models (baselines, xgb-features) also on
   ``both``; the CNNs skip ``both`` there because they are the slow part of the
-  quick start (measured on 2 cores: about 30 s a fold for cnn-paper and 15 s for
-  cnn-lite, against well under a second for the others). Name the views to run
-  every model on them.
+  quick start (fold times: docs/results.md). Name the views to run every model on them.
 * Information tiers (:mod:`smi_data.tiers`): every fit is made at one tier, ``photo``
   (the photos alone), ``basic`` (+ sex, age, height) or ``weight`` (+ weight). The
   harness sets the model up for its tier (``ModelSpec.tier_params``) **and** hands

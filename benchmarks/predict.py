@@ -49,11 +49,10 @@ from typing import Mapping
 import numpy as np
 import pandas as pd
 
-from smi_data.manifest import RANGES
+from smi_data.manifest import RANGES, VIEWS
 
 logger = logging.getLogger(__name__)
 
-VIEWS = ("lateral", "posterior")
 #: SMI (kg/m^2) an adult can have; a model output outside it is refused. The same range the manifest
 #: accepts as a reference SMI (one definition, in smi_data.manifest).
 PLAUSIBLE_SMI_KG_M2 = RANGES["smi"]

@@ -220,6 +220,14 @@ def plot_shap(kept: dict, path: Path, notes: list[str]) -> Path | None:
     return Path(path)
 
 
+def _cutoff_text() -> str:
+    """The AWGS 2019 SMI cut-offs as the report states them, from :mod:`smi_data.cutoffs`."""
+    from smi_data.cutoffs import SMI_CUTOFFS_KG_M2 as C
+
+    return (f"SMI < {C[('BIA', 'M')]:g} kg/m² men; < {C[('BIA', 'F')]:g} BIA / < {C[('DXA', 'F')]:g} DXA women"
+            + ("" if C[("BIA", "M")] == C[("DXA", "M")] else f"; men DXA < {C[('DXA', 'M')]:g}"))
+
+
 def shap_plots(kept: dict, plots_dir: Path, notes: list[str]) -> list[tuple[str, Path]]:
     """One SHAP figure per tier of the kept fits, the ``photo`` tier first."""
     order = ("photo", "basic", "weight")
@@ -404,7 +412,7 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
          "reference), limits = bias ± 1.96 SD; prop. slope: regression of the difference on the mean.",
          aggregate.pooled_table(metrics, models)),
         ("By sex", "Pooled over folds, men and women apart. Screening at the AWGS 2019 cut-offs "
-         "(SMI < 7.0 kg/m² men; < 5.7 BIA / < 5.4 DXA women).", aggregate.sex_table(metrics, models)),
+         f"({_cutoff_text()}).", aggregate.sex_table(metrics, models)),
         ("Screening for low muscle mass (AWGS 2019)",
          "A person screens positive when the predicted SMI is below the sex- and device-specific cut-off; "
          "the reference label decides who truly is low. AUC uses the continuous estimate. n/a where no one in "

@@ -17,6 +17,8 @@ import io
 import threading
 from pathlib import Path
 
+from smi_data.manifest import VIEWS
+
 #: Columns of the CSV download and of ``results.csv``, in order.
 CSV_COLUMNS = (
     "id", "created", "sex", "age", "height_cm", "weight_kg", "reference_device",
@@ -44,7 +46,7 @@ def csv_row(result: dict) -> dict:
         "model_trained_on": (result.get("model") or {}).get("trained_on"),
         "not_clinically_validated": True,
     }
-    for v in ("lateral", "posterior"):
+    for v in VIEWS:
         row[f"{v}_status"] = photos.get(v, {}).get("status", "not given")
         row[f"{v}_reason"] = photos.get(v, {}).get("reason")
     return {k: row.get(k) for k in CSV_COLUMNS}

@@ -6,7 +6,10 @@ what the API returns. Every asset is served from this package; the Content Secur
 Policy forbids loading anything from elsewhere. Every error is JSON (``error``,
 ``field``) and never a traceback: 422 for a bad field, 413 for a photo or request
 over the caps, 415 for content that is not an image, 500 with a plain message (the
-traceback goes to the server's log only).
+traceback goes to the server's log only). Bound to loopback, the app refuses (400) a
+request whose ``Host`` is not a loopback name (:class:`TrustedHosts`; ``[::1]:PORT``
+included). Each photo is measured once per request: the annotated copy reuses the
+measurement the model was given.
 """
 
 from __future__ import annotations

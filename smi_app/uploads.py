@@ -12,6 +12,8 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from smi_data.manifest import VIEWS
+
 #: Largest photo accepted, bytes (a 48 MP phone JPEG is about 12 MB).
 MAX_PHOTO_BYTES = 20 * 1024 * 1024
 #: Largest photo accepted, pixels (width x height), checked from the header before decoding.
@@ -19,7 +21,7 @@ MAX_PHOTO_PIXELS = 50_000_000
 #: Room for the form's text fields and multipart framing.
 FORM_OVERHEAD_BYTES = 256 * 1024
 
-PHOTO_FIELDS = ("lateral", "posterior")
+PHOTO_FIELDS = VIEWS  # one photo field per view
 TEXT_FIELDS = ("sex", "age", "height_cm", "weight_kg", "reference_device")
 
 #: (field, low, high, unit) of the numbers; the CLI's `predict` takes the same ranges, adults only here.

@@ -31,6 +31,7 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
+from .cutoffs import DEVICES, SEXES
 from .errors import LegsmiError
 from .images import ImageError, resolve_inside
 
@@ -40,8 +41,15 @@ LABEL_COLUMN = "smi"
 OPTIONAL_COLUMNS = ("weight_kg", "px_per_cm", "side", "reference_device", "take")
 VIEWS = ("lateral", "posterior")
 VIEW_CHOICES = ("lateral", "posterior", "both")
-SEXES = ("M", "F")
-DEVICES = ("BIA", "DXA")
+
+
+def male_indicator(sex) -> np.ndarray:
+    """The one numeric encoding of sex for models: 1.0 for ``M``, 0.0 for ``F``, NaN for anything
+    else (case and surrounding spaces ignored)."""
+    s = pd.Series(np.asarray(sex, dtype=object)).astype(str).str.strip().str.upper().to_numpy()
+    return np.where(s == "M", 1.0, np.where(s == "F", 0.0, np.nan))
+
+
 #: Columns that describe the person, identical on every row of one subject.
 SUBJECT_COLUMNS = ("sex", "age", "height_cm", "weight_kg", "smi", "side", "reference_device")
 #: Per-image columns that become ``<name>_<view>`` in the sample table.

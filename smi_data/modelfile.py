@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import LegsmiError
+from .manifest import VIEW_CHOICES
 from .runs import atomic_write_json, git_commit, now_iso, package_versions
 
 MODEL_FORMAT = "legsmi-model"
@@ -29,7 +30,7 @@ META_NAME = "model.json"
 #: Files of a model folder that are not part of the model (written after model.json).
 NOT_MODEL_FILES = (META_NAME, "run.json")
 #: Views a model can be trained on (``view`` in model.json).
-MODEL_VIEWS = ("lateral", "posterior", "both")
+MODEL_VIEWS = VIEW_CHOICES
 
 
 class ModelFileError(LegsmiError, ValueError):

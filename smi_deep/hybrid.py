@@ -17,36 +17,8 @@ covariate is missing. ``residual_scale`` (default 1) shrinks the CNN's contribut
 is a fixed parameter, not fitted (an in-sample estimate would be biased towards 1 by the
 CNN's over-fit on 80 images, and an inner cross-validation multiplies the training time).
 
-Measured (phantom-v1, the benchmark's 5-fold splits, seed 0, pooled over folds, one torch thread)
------------------------------------------------------------------------------------------------
-==================================  =========  ======  =====  ==========================================
-model                               view       MAPE %  CCC    note
-==================================  =========  ======  =====  ==========================================
-ridge on sex, age, height           either     8.65    0.772  the hybrid's ridge alone (``covariates``: 8.64)
-ridge + weight + BMI                either     4.99    0.912  the hybrid's ridge alone (default columns)
-cnn-hybrid, canny (default)         lateral    5.16    0.910  with weight: the CNN adds nothing
-cnn-hybrid, canny                   posterior  4.97    0.912
-cnn-hybrid, mask                    lateral    4.99    0.912  the CNN's residual collapses (sd 0.003)
-cnn-hybrid, mask                    posterior  5.00    0.912
-cnn-hybrid, mask, covariates=True   lateral    5.01    0.913
-cnn-hybrid, mask, no weight         lateral    7.41    0.832  ``use_weight=False``; seed 1: 7.78, 0.811
-cnn-hybrid, canny, no weight        lateral    8.47    0.778
-cnn-hybrid, mask, no weight         posterior  5.07    0.916  seed 1: 5.13, 0.913
-cnn-hybrid, canny, no weight        posterior  6.26    0.872
-cnn-hybrid, mask, no weight         both       5.96    0.877  folds 4.69–9.80 %
-==================================  =========  ======  =====  ==========================================
-
-With weight and BMI in the ridge the CNN's residual correlates with the true residual
-at r 0.13 (canny, lateral) or less: whatever the photos add beyond weight (the
-features model reaches 3.51 %) this network does not find in 80 images. Without the
-weight the posterior silhouette recovers most of what the weight carries (8.65 → 5.07 %;
-cnn-lite with ``covariates=True`` on the lateral view: 8.75 %). One fold of cnn-lite
-takes 13–16 s with one thread.
-
-Command (``--set cnn-hybrid.input_mode=mask``, ``--set cnn-hybrid.use_weight=false``
-for the other rows)::
-
-    legsmi benchmark data/phantom-v1 --models covariates,cnn-hybrid --views lateral,posterior
+Measured results (with weight and BMI in the ridge the CNN adds nothing; without the weight
+the posterior silhouette recovers most of what it carries): docs/results.md, "cnn-hybrid".
 
 The ridge's coefficients are saved in model.json as plain numbers (``deep.hybrid``),
 next to the CNN's state_dict; :func:`smi_deep.modelio.load_model` rebuilds the hybrid.
@@ -74,7 +46,9 @@ def base_design(X: pd.DataFrame, columns) -> np.ndarray:
         if name == "sex_male":
             if "sex" not in X.columns:
                 raise ValueError("sample table lacks the 'sex' column the hybrid's ridge needs")
-            out.append(X["sex"].astype(str).str.upper().map({"M": 1.0, "F": 0.0}).to_numpy(dtype=float))
+            from smi_data.manifest import male_indicator
+
+            out.append(male_indicator(X["sex"]))
         elif name == "bmi":
             for c in ("weight_kg", "height_cm"):
                 if c not in X.columns:

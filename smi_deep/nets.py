@@ -16,8 +16,7 @@ setting). Two variants, sized to train on two CPU cores (see :data:`VARIANTS`):
   16-32-64-128 channels, one convolution per block (7 × 7 before pooling, an overall
   stride of 32 as in VGG). VGG's widths (64…512), its two to three convolutions per
   block and a full-resolution first block would make one fold take minutes on two CPU
-  cores (measured: a full-resolution 8-channel first block alone costs about 2.5 × the
-  whole strided network); with 80 training images the narrow network is also the one
+  cores (docs/results.md); with 80 training images the narrow network is also the one
   less likely to overfit. A 3 × 3 kernel with stride 2 still covers every input pixel,
   so no one-pixel Canny line falls between its taps.
 - ``cnn-lite``: 96 × 96 input, no stem, four blocks of 8-16-32-64 channels.

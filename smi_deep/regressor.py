@@ -20,9 +20,7 @@ Our reading of the study's training (which it does not describe)
   warm-up, cosine decay), batch 16. A one-cycle schedule converges in few epochs, which
   is what a CPU budget allows.
 - **Epochs**: ``cnn-paper`` 40, ``cnn-lite`` 60 (see :data:`DEFAULT_EPOCHS`), chosen
-  for a CPU budget: one fold of the bundled cohort (80 images) measured 38–42 s and
-  13 s with one torch thread on a two-core machine shared with other jobs (load
-  average about 5); an idle machine is faster.
+  for a CPU budget (fold times in docs/results.md).
 - **Validation**: none by default: every training image is used for training and the
   final weights are kept. ``validation_fraction`` turns on early stopping on a split of
   *subjects* drawn (seeded) from the training fold only, keeping the best epoch's
@@ -33,8 +31,7 @@ Our reading of the study's training (which it does not describe)
   with photos taken at any distance the marker restores it. The background outside
   the (dilated) leg mask is filled with its own colour (``fill_background=True``), so
   the Canny image shows the leg's edges rather than the wall's and the floor's. Both
-  measured on phantom-v1 lateral (cnn-lite, first two folds of the saved splits):
-  size-normalised crop r 0.45, fixed-scale crop 0.56, plus background filled 0.67.
+  raised the test correlation on phantom-v1 (docs/results.md).
 - **Input normalisation**: each input channel standardised with its mean and standard
   deviation over the (un-augmented) training fold; stored with the model.
 - **Two views** (``view='both'``): the lateral and posterior crops' channels are
@@ -46,28 +43,8 @@ Our reading of the study's training (which it does not describe)
   training images with the final weights ("precise BN"); the running averages of a few
   hundred steps mix many past weights, and a regressor's output shifts with them.
 
-Measured (phantom-v1, saved 5-fold splits, seed 0, pooled over folds)
---------------------------------------------------------------------
-=========  =========  ===========  =====  ==========================================
-model      view       MAPE %       CCC    note
-=========  =========  ===========  =====  ==========================================
-cnn-paper  lateral    9.38         0.696  defaults (Canny, scale crop, augmentation)
-cnn-paper  posterior  7.97         0.791
-cnn-lite   lateral    9.67         0.649
-cnn-lite   posterior  7.67         0.799
-cnn-lite   both       8.83         0.702  two views stacked as channels
-cnn-lite   lateral    10.85        0.539  augmentation off
-cnn-lite   lateral    8.01         0.786  ``input_mode='mask'``
-cnn-lite   lateral    8.75         0.737  ``covariates=True``
-cnn-lite   lateral    9.09         0.699  ``epochs=100`` (about twice the time)
-cnn-lite   lateral    9.43         0.640  ``lr=5e-3``
-=========  =========  ===========  =====  ==========================================
-
-The study reports lateral MAPE 3.70–4.15 %, CCC 0.93–0.94 on 100 real adults. From
-scratch on 80 training images the network overfits (training r 0.84–0.87 with
-augmentation, 0.998 without). The cohort's ceiling (true calf geometry plus
-covariates) is MAPE 2.7 %, covariates alone 4.8 %: the photos hold more than this
-network extracts from 80 of them.
+Measured results on the studio cohort (per model, view and setting; the study's figures
+and the cohort's ceiling beside them): docs/results.md, "The CNN".
 
 Randomness: ``random_state`` seeds, through :class:`numpy.random.SeedSequence`, the
 network's initialisation and dropout (torch's CPU generator, forked so the caller's is
@@ -79,8 +56,7 @@ same seed gives the same predictions.
 Device: ``device='auto'`` takes CUDA, then Apple's MPS, then the CPU. ``n_threads``
 sets torch's CPU threads during ``fit``/``predict`` (restored afterwards; default half
 the cores, :func:`default_threads`); results with different thread counts may differ
-in the last bits. With two threads on two busy cores a training step was measured
-anywhere from 50 to 900 ms, with one thread 75–83 ms.
+in the last bits.
 
 Speed and scale: on the CPU the network and its inputs are kept in the channels-last
 memory layout (:func:`to_fast_layout`; faster convolutions, the same values to
@@ -164,11 +140,10 @@ def sample_views(X: pd.DataFrame) -> tuple[str, ...]:
 def default_threads() -> int:
     """Torch CPU threads when ``n_threads=None``: half the cores (at least 1, at most torch's default).
 
-    On a two-core machine shared with other work, two torch threads were measured 5 to
-    10 times slower than one (one fold of cnn-paper: 207 s against 42 s; cnn-lite 153 s
-    against 13 s, load average about 5), because OpenMP threads wait on each other
-    when one of them is descheduled. Half the cores also leaves one for the data
-    preparation (augmentation, Canny) that runs between steps.
+    On a two-core machine shared with other work, two torch threads were several times
+    slower than one (docs/results.md), because OpenMP threads wait on each other when
+    one of them is descheduled. Half the cores also leaves one for the data preparation
+    (augmentation, Canny) that runs between steps.
     """
     import os
 
@@ -198,9 +173,9 @@ def _torch_settings(n_threads: int | None):
 def to_fast_layout(t, device: str):
     """A 4-D tensor or a network in channels-last memory layout on the CPU, else unchanged.
 
-    Channels-last convolutions (oneDNN) were measured about 30 % faster per training
-    step than the default layout on this machine's CPU (docs/scaling.md); the values
-    are the same up to rounding.
+    Channels-last convolutions (oneDNN) are faster per training step than the default
+    layout on a CPU (docs/results.md, docs/scaling.md); the values are the same up to
+    rounding.
     """
     import torch
 
@@ -402,7 +377,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
         for c in cols:
             if c not in X.columns:
                 raise ValueError(f"covariates={self.covariates!r} needs column {c!r} in the sample table")
-        sex = X["sex"].astype(str).map({"M": 1.0, "F": 0.0}).to_numpy(dtype=float)
+        from smi_data.manifest import male_indicator
+
+        sex = male_indicator(X["sex"])
         rest = [pd.to_numeric(X[c], errors="coerce").to_numpy(dtype=float) for c in cols[1:]]
         return np.column_stack([sex, *rest])
 

@@ -11,15 +11,14 @@ off does not change the draws of the others.
 
 Our reading of the study (which says only "data augmentation")
 --------------------------------------------------------------
-Small, label-preserving changes a phone photo of a lower leg plausibly shows. On
-phantom-v1 (cnn-lite, lateral, 5 folds) they lift CCC from 0.54 to 0.65 and lower
-MAPE from 10.9 % to 9.7 %:
+Small, label-preserving changes a phone photo of a lower leg plausibly shows (what they
+gain on the studio cohort: docs/results.md, "Augmentation"):
 
 - :class:`RandomAffine`: rotation ± 5° and translation ± 3 % of the side; **no zoom**
   by default (``scale=0``). The crop is normalised to the leg's length, so the calf's
   width in the crop is what carries SMI; a random zoom changes exactly that (on the
-  toy cohort a ± 3 % zoom, half the calf-width spread, stopped the network learning:
-  test r 0.23 against 0.89 without augmentation). A zoom can be asked for.
+  toy cohort a small zoom stopped the network learning: docs/results.md). A zoom can be
+  asked for.
 - :class:`RandomHorizontalFlip` (p = 0.5): a mirrored lateral view of a left leg is a
   lateral view of a right leg; the study photographed the non-dominant leg, which is
   either side.

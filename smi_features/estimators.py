@@ -2,9 +2,12 @@
 
 :class:`XGBFeaturesRegressor` is a scikit-learn regressor on the sample table
 (docs/architecture.md): ``fit`` extracts (or reads from the cache) the features of
-every image, keeps the columns of the switched-on feature groups and fits an
-``xgboost.XGBRegressor``; ``predict`` gives NaN for samples whose images failed, with
-the reason in ``failures_``.
+every image, then fits :func:`features_pipeline` on the numeric feature table of the
+samples that could be measured: a ``Pipeline`` of :class:`FeatureSelector` (the columns
+of the switched-on feature groups, as numbers) and :class:`LogLinearBoostRegressor`
+(the linear base, then an ``xgboost.XGBRegressor`` from its margin). ``predict`` gives
+NaN for samples whose images failed, with the reason in ``failures_``. The two pipeline
+steps pass scikit-learn's estimator checks (tests/test_estimator_checks.py).
 
 Feature groups (``feature_groups``), for the ablation "width only; + area;
 + curvature; + covariates":
@@ -52,7 +55,7 @@ already hold that view's width.
 Repeatability (``feature_set``): ``all`` (the default) uses every feature;
 ``repeatable`` leaves out the columns that did not repeat between photo sessions of the
 same people (:data:`UNREPEATABLE_FEATURES`, chosen on a retake cohort of their own by the
-rule ICC(3,1) >= 0.90), so the estimate repeats about twice as well and is less accurate.
+rule ICC(3,1) >= 0.90), so the estimate repeats better and is less accurate.
 Measured figures: docs/benchmark.md, docs/intervals.md. Explanations add the base's exact
 per-feature contributions to the trees' SHAP values (:mod:`.explain`).
 

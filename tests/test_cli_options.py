@@ -73,3 +73,22 @@ def test_shared_defaults_are_what_the_readme_and_tests_use():
     assert opts["benchmark"]["--tiers"].default == "auto" and opts["ablate"]["--view"].default == "lateral"
     assert opts["splits"]["--out"].default == "splits.json" and opts["train"]["--out"].required
     assert all(opts[n]["--seed"].default == 0 for n in opts if "--seed" in opts[n])
+
+
+def test_domain_facts_are_named_once():
+    """Views, sexes, devices and the version come from one place each."""
+    import importlib.metadata
+
+    import smi_data
+    from benchmarks import aggregate, predict
+    from smi_app import uploads
+    from smi_data import cutoffs, manifest, modelfile
+
+    assert tuple(cli.VIEW_CHOICE.choices) == manifest.VIEW_CHOICES  # cli keeps a literal: --help loads no pandas
+    assert modelfile.MODEL_VIEWS is manifest.VIEW_CHOICES and aggregate.VIEW_ORDER is manifest.VIEW_CHOICES
+    assert predict.VIEWS is manifest.VIEWS and uploads.PHOTO_FIELDS is manifest.VIEWS
+    assert manifest.SEXES is cutoffs.SEXES and manifest.DEVICES is cutoffs.DEVICES
+    assert cli.__version__ == smi_data.__version__ == importlib.metadata.version("legsmi")
+    import numpy as np
+
+    np.testing.assert_array_equal(manifest.male_indicator(["M", "F", " m", "x", None]), [1, 0, 1, np.nan, np.nan])

@@ -96,3 +96,20 @@ def test_cli_verbose_and_quiet_set_the_library_loggers():
     assert "probe" not in quiet.output
     # handlers are replaced, not stacked, when the CLI runs again in one process
     assert emit(["-v"]).output.count("probe-warning") == 1
+
+
+def test_docstrings_hold_no_tables_of_measured_results():
+    """Measured figures live in docs/ (docs/results.md), not in docstrings that outlive them."""
+    import re
+
+    # a results table's header (a "MAPE %" column) or a "Measured (cohort, splits, ...)" heading
+    table_row = re.compile(r"MAPE %|^\s*Measured \(", re.M)
+    bad = []
+    for f in _library_files():
+        tree = ast.parse(f.read_text(encoding="utf-8"))
+        for n in ast.walk(tree):
+            if isinstance(n, (ast.Module, ast.FunctionDef, ast.AsyncFunctionDef, ast.ClassDef)):
+                doc = ast.get_docstring(n) or ""
+                if table_row.search(doc):
+                    bad.append(f"{f.relative_to(ROOT)}:{getattr(n, 'name', '<module>')}")
+    assert not bad, bad

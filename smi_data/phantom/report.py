@@ -59,7 +59,10 @@ def plot_smi_by_sex(dataset_dir, path) -> None:
     rng = np.random.default_rng(0)
     for k, d in enumerate(data, start=1):
         ax.scatter(k + rng.uniform(-0.12, 0.12, len(d)), d, s=12, alpha=0.7)
-    for y, lab in ((7.0, "AWGS men 7.0"), (5.7, "AWGS women (BIA) 5.7")):
+    from smi_data.cutoffs import smi_cutoff
+
+    men, women = smi_cutoff("M", "BIA"), smi_cutoff("F", "BIA")
+    for y, lab in ((men, f"AWGS men {men:g}"), (women, f"AWGS women (BIA) {women:g}")):
         ax.axhline(y, ls=":", lw=1, color="grey")
         ax.text(2.45, y, lab, fontsize=7, va="bottom", ha="right", color="grey")
     ax.set_ylabel("SMI label (kg/m$^2$)")
@@ -190,8 +193,11 @@ def main(argv=None) -> int:
     for s in ("M", "F"):
         g = t[t["sex"] == s]
         print(f"r(calf circumference, SMI) {s}: {np.corrcoef(g['calf_circ_cm'], g['smi'])[0, 1]:.3f}")
-    low = np.where(t["sex"] == "M", t["smi"] < 7.0, t["smi"] < 5.7)
-    print(f"below the AWGS 2019 BIA cut-offs (men < 7.0, women < 5.7): "
+    from smi_data.cutoffs import smi_cutoff
+
+    men, women = smi_cutoff("M", "BIA"), smi_cutoff("F", "BIA")
+    low = np.where(t["sex"] == "M", t["smi"] < men, t["smi"] < women)
+    print(f"below the AWGS 2019 BIA cut-offs (men < {men:g}, women < {women:g}): "
           f"men {low[t['sex'] == 'M'].sum()}, women {low[t['sex'] == 'F'].sum()}")
     c = compute_ceiling(ds, folds=5, seed=0)
     print("\n| predictor (5-fold CV) | best model | MAPE % | MAPE range over folds | CCC | CCC range over folds |")

@@ -37,8 +37,9 @@ def compute(samples: pd.DataFrame) -> pd.DataFrame:
         return pd.to_numeric(samples[name], errors="coerce").astype(float)
 
     if "sex" in samples:
-        sex = samples["sex"].astype(str).str.strip().str.upper()
-        out["cov_sex_male"] = np.where(sex == "M", 1.0, np.where(sex == "F", 0.0, np.nan))
+        from smi_data.manifest import male_indicator
+
+        out["cov_sex_male"] = male_indicator(samples["sex"])
     else:
         out["cov_sex_male"] = np.nan
     out["cov_age"] = numeric("age")
