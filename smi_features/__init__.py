@@ -3,7 +3,9 @@
 The upright leg silhouette from the image layer (:mod:`smi_image`, named in
 :mod:`.silhouette`), pixels to centimetres
 (:mod:`.scale`), documented leg-shape features (:mod:`.features`), a cached, parallel
-feature transformer (:mod:`.extractor`), an XGBoost regressor (:mod:`.estimators`),
+feature transformer (:mod:`.extractor`), the features model (:mod:`.estimators`: a
+scikit-learn regressor on the sample table around a ``Pipeline`` of a column selector and
+a log-linear base plus XGBoost on the numeric feature table),
 model files (:mod:`.modelio`), SHAP explanations (:mod:`.explain`), annotated photos
 (:mod:`.annotate`) and the extraction-speed benchmark (:mod:`.speed`).
 
@@ -17,6 +19,9 @@ import importlib
 
 _EXPORTS = {
     "XGBFeaturesRegressor": "estimators",
+    "features_pipeline": "estimators",
+    "FeatureSelector": "estimators",
+    "LogLinearBoostRegressor": "estimators",
     "LegFeatureExtractor": "extractor",
     "sample_features": "extractor",
     "image_features": "extractor",
