@@ -140,7 +140,8 @@ class TrustedHosts:
     Starlette's ``TrustedHostMiddleware`` does this too, but Starlette releases before the fix
     of its issue #3357 (August 2026; our FastAPI range allows them) cut the header at its first
     colon, so ``Host: [::1]:8000`` (a browser on the IPv6 loopback) was refused; here the host
-    is parsed by :func:`host_name`, brackets and all, whatever Starlette is installed. ``allowed_hosts`` may name an IPv6 address with or without brackets.
+    is parsed by :func:`host_name`, brackets and all, whatever Starlette is installed.
+    ``allowed_hosts`` may name an IPv6 address with or without brackets.
     """
 
     def __init__(self, app, allowed_hosts):
