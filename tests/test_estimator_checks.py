@@ -95,3 +95,23 @@ def test_wrapper_is_the_pipeline_on_the_feature_table():
     assert np.isnan(p[3])
     np.testing.assert_array_equal(np.delete(p, 3), pipe.predict(table.drop(index=3)))
     assert est.feature_names_ == pipe["select"].feature_names_ and est.n_train_ == len(table) - 1
+
+
+def test_make_pipeline_from_photos_equals_the_features_model(tmp_path, monkeypatch):
+    """The review's example composes: extractor (photos -> feature table), selector (numbers), regressor;
+    with every photo measured it gives exactly XGBFeaturesRegressor's predictions."""
+    from sklearn.pipeline import make_pipeline
+
+    from smi_data.manifest import read_manifest, to_samples
+    from smi_data.toy import make_toy_dataset
+    from smi_features.extractor import LegFeatureExtractor
+
+    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path / "cache"))
+    samples = to_samples(read_manifest(make_toy_dataset(tmp_path / "toy", 12, seed=5, max_roll_deg=3.0)), "both")
+    X, y = samples.drop(columns=["smi"]), samples["smi"].to_numpy(float)
+    pipe = make_pipeline(LegFeatureExtractor(), FeatureSelector().set_output(transform="pandas"),
+                         LogLinearBoostRegressor(**SMALL))
+    p = pipe.fit(X, y).predict(X)
+    est = XGBFeaturesRegressor(**SMALL).fit(X, y)
+    assert est.failures_ == {} and np.isfinite(p).all()
+    np.testing.assert_array_equal(p, est.predict(X))
