@@ -333,9 +333,10 @@ def _model_choices() -> list[str]:
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
 @click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
               help="Override a model parameter as in `benchmark`, e.g. --set covariates.use_weight=true (repeatable).")
-@click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "cv", "split", "none"]),
+@click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
-                   "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs.")
+                   "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs; "
+                   "refit (= split-refit for the CNNs): the split's scores, then the model refit on everything.")
 @click.option("--tier", default=None, type=click.Choice(["photo", "basic", "weight"]),
               help="What the model is told besides the photos: photo (nothing), basic (sex, age, height), weight "
                    "(basic + weight); recorded in model.json, and predict then asks for exactly that. Default: "
@@ -448,7 +449,10 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
             else "no --tier: every covariate the dataset has")
     click.echo(f"trained {model_name} ({told}) on {res['n_samples']} {view} sample(s) from {dataset}"
                + (f" (the model itself on the {calibration.details['n_training_subjects']} subjects not held out to "
-                  "calibrate its intervals)" if calibration is not None and calibration.method == "split" else ""))
+                  "calibrate its intervals)" if calibration is not None and calibration.method == "split" else "")
+               + (f" (its intervals from a fit without {calibration.details['n_calibration_subjects']} held-out "
+                  "subjects, then refit on all)" if calibration is not None and calibration.method == "split-refit"
+                  else ""))
     if res["n_failed"]:
         click.echo(f"{res['n_failed']} sample(s) could not be used:")
         for sid, why in failures.items():
@@ -595,8 +599,13 @@ def _echo_table(df) -> None:
                    "(needs the cluster extra). Same results as without.")
 @click.option("--overwrite", is_flag=True, help="Replace an existing run folder.")
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
+@click.option("--intervals", "interval_method", default="auto", show_default=True,
+              type=click.Choice(["auto", "refit", "none"]),
+              help="Conformal intervals inside each training fold (docs/intervals.md): auto = cross-conformal for "
+                   "the cheap models, split (25 %% held out) for the CNNs, which then predict from 75 %% of the fold; "
+                   "refit = the same scores, the CNNs then refit on the whole fold (about 2.3x their CPU); none.")
 def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
-              list_models):
+              list_models, interval_method):
     """Every model under the same saved splits: metrics, the study's table and a report.
 
     Writes RUN_DIR/predictions.csv, metrics.csv, table.csv, report.md, report.html (plots
@@ -615,7 +624,8 @@ def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_f
         cfg = BenchmarkConfig(dataset=dataset or _default_dataset(), out=out, models=_csv_list(models),
                               views=views, tiers=tiers, folds=folds, repeats=repeats, seed=seed,
                               splits=splits_file, overwrite=overwrite, jobs=jobs,  # None: one per core
-                              overrides=parse_overrides(sets), cluster=cluster)
+                              overrides=parse_overrides(sets), cluster=cluster,
+                              intervals=False if interval_method == "none" else interval_method)
         result = run_benchmark(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))
