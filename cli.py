@@ -335,8 +335,8 @@ def _model_choices() -> list[str]:
               help="Override a model parameter as in `benchmark`, e.g. --set covariates.use_weight=true (repeatable).")
 @click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
-                   "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs; "
-                   "refit (= split-refit for the CNNs): the split's scores, then the model refit on everything.")
+                   "conformal (5 folds for the baselines, 10 for xgb-features), split (25 %% held out) for the "
+                   "CNNs; refit (= split-refit for the CNNs): the split's scores, then the model refit on all.")
 @click.option("--tier", default=None, type=click.Choice(["photo", "basic", "weight"]),
               help="What the model is told besides the photos: photo (nothing), basic (sex, age, height), weight "
                    "(basic + weight); recorded in model.json, and predict then asks for exactly that. Default: "

@@ -15,10 +15,10 @@ saved scores whenever it is needed:
   quantile) takes ``k = ceil(c (n + 1))``, which covers at least ``c`` and on average
   ``k / (n + 1)``: for 19 ≤ n ≤ 38 that is the largest score, ``n / (n + 1)`` (97.4 % at
   n = 38, the size of a sex's bin in a 100-person cohort's training fold).
-  ``"midpoint"`` (the default) takes ``k = ceil(c (n + 1) - 1/2)``, the order statistic whose
-  coverage ``k / (n + 1)`` is nearest ``c``: exactly the values whose *smoothed* conformal
-  p-value with the random tie-breaker fixed at 1/2 exceeds ``1 - c`` (the same midpoint as
-  the probability below). On average it covers ``c`` to within ``1 / (2 (n + 1))``, above or
+  ``"midpoint"`` (the default) takes ``k = floor(c (n + 1) + 1/2)``, the order statistic whose
+  coverage ``k / (n + 1)`` is nearest ``c`` (the wider of two equally near): exactly the values
+  whose *smoothed* conformal p-value with the random tie-breaker fixed at 1/2 is at least
+  ``1 - c`` (the same midpoint as the probability below). On average it covers ``c`` to within ``1 / (2 (n + 1))``, above or
   below, instead of never below; the guarantee "at least ``c``" is given up for that.
   crepes is handed the confidence that makes its own index equal ``k``;
 * the probability of being below a cut-off comes from a ``crepes.ConformalPredictiveSystem``
@@ -116,11 +116,11 @@ def crepes_confidence(n: int, level: float, rule: str) -> float:
     """The confidence to hand crepes so that its interval over ``n`` scores is the ``rule``'s.
 
     crepes uses the ``m``-th largest score, ``m = int((1 - confidence) (n + 1))``; the
-    ``midpoint`` rule wants ``m = n + 1 - ceil(level (n + 1) - 1/2)``.
+    ``midpoint`` rule wants ``m = n + 1 - floor(level (n + 1) + 1/2)``.
     """
     if rule == "conservative":
         return float(level)
-    m = n + 1 - int(math.ceil(level * (n + 1) - 0.5))
+    m = n + 1 - int(math.floor(level * (n + 1) + 0.5))
     return 1.0 - (m + 0.5) / (n + 1)
 
 
@@ -267,10 +267,10 @@ class Calibration:
         return out
 
     def p_values(self, y_hat, y, sex=None) -> np.ndarray:
-        """Conformal p-value of each ``y`` under the interval regressor (``y`` inside the
-        ``c`` interval exactly when its p-value exceeds ``1 - c``); for calibration plots.
-
-        The ``midpoint`` rule's is the smoothed p-value with the tie-breaker at 1/2."""
+        """Conformal p-value of each ``y`` under the interval regressor, for calibration plots:
+        ``y`` is inside the ``c`` interval when its p-value exceeds ``1 - c`` (conservative
+        rule) or reaches it (midpoint rule, whose p-value is the smoothed one with the
+        tie-breaker at 1/2)."""
         y_hat = np.asarray(y_hat, dtype=float).ravel()
         y = np.asarray(y, dtype=float).ravel()
         bins = self._bins(sex, y_hat.size)

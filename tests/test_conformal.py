@@ -44,7 +44,7 @@ def expected_coverage(n, level, rule):
     """Average coverage of the k-th smallest of n exchangeable scores: k / (n + 1)."""
     import math
 
-    k = math.ceil(level * (n + 1) - (0.5 if rule == "midpoint" else 1e-9))
+    k = math.floor(level * (n + 1) + 0.5) if rule == "midpoint" else math.ceil(level * (n + 1) - 1e-9)
     return k / (n + 1)
 
 

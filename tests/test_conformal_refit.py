@@ -124,3 +124,13 @@ def test_benchmark_refit_gives_the_point_estimates_of_a_run_without_intervals(tm
     assert not np.allclose(preds["auto"]["y_pred"], preds[False]["y_pred"])
     for mode in ("refit", "auto"):
         assert preds[mode]["lo95"].notna().all()  # 20 of 40 training people held out: intervals in every fold
+
+
+def test_schemes_per_family():
+    from benchmarks.calibration import scheme_for
+
+    assert scheme_for("features") == ("cv", {"n_splits": 10})
+    assert scheme_for("baseline") == ("cv", {"n_splits": 5})
+    assert scheme_for("deep") == ("split", {"calibration_fraction": 0.25, "min_calibration_subjects": 24})
+    assert scheme_for("deep", "refit")[0] == "split-refit" and scheme_for("features", "refit")[0] == "cv"
+    assert scheme_for("features", "split-refit")[0] == "split-refit"
