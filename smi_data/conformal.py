@@ -370,7 +370,7 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
     method : {'cv', 'split', 'split-refit'}
         See the module docstring.
     n_splits : int
-        Folds of the ``cv`` scheme (by subject).
+        Folds of the ``cv`` scheme (by subject); with fewer subjects, one fold per subject.
     calibration_fraction : float
         Share of subjects held out by the ``split`` schemes.
     min_calibration_subjects : int
@@ -418,9 +418,9 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         rng = np.random.default_rng(np.random.SeedSequence([int(self.random_state), 11]))
         oof = np.full(len(y), np.nan)
         if self.method == "cv":
-            k = int(self.n_splits)
-            if not 2 <= k <= len(subjects):
-                raise ValueError(f"n_splits={k}: need 2..{len(subjects)} (the number of subjects)")
+            k = min(int(self.n_splits), len(subjects))  # at most one fold per subject (leave-one-out)
+            if k < 2:
+                raise ValueError(f"n_splits={self.n_splits} with {len(subjects)} subject(s): need at least 2 folds")
             fold_of = dict(zip(rng.permutation(subjects), np.arange(len(subjects)) % k))
             fold = np.array([fold_of[g] for g in groups])
             for f in range(k):

@@ -134,3 +134,13 @@ def test_schemes_per_family():
     assert scheme_for("deep") == ("split", {"calibration_fraction": 0.25, "min_calibration_subjects": 24})
     assert scheme_for("deep", "refit")[0] == "split-refit" and scheme_for("features", "refit")[0] == "cv"
     assert scheme_for("features", "split-refit")[0] == "split-refit"
+
+
+def test_cv_with_fewer_subjects_than_folds_leaves_one_out():
+    rng = np.random.default_rng(2)
+    X, y = synthetic(8, rng)
+    m = IntervalRegressor(CountingLine(), method="cv", n_splits=10, random_state=0).fit(X, y)
+    assert m.calibration_ is None and "at least 19" in m.calibration_error_  # 8 scores: fitted, no intervals
+    X, y = synthetic(24, rng)
+    m = IntervalRegressor(CountingLine(), method="cv", n_splits=30, random_state=0).fit(X, y)
+    assert m.calibration_.details["n_splits"] == 24
