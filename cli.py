@@ -333,7 +333,8 @@ def _model_choices() -> list[str]:
 @click.option("--jobs", default=1, type=click.IntRange(1, 64), help="Parallel feature extraction processes.")
 @click.option("--set", "sets", multiple=True, metavar="MODEL.PARAM=VALUE",
               help="Override a model parameter as in `benchmark`, e.g. --set covariates.use_weight=true (repeatable).")
-@click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
+@click.option("--intervals", "interval_method", default="auto",
+              type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
                    "conformal (5 folds for the baselines, 10 for xgb-features), split (25 %% held out) for the "
                    "CNNs; refit (= split-refit for the CNNs): the split's scores, then the model refit on all.")
@@ -602,8 +603,9 @@ def _echo_table(df) -> None:
 @click.option("--intervals", "interval_method", default="auto", show_default=True,
               type=click.Choice(["auto", "refit", "none"]),
               help="Conformal intervals inside each training fold (docs/intervals.md): auto = cross-conformal for "
-                   "the cheap models, split (25 %% held out) for the CNNs, which then predict from 75 %% of the fold; "
-                   "refit = the same scores, the CNNs then refit on the whole fold (about 2.3x their CPU); none.")
+                   "the cheap models, split (25 %%, at least 24 people, held out) for the CNNs, which then predict from "
+                   "the rest of the fold; refit = the same scores, the CNNs then refit on the whole fold (about "
+                   "2.1x their CPU); none.")
 def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
               list_models, interval_method):
     """Every model under the same saved splits: metrics, the study's table and a report.
