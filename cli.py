@@ -336,7 +336,7 @@ def _model_choices() -> list[str]:
 @click.option("--intervals", "interval_method", default="auto",
               type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
-                   "conformal (5 folds for the baselines, 10 for xgb-features), split (25 %% held out) for the "
+                   "conformal (5 folds for the baselines, 10 for xgb-features), split (25 % held out) for the "
                    "CNNs; refit (= split-refit for the CNNs): the split's scores, then the model refit on all.")
 @click.option("--tier", default=None, type=click.Choice(["photo", "basic", "weight"]),
               help="What the model is told besides the photos: photo (nothing), basic (sex, age, height), weight "
@@ -603,7 +603,7 @@ def _echo_table(df) -> None:
 @click.option("--intervals", "interval_method", default="auto", show_default=True,
               type=click.Choice(["auto", "refit", "none"]),
               help="Conformal intervals inside each training fold (docs/intervals.md): auto = cross-conformal for "
-                   "the cheap models, split (25 %%, at least 24 people, held out) for the CNNs, which then predict from "
+                   "the cheap models, split (25 %, at least 24 people, held out) for the CNNs, which then predict from "
                    "the rest of the fold; refit = the same scores, the CNNs then refit on the whole fold (about "
                    "2.1x their CPU); none.")
 def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
