@@ -463,9 +463,11 @@ def _model_choices() -> list[str]:
               help="CNN device: auto picks CUDA, then MPS, then the CPU.")
 @jobs_option()
 @set_option()
-@click.option("--intervals", "interval_method", default="auto", type=click.Choice(["auto", "cv", "split", "none"]),
+@click.option("--intervals", "interval_method", default="auto",
+              type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
-                   "conformal (5 folds) for the baselines and xgb-features, split (25 %% held out) for the CNNs.")
+                   "conformal (5 folds for the baselines, 10 for xgb-features), split (25 %, at least 24 people, held out) for the "
+                   "CNNs; refit (= split-refit for the CNNs): the split's scores, then the model refit on all.")
 @tier_option(None, detail="What the model is told besides the photos; recorded in model.json, and predict then "
                          "asks for exactly that. Default: no tier, the model's own settings with every covariate "
                          "the dataset has (as before tiers).")
@@ -580,7 +582,10 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
             else "no --tier: every covariate the dataset has")
     click.echo(f"trained {model_name} ({told}) on {res['n_samples']} {view} sample(s) from {dataset}"
                + (f" (the model itself on the {calibration.details['n_training_subjects']} subjects not held out to "
-                  "calibrate its intervals)" if calibration is not None and calibration.method == "split" else ""))
+                  "calibrate its intervals)" if calibration is not None and calibration.method == "split" else "")
+               + (f" (its intervals from a fit without {calibration.details['n_calibration_subjects']} held-out "
+                  "subjects, then refit on all)" if calibration is not None and calibration.method == "split-refit"
+                  else ""))
     if res["n_failed"]:
         click.echo(f"{res['n_failed']} sample(s) could not be used:")
         for sid, why in failures.items():
@@ -719,8 +724,14 @@ def _echo_table(df) -> None:
 @cluster_option(detail="Here: the per-fold fits run there.")
 @overwrite_option()
 @click.option("--list-models", is_flag=True, help="List the models and exit.")
+@click.option("--intervals", "interval_method", default="auto", show_default=True,
+              type=click.Choice(["auto", "refit", "none"]),
+              help="Conformal intervals inside each training fold (docs/intervals.md): auto = cross-conformal for "
+                   "the cheap models, split (25 %, at least 24 people, held out) for the CNNs, which then predict from "
+                   "the rest of the fold; refit = the same scores, the CNNs then refit on the whole fold (about "
+                   "2.1x their CPU); none.")
 def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_file, sets, jobs, cluster, overwrite,
-              list_models):
+              list_models, interval_method):
     """Every model under the same saved splits: metrics, the study's table and a report.
 
     Writes RUN_DIR/predictions.csv, metrics.csv, table.csv, report.md, report.html (plots
@@ -739,7 +750,8 @@ def benchmark(dataset, models, views, tiers, folds, repeats, seed, out, splits_f
         cfg = BenchmarkConfig(dataset=dataset or _default_dataset(), out=out, models=_csv_list(models),
                               views=views, tiers=tiers, folds=folds, repeats=repeats, seed=seed,
                               splits=splits_file, overwrite=overwrite, jobs=jobs,  # None: one per core
-                              overrides=parse_overrides(sets), cluster=cluster)
+                              overrides=parse_overrides(sets), cluster=cluster,
+                              intervals=False if interval_method == "none" else interval_method)
         result = run_benchmark(cfg, echo=lambda s: click.echo(s, err=True))
     except (BenchmarkError, ManifestError, OutputExistsError, ValueError) as exc:
         _fail(str(exc))

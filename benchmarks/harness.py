@@ -92,7 +92,7 @@ class Task:
     arm: str = ""
     overrides: tuple = ()
     train_fraction: float = 1.0
-    intervals: bool = False  # wrap the model for conformal intervals (benchmarks.calibration)
+    intervals: bool | str = False  # conformal intervals: True/'auto' or a scheme (benchmarks.calibration.METHOD_CHOICES)
     tier: str | None = None
     scale_on_all: bool = False
 
@@ -326,7 +326,8 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
         if task.intervals:
             from . import calibration
 
-            estimator = calibration.wrap(estimator, spec.family, fold_seed(seed, task.repeat, task.fold))
+            estimator = calibration.wrap(estimator, spec.family, fold_seed(seed, task.repeat, task.fold),
+                                         method=task.intervals)
         t0 = time.perf_counter()
         if task.scale_on_all:  # the leaky protocol: the test rows' features reach the scaling
             estimator.fit(X_train, y_train, scaling_X=pd.concat([X_train, X_test], ignore_index=True))
@@ -514,7 +515,7 @@ class BenchmarkConfig:
     cluster: str | None = None
     report: bool = True
     ceiling: bool = True
-    intervals: bool = True
+    intervals: bool | str = True  # False: none; True/'auto' or 'refit' (benchmarks.calibration.METHOD_CHOICES)
 
     def to_json(self) -> dict:
         d = asdict(self)

@@ -9,8 +9,18 @@ generating conformal regressors and predictive systems*, PMLR 179), rebuilt from
 saved scores whenever it is needed:
 
 * the intervals come from a normalised Mondrian ``crepes.ConformalRegressor``:
-  ``y_hat ± q_c · sigma`` where ``q_c`` is the conformal quantile of the calibration
-  scores ``|y - y_hat| / sigma`` at level ``c``;
+  ``y_hat ± q_c · sigma`` where ``q_c`` is a conformal quantile of the ``n`` calibration
+  scores ``|y - y_hat| / sigma`` of the bin at level ``c``: the ``k``-th smallest. The
+  ``rule`` picks ``k``. ``"conservative"`` (crepes' own, the textbook split-conformal
+  quantile) takes ``k = ceil(c (n + 1))``, which covers at least ``c`` and on average
+  ``k / (n + 1)``: for 19 ≤ n ≤ 38 that is the largest score, ``n / (n + 1)`` (97.4 % at
+  n = 38, the size of a sex's bin in a 100-person cohort's training fold).
+  ``"midpoint"`` (the default) takes ``k = floor(c (n + 1) + 1/2)``, the order statistic whose
+  coverage ``k / (n + 1)`` is nearest ``c`` (the wider of two equally near): exactly the values
+  whose *smoothed* conformal p-value with the random tie-breaker fixed at 1/2 is at least
+  ``1 - c`` (the same midpoint as the probability below). On average it covers ``c`` to within ``1 / (2 (n + 1))``, above or
+  below, instead of never below; the guarantee "at least ``c``" is given up for that.
+  crepes is handed the confidence that makes its own index equal ``k``;
 * the probability of being below a cut-off comes from a ``crepes.ConformalPredictiveSystem``
   on the signed scores ``(y - y_hat) / sigma``: its predictive distribution evaluated
   at the cut-off. crepes' unsmoothed value is the upper of the two conformal bounds,
@@ -30,6 +40,11 @@ Calibration schemes (``method``), all inside the data handed to ``fit``:
     A share of the training subjects is held out, the model is fit on the rest and
     scored on them; the model used for prediction is the one fit without them, so the
     guarantee of split conformal prediction holds. For models too slow to refit.
+``"split-refit"`` (split scores, the model refit on everything)
+    The scores of ``"split"``, but the model used for prediction is then fit again on all
+    the data handed to ``fit``. Its guarantee rests on an assumption: the model fit on
+    more people errs no more than the one the scores came from (a learning curve that
+    does not rise), so the intervals are, if anything, conservative. Costs one more fit.
 
 ``normalise="relative"`` uses ``sigma = |y_hat|`` (errors in proportion to the estimate,
 as MAPE assumes), ``"none"`` uses ``sigma = 1``. ``mondrian="sex"`` calibrates men and
@@ -57,7 +72,7 @@ from .cutoffs import smi_cutoffs
 
 __all__ = [
     "LEVELS", "CALIBRATION_FILE", "CalibrationError", "Calibration", "IntervalRegressor",
-    "calibrate", "screening_result", "min_scores", "save_calibration", "load_calibration",
+    "calibrate", "screening_result", "min_scores", "held_out_subjects", "save_calibration", "load_calibration",
 ]
 
 #: Interval levels every model reports.
@@ -65,10 +80,13 @@ LEVELS = (0.90, 0.95)
 #: File name in the model folder.
 CALIBRATION_FILE = "intervals.json"
 CALIBRATION_FORMAT = "legsmi-intervals"
-CALIBRATION_FORMAT_VERSION = 1
-METHODS = ("cv", "split")
+CALIBRATION_FORMAT_VERSION = 2
+#: Versions this legsmi reads: 1 had no ``rule`` (it was the conservative quantile).
+READABLE_FORMAT_VERSIONS = (1, 2)
+METHODS = ("cv", "split", "split-refit")
 NORMALISATIONS = ("relative", "none")
 MONDRIAN = ("sex", "none")
+RULES = ("midpoint", "conservative")
 #: Smallest sigma for relative normalisation (kg/m^2); keeps a near-zero estimate from collapsing the interval.
 MIN_SIGMA = 0.5
 SCREEN_LOW, SCREEN_NOT_LOW, SCREEN_INDETERMINATE = "low", "not low", "indeterminate"
@@ -85,6 +103,25 @@ def min_scores(level: float) -> int:
     when ``n >= level / (1 - level)``: 9 for 90 %, 19 for 95 %.
     """
     return int(math.ceil(level / (1.0 - level) - 1e-9))
+
+
+def held_out_subjects(n_subjects: int, fraction: float, at_least: int = 0) -> int:
+    """Subjects the split schemes hold out: ``round(fraction * n)``, topped up to ``at_least``
+    but never beyond half of them."""
+    n_cal = int(round(float(fraction) * n_subjects))
+    return max(n_cal, min(int(at_least), n_subjects // 2))
+
+
+def crepes_confidence(n: int, level: float, rule: str) -> float:
+    """The confidence to hand crepes so that its interval over ``n`` scores is the ``rule``'s.
+
+    crepes uses the ``m``-th largest score, ``m = int((1 - confidence) (n + 1))``; the
+    ``midpoint`` rule wants ``m = n + 1 - floor(level (n + 1) + 1/2)``.
+    """
+    if rule == "conservative":
+        return float(level)
+    m = n + 1 - int(math.floor(level * (n + 1) + 0.5))
+    return 1.0 - (m + 0.5) / (n + 1)
 
 
 def _sigmas(y_hat: np.ndarray, normalise: str) -> np.ndarray:
@@ -109,6 +146,8 @@ class Calibration:
     mondrian : {'sex', 'none'}
         What was asked; ``bins_used`` says what was possible.
     bins_used : {'sex', 'none'}
+    rule : {'midpoint', 'conservative'}
+        Which conformal quantile makes the intervals (module docstring).
     scores : dict of str to list of float
         Signed normalised residuals ``(y - y_hat) / sigma`` per bin (``"M"``, ``"F"``, or
         ``"all"``), sorted.
@@ -122,6 +161,7 @@ class Calibration:
     bins_used: str
     scores: dict[str, list[float]]
     details: dict = field(default_factory=dict)
+    rule: str = "midpoint"
 
     # ------------------------------------------------------------------ checks
     def check(self, where: str = "calibration") -> "Calibration":
@@ -133,6 +173,8 @@ class Calibration:
         if self.mondrian not in MONDRIAN or self.bins_used not in MONDRIAN:
             raise CalibrationError(f"{where}: mondrian {self.mondrian!r} / bins_used {self.bins_used!r}, "
                                    f"expected one of {', '.join(MONDRIAN)}")
+        if self.rule not in RULES:
+            raise CalibrationError(f"{where}: rule {self.rule!r}, expected one of {', '.join(RULES)}")
         want = {"M", "F"} if self.bins_used == "sex" else {"all"}
         if not isinstance(self.scores, dict) or set(self.scores) != want:
             raise CalibrationError(f"{where}: score bins {sorted(self.scores) if isinstance(self.scores, dict) else self.scores!r}, "
@@ -152,7 +194,7 @@ class Calibration:
     def to_json(self) -> dict:
         return {"format": CALIBRATION_FORMAT, "format_version": CALIBRATION_FORMAT_VERSION,
                 "library": "crepes", "levels": list(LEVELS), "method": self.method, "normalise": self.normalise,
-                "mondrian": self.mondrian, "bins_used": self.bins_used,
+                "mondrian": self.mondrian, "bins_used": self.bins_used, "rule": self.rule,
                 "scores": {k: [float(v) for v in vals] for k, vals in self.scores.items()},
                 "details": self.details}
 
@@ -161,12 +203,14 @@ class Calibration:
         if not isinstance(d, dict) or d.get("format") != CALIBRATION_FORMAT:
             raise CalibrationError(f"{where}: not a legsmi interval calibration (format "
                                    f"{d.get('format') if isinstance(d, dict) else None!r})")
-        if d.get("format_version") != CALIBRATION_FORMAT_VERSION:
+        if d.get("format_version") not in READABLE_FORMAT_VERSIONS:
             raise CalibrationError(f"{where}: calibration format version {d.get('format_version')!r}, this legsmi "
-                                   f"reads {CALIBRATION_FORMAT_VERSION}; retrain the model")
+                                   f"reads {', '.join(map(str, READABLE_FORMAT_VERSIONS))}; retrain the model")
         try:
+            # version 1 files were made with the conservative quantile
+            rule = d["rule"] if d["format_version"] >= 2 else "conservative"
             cal = cls(method=d["method"], normalise=d["normalise"], mondrian=d["mondrian"],
-                      bins_used=d["bins_used"], scores=d["scores"], details=dict(d.get("details") or {}))
+                      bins_used=d["bins_used"], scores=d["scores"], details=dict(d.get("details") or {}), rule=rule)
         except (KeyError, TypeError) as exc:
             raise CalibrationError(f"{where}: damaged calibration ({exc!r}); retrain the model") from None
         return cal.check(where)
@@ -199,9 +243,12 @@ class Calibration:
         ok = np.isfinite(y_hat)
         if ok.any():
             cr = self._fitted("cr")
-            for c in levels:
-                out[float(c)][ok] = cr.predict_int(y_hat[ok], sigmas=_sigmas(y_hat[ok], self.normalise),
-                                                   bins=bins[ok], confidence=float(c))
+            for b in np.unique(bins[ok]):  # one confidence per bin: the rule's index depends on its size
+                sel = ok & (bins == b)
+                n = len(self.scores[b])
+                for c in levels:
+                    out[float(c)][sel] = cr.predict_int(y_hat[sel], sigmas=_sigmas(y_hat[sel], self.normalise),
+                                                        bins=bins[sel], confidence=crepes_confidence(n, c, self.rule))
         return out
 
     def prob_below(self, y_hat, threshold, sex=None) -> np.ndarray:
@@ -220,8 +267,10 @@ class Calibration:
         return out
 
     def p_values(self, y_hat, y, sex=None) -> np.ndarray:
-        """Conformal p-value of each ``y`` under the interval regressor (``y`` inside the
-        ``c`` interval exactly when its p-value exceeds ``1 - c``); for calibration plots."""
+        """Conformal p-value of each ``y`` under the interval regressor, for calibration plots:
+        ``y`` is inside the ``c`` interval when its p-value exceeds ``1 - c`` (conservative
+        rule) or reaches it (midpoint rule, whose p-value is the smoothed one with the
+        tie-breaker at 1/2)."""
         y_hat = np.asarray(y_hat, dtype=float).ravel()
         y = np.asarray(y, dtype=float).ravel()
         bins = self._bins(sex, y_hat.size)
@@ -230,6 +279,9 @@ class Calibration:
         if ok.any():
             out[ok] = self._fitted("cr").predict_p(y_hat[ok], y[ok], sigmas=_sigmas(y_hat[ok], self.normalise),
                                                    bins=bins[ok], smoothing=False)
+            if self.rule == "midpoint":
+                n_bin = np.array([len(self.scores[b]) for b in bins[ok]], dtype=float)
+                out[ok] = out[ok] - 0.5 / (n_bin + 1)
         return out
 
     def table(self, y_hat, sex, device=None) -> pd.DataFrame:
@@ -269,7 +321,7 @@ def screening_result(lo95, hi95, cutoff) -> np.ndarray:
 
 
 def calibrate(y, y_hat, sex, *, method: str, normalise: str = "relative", mondrian: str = "sex",
-              details: dict | None = None) -> Calibration:
+              details: dict | None = None, rule: str = "midpoint") -> Calibration:
     """A :class:`Calibration` from out-of-sample predictions ``y_hat`` of labels ``y``.
 
     Samples with a NaN prediction are left out. Mondrian bins by sex are used when each
@@ -284,6 +336,8 @@ def calibrate(y, y_hat, sex, *, method: str, normalise: str = "relative", mondri
         raise ValueError(f"normalise={normalise!r}: expected one of {', '.join(NORMALISATIONS)}")
     if mondrian not in MONDRIAN:
         raise ValueError(f"mondrian={mondrian!r}: expected one of {', '.join(MONDRIAN)}")
+    if rule not in RULES:
+        raise ValueError(f"rule={rule!r}: expected one of {', '.join(RULES)}")
     y = np.asarray(y, dtype=float).ravel()
     y_hat = np.asarray(y_hat, dtype=float).ravel()
     sex = _sex_labels(sex)
@@ -302,7 +356,7 @@ def calibrate(y, y_hat, sex, *, method: str, normalise: str = "relative", mondri
     info = dict(details or {})
     info.update({"n_scores": int(scores.size), "n_left_out": int((~ok).sum()),
                  "n_per_bin": {k: len(v) for k, v in binned.items()}})
-    return Calibration(method, normalise, mondrian, used, binned, info).check()
+    return Calibration(method, normalise, mondrian, used, binned, info, rule).check()
 
 
 # --------------------------------------------------------------------------- the wrapper
@@ -313,31 +367,40 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
     ----------
     estimator : regressor
         Unfitted; cloned for every fit.
-    method : {'cv', 'split'}
+    method : {'cv', 'split', 'split-refit'}
         See the module docstring.
     n_splits : int
-        Folds of the ``cv`` scheme (by subject).
+        Folds of the ``cv`` scheme (by subject); with fewer subjects, one fold per subject.
     calibration_fraction : float
-        Share of subjects held out by the ``split`` scheme.
-    normalise, mondrian : str
-        See :func:`calibrate`.
+        Share of subjects held out by the ``split`` schemes.
+    min_calibration_subjects : int
+        The ``split`` schemes hold out at least this many subjects (but never more than
+        half): a share that would leave fewer than a 95 % interval needs once some photos
+        are refused by the quality gate is topped up.
+    normalise, mondrian, rule : str
+        See :func:`calibrate` and the module docstring.
     random_state : int
         Seeds the assignment of subjects to folds or to the held-out share.
 
     Attributes
     ----------
     estimator_ : the fitted model that makes the point estimates.
+    split_estimator_ : the model fit without the held-out subjects (``split-refit`` only;
+        the one the scores came from).
     calibration_ : :class:`Calibration` or None
         None when too few usable calibration scores remained (``calibration_error_`` says why).
     failures_ : dict, the wrapped model's ``{sample_id: reason}``.
     """
 
     def __init__(self, estimator=None, method: str = "cv", n_splits: int = 5, calibration_fraction: float = 0.25,
-                 normalise: str = "relative", mondrian: str = "sex", random_state: int = 0):
+                 normalise: str = "relative", mondrian: str = "sex", random_state: int = 0,
+                 min_calibration_subjects: int = 0, rule: str = "midpoint"):
         self.estimator = estimator
         self.method = method
         self.n_splits = n_splits
         self.calibration_fraction = calibration_fraction
+        self.min_calibration_subjects = min_calibration_subjects
+        self.rule = rule
         self.normalise = normalise
         self.mondrian = mondrian
         self.random_state = random_state
@@ -355,9 +418,9 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         rng = np.random.default_rng(np.random.SeedSequence([int(self.random_state), 11]))
         oof = np.full(len(y), np.nan)
         if self.method == "cv":
-            k = int(self.n_splits)
-            if not 2 <= k <= len(subjects):
-                raise ValueError(f"n_splits={k}: need 2..{len(subjects)} (the number of subjects)")
+            k = min(int(self.n_splits), len(subjects))  # at most one fold per subject (leave-one-out)
+            if k < 2:
+                raise ValueError(f"n_splits={self.n_splits} with {len(subjects)} subject(s): need at least 2 folds")
             fold_of = dict(zip(rng.permutation(subjects), np.arange(len(subjects)) % k))
             fold = np.array([fold_of[g] for g in groups])
             for f in range(k):
@@ -371,22 +434,28 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
             frac = float(self.calibration_fraction)
             if not 0.0 < frac < 1.0:
                 raise ValueError(f"calibration_fraction={frac}: expected a share in (0, 1)")
-            n_cal = int(round(frac * len(subjects)))
+            n_cal = held_out_subjects(len(subjects), frac, self.min_calibration_subjects)
             if n_cal < 1 or n_cal >= len(subjects):
                 raise ValueError(f"calibration_fraction={frac} of {len(subjects)} subjects leaves no "
                                  "training or no calibration subjects")
             held = set(rng.choice(subjects, n_cal, replace=False))
             cal_mask = np.array([g in held for g in groups])
-            self.estimator_ = clone(self.estimator).fit(X[~cal_mask].reset_index(drop=True), y[~cal_mask])
-            oof[cal_mask] = np.asarray(self.estimator_.predict(X[cal_mask].reset_index(drop=True)),
-                                       dtype=float).ravel()
+            split_model = clone(self.estimator).fit(X[~cal_mask].reset_index(drop=True), y[~cal_mask])
+            oof[cal_mask] = np.asarray(split_model.predict(X[cal_mask].reset_index(drop=True)), dtype=float).ravel()
             details = {"calibration_fraction": frac, "n_calibration_subjects": int(n_cal),
                        "n_training_subjects": int(len(subjects) - n_cal)}
+            if self.method == "split-refit":  # the scores stay the split model's; the estimate is the full fit's
+                self.split_estimator_ = split_model
+                self.estimator_ = clone(self.estimator).fit(X, y)
+                details["refit_subjects"] = int(len(subjects))
+            else:
+                self.estimator_ = split_model
         sex = X["sex"].to_numpy() if "sex" in X.columns else np.full(len(y), "")
         mondrian = self.mondrian if "sex" in X.columns else "none"
         try:
             self.calibration_ = calibrate(y[cal_mask], oof[cal_mask], sex[cal_mask], method=self.method,
-                                          normalise=self.normalise, mondrian=mondrian, details=details)
+                                          normalise=self.normalise, mondrian=mondrian, details=details,
+                                          rule=self.rule)
             self.calibration_error_ = None
         except CalibrationError as exc:  # the model stands; it just has no intervals
             self.calibration_, self.calibration_error_ = None, str(exc)
