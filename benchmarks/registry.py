@@ -188,6 +188,7 @@ MODELS: dict[str, ModelSpec] = {
                   tiers=ALL_TIERS, tier_setup=_cnn_tier),
         ModelSpec("cnn-hybrid", "deep", _cnn_hybrid, "ridge on covariates + cnn-lite on its residual",
                   cheap=False, tiers=("basic", "weight"), tier_setup=_hybrid_tier),
+        # cheap: the frozen trunk runs once per photo (cached), a fold fits only the ridge head
         ModelSpec("cnn-geo", "deep", _cnn_geo, "CNN pretrained on leg geometry, a ridge head per fold",
                   tiers=ALL_TIERS, tier_setup=_cnn_tier),
     )

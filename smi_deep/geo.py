@@ -57,6 +57,8 @@ WEIGHTS_DIR = Path(__file__).resolve().parent / "weights"
 #: Covariates of the head per tier (sample-table columns).
 HEAD_COVARIATES = {False: (), "photo": (), "basic": ("sex", "age", "height_cm"),
                    "weight": ("sex", "age", "height_cm", "weight_kg")}
+#: What the head may take from the trunk.
+FEATURES = ("geometry", "geometry+embedding")
 #: Ridge penalties tried by the head's leave-one-out cross-validation.
 DEFAULT_ALPHAS = tuple(float(a) for a in np.logspace(-3, 3, 13))
 
@@ -188,7 +190,10 @@ _EMBED: dict[tuple, np.ndarray | str] = {}
 
 
 def trunk_outputs(net, meta: dict, inputs: np.ndarray, batch_size: int = 128) -> np.ndarray:
-    """The trunk's geometry (in the targets' units) for ``(N, S, S)`` inputs: ``(N, len(GEO_TARGETS))``."""
+    """The trunk's geometry (in the targets' units) and its embedding for ``(N, S, S)`` inputs.
+
+    Returns ``(N, len(GEO_TARGETS) + hidden)``: the geometry first, then the hidden layer.
+    """
     import torch
 
     mean = np.asarray(meta["target_mean"], dtype=np.float64)
@@ -197,20 +202,20 @@ def trunk_outputs(net, meta: dict, inputs: np.ndarray, batch_size: int = 128) ->
     with torch.no_grad():
         for s in range(0, len(inputs), batch_size):
             xb = torch.from_numpy(np.ascontiguousarray(inputs[s:s + batch_size], dtype=np.float32)[:, None])
-            out.append(net(xb).double().numpy())
-    z = np.concatenate(out) if out else np.empty((0, len(GEO_TARGETS)))
-    return z * sd + mean
+            h = net.embed(xb)
+            out.append(np.concatenate([net.out(h).double().numpy() * sd + mean, h.double().numpy()], axis=1))
+    return np.concatenate(out) if out else np.empty((0, len(GEO_TARGETS) + net.out.in_features))
 
 
 def embed_images(rows: list[tuple[str, float | None, str, str | None]], view: str,
                  weights_dir: str | os.PathLike | None = None) -> tuple[np.ndarray, dict[int, str], dict]:
-    """Trunk geometry of each ``(path, px_per_cm, view, side)``: ``(N, T)`` (NaN rows failed), failures, meta.
+    """Trunk output of each ``(path, px_per_cm, view, side)`` (:func:`trunk_outputs`; NaN rows failed), failures, meta.
 
     Each image's result is memoised per process by its path, modification time, size,
     scale, side and the trunk's SHA-256, so cross-validation computes it once.
     """
     net, meta = load_trunk(view, weights_dir)
-    out = np.full((len(rows), len(GEO_TARGETS)), np.nan)
+    out = np.full((len(rows), len(GEO_TARGETS) + net.out.in_features), np.nan)
     failures: dict[int, str] = {}
     todo, inputs = [], []
     for i, (path, ppc, v, side) in enumerate(rows):
@@ -254,6 +259,9 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
 
     Parameters
     ----------
+    features : {'geometry', 'geometry+embedding'}
+        Head inputs from the trunk: the log of its geometry (cm, litres), and optionally its
+        hidden layer (the embedding the geometry is read from).
     covariates : False or {'photo', 'basic', 'weight'}
         The tier's covariates joined at the head (the registry sets it per tier; the
         harness also drops every column the tier does not give).
@@ -273,9 +281,12 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         ``{view: SHA-256}`` of the trunks used.
     head_columns_ : list of str
         Head inputs, in coefficient order.
-    head_ : sklearn.linear_model.RidgeCV
-        On the standardised head inputs; target log SMI.
-    x_mean_, x_scale_ : ndarray
+    coef_ : ndarray (k,)
+        Ridge coefficients on the standardised head inputs; the target is log SMI.
+    intercept_ : float
+    alpha_ : float
+        The penalty the training fold's leave-one-out cross-validation chose.
+    x_mean_, x_scale_ : ndarray (k,)
     failures_ : dict
         ``{sample_id: reason}`` of samples skipped by the last fit or predict.
     fit_seconds_ : float
@@ -283,8 +294,9 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
 
     model_name = MODEL_NAME
 
-    def __init__(self, covariates=False, alphas=None, weights_dir: str | None = None, n_threads: int | None = None,
+    def __init__(self, features: str = "geometry", covariates=False, alphas=None, weights_dir: str | None = None, n_threads: int | None = None,
                  random_state: int = 0):
+        self.features = features
         self.covariates = covariates
         self.alphas = alphas
         self.weights_dir = weights_dir
@@ -302,6 +314,8 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         ``{view: trunk SHA-256}``."""
         from .regressor import _torch_settings, sample_views
 
+        if self.features not in FEATURES:
+            raise ValueError(f"features must be one of {', '.join(FEATURES)}, got {self.features!r}")
         views = sample_views(X)
         ids = X["sample_id"].astype(str).tolist() if "sample_id" in X.columns else [str(i) for i in range(len(X))]
         failures: dict[str, str] = {}
@@ -318,8 +332,12 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
                 geom, fails, meta = embed_images(rows, v, self.weights_dir)
                 for i, why in fails.items():
                     failures.setdefault(ids[i], why if rows[i][0] else f"no {v} image")
-                blocks.append(_positive_log(geom, 0.1))
+                nt = len(GEO_TARGETS)
+                blocks.append(_positive_log(geom[:, :nt], 0.1))
                 names += [f"log_{t}_{v}" for t in GEO_TARGETS]
+                if self.features == "geometry+embedding":
+                    blocks.append(geom[:, nt:])
+                    names += [f"embedding_{j}_{v}" for j in range(geom.shape[1] - nt)]
                 digests[v] = meta["sha256"]
         cov_cols = self.covariate_columns()
         for c in cov_cols:
@@ -360,7 +378,10 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         sd = Z[ok].std(axis=0)
         self.x_scale_ = np.where(sd > 0, sd, 1.0)
         alphas = tuple(self.alphas) if self.alphas is not None else DEFAULT_ALPHAS
-        self.head_ = RidgeCV(alphas=alphas).fit((Z[ok] - self.x_mean_) / self.x_scale_, np.log(y[ok]))
+        head = RidgeCV(alphas=alphas).fit((Z[ok] - self.x_mean_) / self.x_scale_, np.log(y[ok]))
+        self.coef_ = np.asarray(head.coef_, dtype=float)
+        self.intercept_ = float(head.intercept_)
+        self.alpha_ = float(head.alpha_)
         self.head_columns_ = names
         self.views_ = tuple(v for v in GEO_VIEWS if v in digests)
         self.trunk_sha256_ = digests
@@ -371,7 +392,7 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
         """SMI (kg/m²) per sample; NaN where the photo or a covariate failed (reason in ``failures_``)."""
-        if not hasattr(self, "head_"):
+        if not hasattr(self, "coef_"):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("this GeoCNNRegressor is not fitted yet; call fit() first")
@@ -390,9 +411,74 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         ok = np.all(np.isfinite(Z), axis=1)
         out = np.full(len(X), np.nan)
         if ok.any():
-            out[ok] = np.exp(self.head_.predict((Z[ok] - self.x_mean_) / self.x_scale_))
+            out[ok] = np.exp(self.intercept_ + ((Z[ok] - self.x_mean_) / self.x_scale_) @ self.coef_)
         self.failures_ = failures
         return out
+
+
+# --------------------------------------------------------------------------- model folders
+GEO_FORMAT_VERSION = 1
+
+
+def save_geo_model(estimator: GeoCNNRegressor, model_dir: str | os.PathLike, *, extra_meta: dict | None = None,
+                   overwrite: bool = False) -> Path:
+    """A fitted cnn-geo as a model folder: ``model.json`` only (the head as plain numbers, the trunks by SHA-256).
+
+    The trunks are the committed ``smi_deep/weights/geo-<view>.pt`` (or ``weights_dir``);
+    loading checks that the same files are there.
+    """
+    from smi_data.modelfile import META_NAME, write_model_meta
+    from smi_data.runs import OutputExistsError
+
+    if not hasattr(estimator, "coef_"):
+        from sklearn.exceptions import NotFittedError
+
+        raise NotFittedError("this GeoCNNRegressor is not fitted yet; call fit() first")
+    d = Path(model_dir)
+    if (d / META_NAME).exists() and not overwrite:
+        raise OutputExistsError(f"{d / META_NAME}: exists; pass overwrite=True (--overwrite) or choose another folder")
+    head = {"geo_format_version": GEO_FORMAT_VERSION, "views": list(estimator.views_),
+            "trunk_sha256": dict(estimator.trunk_sha256_), "columns": list(estimator.head_columns_),
+            "x_mean": [float(v) for v in estimator.x_mean_], "x_scale": [float(v) for v in estimator.x_scale_],
+            "coef": [float(v) for v in estimator.coef_], "intercept": float(estimator.intercept_),
+            "alpha": float(estimator.alpha_), "n_train": int(estimator.n_train_),
+            "note": "SMI = exp(intercept + sum(coef * (x - x_mean) / x_scale)), x = the trunk's log geometry "
+                    "(+ the tier's covariates)"}
+    params = {k: (list(v) if isinstance(v, tuple) else v) for k, v in estimator.get_params().items()}
+    return write_model_meta(d, family="deep", model=MODEL_NAME, config=params,
+                            extra={**(extra_meta or {}), "geo": head}).parent
+
+
+def load_geo_model(model_dir: str | os.PathLike, meta: dict) -> GeoCNNRegressor:
+    """The fitted cnn-geo of a model folder whose ``model.json`` is ``meta`` (checked before use)."""
+    from smi_data.modelfile import ModelFileError
+
+    where = Path(model_dir) / "model.json"
+    head = meta.get("geo")
+    if not isinstance(head, dict) or head.get("geo_format_version") != GEO_FORMAT_VERSION:
+        raise ModelFileError(f"{where}: no cnn-geo head of format version {GEO_FORMAT_VERSION}")
+    try:
+        est = GeoCNNRegressor(**meta["config"])
+        k = len(head["columns"])
+        arrs = [np.asarray(head[n], dtype=float) for n in ("x_mean", "x_scale", "coef")]
+        if any(a.shape != (k,) or not np.all(np.isfinite(a)) for a in arrs) or not np.isfinite(head["intercept"]):
+            raise ValueError("head arrays must be finite, one number per column")
+        est.x_mean_, est.x_scale_, est.coef_ = arrs
+        est.intercept_, est.alpha_ = float(head["intercept"]), float(head["alpha"])
+        est.head_columns_, est.views_ = list(head["columns"]), tuple(head["views"])
+        est.trunk_sha256_, est.n_train_ = dict(head["trunk_sha256"]), int(head["n_train"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"{where}: damaged cnn-geo head ({exc})") from None
+    for view, digest in est.trunk_sha256_.items():
+        try:
+            _, tmeta = load_trunk(view, est.weights_dir)
+        except GeoTrunkError as exc:
+            raise ModelFileError(f"{where}: {exc}") from None
+        if tmeta["sha256"] != digest:
+            raise ModelFileError(f"{where}: fitted on the {view} trunk {digest[:16]}, but {tmeta['path']} is "
+                                 f"{tmeta['sha256'][:16]}; retrain the model (`legsmi train --model cnn-geo`)")
+    est.failures_ = {}
+    return est
 
 
 def make_geo(random_state: int = 0, **params) -> GeoCNNRegressor:

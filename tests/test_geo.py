@@ -203,3 +203,26 @@ def test_same_seed_same_trunk_and_predictions(toy):
     geo.clear_embeddings()
     b, _ = _fit(man, wdir, "posterior", "basic")
     assert np.array_equal(a.predict(X), b.predict(X))
+
+
+def test_save_load_round_trip_checks_the_trunk(toy, tmp_path):
+    from smi_data.modelfile import ModelFileError
+    from smi_deep.modelio import load_model, save_model
+
+    _, man, wdir = toy
+    est, X = _fit(man, wdir, "lateral", "basic")
+    save_model(est, tmp_path / "m", extra_meta={"view": "lateral"})
+    meta = json.loads((tmp_path / "m" / "model.json").read_text())
+    assert meta["model"] == "cnn-geo" and meta["family"] == "deep" and len(meta["geo"]["coef"]) == len(est.coef_)
+    loaded = load_model(tmp_path / "m")
+    assert np.array_equal(loaded.predict(X), est.predict(X))
+    # another trunk in the same place: the head no longer fits it, refused
+    other = tmp_path / "w2"
+    other.mkdir()
+    net, tmeta = geo.load_trunk("lateral", wdir)
+    torch.nn.init.zeros_(net.out.bias)
+    geo.save_trunk(net, geo.trunk_path("lateral", other), {**tmeta, "arch": pretrain.ARCH, "seed": 9})
+    meta["config"]["weights_dir"] = str(other)
+    (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
+    with pytest.raises(ModelFileError, match="retrain"):
+        load_model(tmp_path / "m")
