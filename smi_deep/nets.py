@@ -182,7 +182,8 @@ class GeoNet(nn.Module):
 
     The same conv blocks as :class:`VGGRegressor` (3 × 3 conv → batch norm → ReLU → 2 × 2
     max pooling), the last map flattened (a width is a distance between two outline
-    positions) into one hidden layer, the *embedding*, then a linear layer with one
+    positions) and, with ``profile``, each input row's sum (the leg's width in that row, a
+    fixed linear read-out that max pooling would blur) into one hidden layer, the *embedding*, then a linear layer with one
     output per geometry target. ``embed`` returns the embedding, ``forward`` the targets.
 
     Shapes
@@ -191,7 +192,7 @@ class GeoNet(nn.Module):
     """
 
     def __init__(self, n_outputs: int, in_channels: int = 1, widths=(16, 32, 64, 96), hidden: int = 64,
-                 dropout: float = 0.2, image_size: int = 96):
+                 dropout: float = 0.2, image_size: int = 96, profile: bool = True):
         super().__init__()
         if n_outputs < 1 or in_channels < 1 or not widths:
             raise ValueError("need n_outputs >= 1, in_channels >= 1 and at least one block")
@@ -201,15 +202,23 @@ class GeoNet(nn.Module):
         side = int(image_size) // 2 ** len(widths)
         if side < 1:
             raise ValueError(f"image_size {image_size} is too small for {len(widths)} pooling blocks")
-        self.embedding = nn.Sequential(nn.Dropout(dropout), nn.Linear(chans[-1] * side * side, int(hidden)),
+        self.profile = bool(profile)
+        n_profile = int(image_size) * int(in_channels) if self.profile else 0
+        self.embedding = nn.Sequential(nn.Dropout(dropout), nn.Linear(chans[-1] * side * side + n_profile, int(hidden)),
                                        nn.ReLU(inplace=True))
         self.out = nn.Linear(int(hidden), int(n_outputs))
         init_weights(self)
+        # the outputs start at 0 = the training means of the standardised targets: a random start's
+        # large first gradients can silence the hidden layer's ReLUs for good (seen on the posterior view)
+        nn.init.zeros_(self.out.weight)
 
     def embed(self, x: torch.Tensor) -> torch.Tensor:
         if x.ndim != 4 or x.shape[1] != self.in_channels:
             raise ValueError(f"expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
-        return self.embedding(self.features(x).flatten(1))
+        z = self.features(x).flatten(1)
+        if self.profile:  # each row's leg coverage (px / 16): the width profile, to sub-pixel precision
+            z = torch.cat([z, x.sum(dim=3).flatten(1) / 16.0], dim=1)
+        return self.embedding(z)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.out(self.embed(x))

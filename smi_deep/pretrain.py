@@ -190,7 +190,7 @@ def _augment(x: np.ndarray, rng: np.random.Generator, shift_px: int = 2) -> np.n
 
 
 def train_trunk(x: np.ndarray, y: np.ndarray, subjects: np.ndarray, *, seed: int = 0, epochs: int = 30,
-                batch_size: int = 32, lr: float = 3e-3, weight_decay: float = 1e-4, holdout: float = 0.1,
+                batch_size: int = 16, lr: float = 3e-3, weight_decay: float = 1e-4, holdout: float = 0.1,
                 echo=None) -> tuple:
     """Train a :class:`~smi_deep.nets.GeoNet` on ``x`` (N, S, S) uint8 and ``y`` (N, T); returns ``(net, record)``.
 
