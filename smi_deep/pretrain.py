@@ -303,7 +303,6 @@ def pretrain(cohorts, out_dir: str | os.PathLike, *, views=GEO_VIEWS, seed: int 
             "command": command, "git_commit": git_commit(), "versions": package_versions(),
             "arch": {k: list(v) if isinstance(v, tuple) else v for k, v in ARCH.items()}}
     records = {}
-    all_fp: set[str] = set()
     for view in views:
         t0, c0 = time.perf_counter(), time.process_time()
         parts = []
@@ -314,7 +313,6 @@ def pretrain(cohorts, out_dir: str | os.PathLike, *, views=GEO_VIEWS, seed: int 
         y = np.concatenate([p["y"] for p in parts])
         subjects = np.concatenate([p["subject"] for p in parts])
         refused = {f"{c}/{k}": v for c, p in zip(cohorts, parts) for k, v in p["refused"].items()}
-        all_fp |= {str(f) for p in parts for f in p["fingerprint"]}
         prep = {"inputs_cpu_s": round(time.process_time() - c0, 1), "inputs_wall_s": round(time.perf_counter() - t0, 1),
                 "n_photos": int(len(x)), "n_refused": len(refused), "refused_examples": dict(list(refused.items())[:10])}
         echo(f"{view}: {len(x)} photos ({len(refused)} refused by the segmentation / quality gate); training")
@@ -322,10 +320,25 @@ def pretrain(cohorts, out_dir: str | os.PathLike, *, views=GEO_VIEWS, seed: int 
         meta = {**base, **prep, **rec, "view": view}
         records[view] = {k: v for k, v in meta.items() if k != "history"}
         save_trunk(net, out / f"geo-{view}.pt", meta)
-    sample_fp = sorted({f for i in infos for f in seed_fingerprints(i["seed"], i["n_subjects"])})
-    atomic_write_json(out / SUBJECTS_FILE, {
-        "what": "fingerprints of every subject of cnn-geo's pretraining cohorts (smi_deep.pretrain)",
-        "cohorts": [{k: i[k] for k in ("seed", "n_subjects", "scene", "size")} for i in infos],
-        "sample_fingerprints": sample_fp, "body_fingerprints": sorted(all_fp)})
+    write_subjects_file(cohorts, out)
     atomic_write_json(out / "pretrain.json", records)
     return records
+
+
+def write_subjects_file(cohorts, out_dir: str | os.PathLike) -> Path:
+    """Write :data:`SUBJECTS_FILE`: the fingerprints of every subject of ``cohorts`` (used or refused)."""
+    from smi_data.runs import atomic_write_json
+
+    infos = []
+    body: set[str] = set()
+    for c in cohorts:
+        _, _, run = _read_cohort(Path(c))
+        cfg = run.get("config") or {}
+        infos.append({"seed": run.get("seed", cfg.get("seed")), "n_subjects": cfg.get("n_subjects"),
+                      "scene": cfg.get("scene"), "size": cfg.get("size")})
+        body |= cohort_body_fingerprints(c)
+    sample = sorted({f for i in infos for f in seed_fingerprints(i["seed"], i["n_subjects"])})
+    return atomic_write_json(Path(out_dir) / SUBJECTS_FILE, {
+        "what": "fingerprints of every subject of cnn-geo's pretraining cohorts (smi_deep.pretrain; "
+                "sample: sample_fingerprint of the seeds' draws, body: body_fingerprint of truth.csv)",
+        "cohorts": infos, "sample_fingerprints": sample, "body_fingerprints": sorted(body)})
