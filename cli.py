@@ -316,7 +316,7 @@ _FAMILY_MODULES = {"baseline": "benchmarks.baselines", "features": "smi_features
 
 def _model_choices() -> list[str]:
     # kept in step with benchmarks.registry.MODELS (a test checks it); literal so --help stays instant
-    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid"]
+    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid", "cnn-geo"]
 
 
 @main.command()
