@@ -448,7 +448,7 @@ _FAMILY_MODULES = {"baseline": "benchmarks.baselines", "features": "smi_features
 
 def _model_choices() -> list[str]:
     # kept in step with benchmarks.registry.MODELS (a test checks it); literal so --help stays instant
-    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid"]
+    return ["mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite", "cnn-hybrid", "cnn-geo"]
 
 
 @main.command()
@@ -1090,6 +1090,55 @@ def segeval(set_dir, out, segmenter, limit, worst, overwrite):
     click.echo(f"segmenter: {method}")
     click.echo(format_summary(summary))
     click.echo(f"wrote {out_dir / 'segeval.csv'}, {out_dir / 'worst.png'}")
+
+
+@main.command()
+@click.argument("cohorts", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
+              help="Folder for geo-<view>.pt, geo-pretrain-subjects.json, pretrain.json and run.json.")
+@click.option("--views", default="lateral,posterior", show_default=True, help="Views to pretrain a trunk for.")
+@click.option("--seed", default=0, type=int, show_default=True, help="Hold-out split, initialisation, order, augmentation.")
+@click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000), help="Passes over the photos.")
+@click.option("--holdout", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
+              help="Share of the subjects kept out of training to report the held-out error.")
+@click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
+              help="Keep each cohort's network inputs here (npz), so a rerun skips the segmentation.")
+@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+def pretrain(cohorts, out, views, seed, epochs, holdout, cache_dir, overwrite):
+    """Pretrain cnn-geo's trunk: rendered cohorts' leg masks -> true leg geometry (never SMI).
+
+    COHORTS are folders from `legsmi phantom --scene clinic` with seeds no bundled or test
+    cohort uses; copy OUT's geo-*.pt and geo-pretrain-subjects.json to smi_deep/weights/ to
+    ship them. See docs/cnn-geo.md.
+    """
+    import shlex
+
+    from smi_data.runs import OutputExistsError, RunRecord, stage_output
+    from smi_deep.geo import GEO_VIEWS
+    from smi_deep.pretrain import pretrain as run_pretrain
+
+    view_list = [v.strip() for v in views.split(",") if v.strip()]
+    bad = [v for v in view_list if v not in GEO_VIEWS]
+    if bad or not view_list:
+        _fail(f"--views: choose from {', '.join(GEO_VIEWS)}, got {views!r}")
+    try:
+        stage = stage_output(out, overwrite=overwrite, protect=tuple(cohorts))
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    command = "legsmi pretrain " + " ".join(shlex.quote(a) for a in sys.argv[2:])
+    config = {"cohorts": [str(Path(c).resolve()) for c in cohorts], "views": view_list, "epochs": epochs,
+              "holdout": holdout}
+    with RunRecord(stage.path, "pretrain", config, seed, stage=stage) as rec:
+        records = run_pretrain(cohorts, stage.path, views=view_list, seed=seed, epochs=epochs, holdout=holdout,
+                               cache_dir=cache_dir, command=command, echo=click.echo)
+        rec.data["results"] = {v: {k: r.get(k) for k in ("n_photos", "n_refused", "train_cpu_s")}
+                               for v, r in records.items()}
+    for v, r in records.items():
+        err = r.get("holdout_error") or {}
+        calf = err.get("calf_circ_cm", {})
+        click.echo(f"{v}: {r['n_photos']} photos, held-out calf circumference MAE {calf.get('mae', float('nan')):.2f} cm "
+                   f"({calf.get('mape_pct', float('nan')):.1f} %), training {r['train_cpu_s']:.0f} s CPU")
+    click.echo(f"wrote {Path(out)}")
 
 
 @main.group()

@@ -14,6 +14,7 @@ xgb-features   features    leg dimensions from the silhouette -> XGBoost        
 cnn-paper      deep        the study's CNN on Canny-edge images (smi_deep)           photo, basic, weight
 cnn-lite       deep        a smaller, faster CNN for CPUs (smi_deep)                 photo, basic, weight
 cnn-hybrid     deep        ridge on the covariates + cnn-lite on its residual        basic, weight
+cnn-geo        deep        trunk pretrained on leg geometry + a head per fold        photo, basic, weight
 =============  ==========  ================================================================
 
 The last column is the information tiers (:mod:`smi_data.tiers`) a model runs at: what
@@ -142,6 +143,11 @@ def _cnn(variant: str):
     return factory
 
 
+def _cnn_geo(random_state: int = 0, **overrides):
+    make = _import("smi_deep.geo", "make_geo")
+    return make(random_state=random_state, **overrides)
+
+
 def _cnn_hybrid(random_state: int = 0, **overrides):
     make = _import("smi_deep.hybrid", "make_hybrid")
     return make(random_state=random_state, **overrides)
@@ -182,6 +188,9 @@ MODELS: dict[str, ModelSpec] = {
                   tiers=ALL_TIERS, tier_setup=_cnn_tier),
         ModelSpec("cnn-hybrid", "deep", _cnn_hybrid, "ridge on covariates + cnn-lite on its residual",
                   cheap=False, tiers=("basic", "weight"), tier_setup=_hybrid_tier),
+        # cheap: the frozen trunk runs once per photo (cached), a fold fits only the ridge head
+        ModelSpec("cnn-geo", "deep", _cnn_geo, "CNN pretrained on leg geometry, a ridge head per fold",
+                  tiers=ALL_TIERS, tier_setup=_cnn_tier),
     )
 }
 

@@ -1,13 +1,15 @@
 """cnn-hybrid: a ridge regression on the clinic's covariates plus a CNN on its residual.
 
-``SMI = ridge(sex, age, height[, weight, BMI]) + residual_scale * CNN(photo)``
+``SMI = ridge(sex, age, height[, weight]) + residual_scale * CNN(photo)``
 
 Inside ``fit`` (training fold only):
 
 1. a ridge regression of SMI on the covariates the sample table has: sex (M = 1), age
    (years), height (cm), and, when ``weight_kg`` is present on every training row
-   (``use_weight=None``, the default) or asked for (``use_weight=True``), weight (kg) and
-   BMI (kg/m²). The covariates are standardised on the training fold; the intercept is
+   (``use_weight=None``, the default) or asked for (``use_weight=True``), weight (kg). No
+   BMI: it is a function of weight and height, which are in the ridge already, and two
+   inputs that are functions of each other make the coefficients (and their SHAP) cancel
+   each other (issue 10). The covariates are standardised on the training fold; the intercept is
    not penalised; ``ridge_alpha`` is the penalty on the standardised coefficients;
 2. the residual ``y − ridge(X)`` is the CNN's target (:class:`~smi_deep.regressor.CNNRegressor`,
    cnn-lite's network and preprocessing by default; the CNN standardises it inside).
@@ -17,8 +19,9 @@ covariate is missing. ``residual_scale`` (default 1) shrinks the CNN's contribut
 is a fixed parameter, not fitted (an in-sample estimate would be biased towards 1 by the
 CNN's over-fit on 80 images, and an inner cross-validation multiplies the training time).
 
-Measured results (with weight and BMI in the ridge the CNN adds nothing; without the weight
-the posterior silhouette recovers most of what it carries): docs/results.md, "cnn-hybrid".
+Measured results (with weight and BMI in the ridge, as it was then, the CNN added nothing;
+without the weight the posterior silhouette recovers most of what it carries): docs/results.md,
+"cnn-hybrid". BMI is no longer in the ridge (it is a function of weight and height).
 
 The ridge's coefficients are saved in model.json as plain numbers (``deep.hybrid``),
 next to the CNN's state_dict; :func:`smi_deep.modelio.load_model` rebuilds the hybrid.
@@ -33,7 +36,9 @@ from .regressor import CNNRegressor
 
 MODEL_NAME = "cnn-hybrid"
 BASE_COLUMNS = ("sex_male", "age", "height_cm")
-WEIGHT_COLUMNS = ("weight_kg", "bmi")
+WEIGHT_COLUMNS = ("weight_kg",)
+#: Ridge columns a saved model may name: models saved before BMI left the ridge have ``bmi``.
+KNOWN_COLUMNS = BASE_COLUMNS + WEIGHT_COLUMNS + ("bmi",)
 
 
 def base_design(X: pd.DataFrame, columns) -> np.ndarray:
@@ -85,14 +90,14 @@ def fit_ridge(Z: np.ndarray, y: np.ndarray, alpha: float) -> tuple[np.ndarray, n
 
 
 class HybridCNNRegressor(CNNRegressor):
-    """Ridge on sex, age, height (and weight, BMI) plus a CNN trained on the ridge's residual.
+    """Ridge on sex, age, height (and weight) plus a CNN trained on the ridge's residual.
 
     Parameters
     ----------
     variant, input_mode, ... : as :class:`~smi_deep.regressor.CNNRegressor`
         The residual CNN (default cnn-lite).
     use_weight : bool or None
-        Add weight (kg) and BMI to the ridge. None (default): if ``weight_kg`` is present
+        Add weight (kg) to the ridge. None (default): if ``weight_kg`` is present
         and finite on every training row.
     ridge_alpha : float
         Ridge penalty on the standardised covariates (sum of squares scale, as
@@ -202,7 +207,7 @@ class HybridCNNRegressor(CNNRegressor):
     def set_hybrid_meta(self, meta: dict) -> None:
         """Restore the ridge from :meth:`hybrid_meta`'s dict (checked)."""
         cols = tuple(str(c) for c in meta["columns"])
-        known = set(BASE_COLUMNS + WEIGHT_COLUMNS)
+        known = set(KNOWN_COLUMNS)
         if not set(cols) <= known:
             raise ValueError(f"unknown ridge covariate(s) {sorted(set(cols) - known)}")
         arrs = [np.asarray(meta[k], dtype=float) for k in ("mean", "scale", "coef")]

@@ -64,6 +64,10 @@ def save_model(estimator, model_dir: str | os.PathLike, *, extra_meta: dict | No
     """
     import torch
 
+    if getattr(estimator, "model_name", None) == "cnn-geo":  # a head over the committed trunks: model.json only
+        from .geo import save_geo_model
+
+        return save_geo_model(estimator, model_dir, extra_meta=extra_meta, overwrite=overwrite)
     estimator._check_fitted()
     d = Path(model_dir)
     for name in (WEIGHTS_NAME, META_NAME):
@@ -135,6 +139,10 @@ def load_model(model_dir: str | os.PathLike, *, device: str = "cpu"):
     d = Path(model_dir)
     meta = read_model_meta(d, family=FAMILY)
     where = d / META_NAME
+    if meta.get("model") == "cnn-geo":
+        from .geo import load_geo_model
+
+        return load_geo_model(d, meta)
     deep = meta.get("deep")
     if not isinstance(deep, dict):
         raise ModelFileError(f"{where}: no 'deep' section; the file was not written by smi_deep.save_model")

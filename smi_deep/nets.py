@@ -42,6 +42,16 @@ VARIANTS = {
 }
 
 
+def init_weights(net: nn.Module) -> None:
+    """He initialisation of every convolution and linear layer (biases zero), in module order."""
+    for m in net.modules():
+        if isinstance(m, nn.Conv2d):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.Linear):
+            nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
+            nn.init.zeros_(m.bias)
+
+
 def conv_block(c_in: int, c_out: int, n_convs: int = 1) -> nn.Sequential:
     """``n_convs`` × (3 × 3 conv → batch norm → ReLU), then 2 × 2 max pooling."""
     layers: list[nn.Module] = []
@@ -121,12 +131,7 @@ class VGGRegressor(nn.Module):
             nn.Dropout(dropout),
             nn.Linear(int(hidden), 1),
         )
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.Linear):
-                nn.init.kaiming_uniform_(m.weight, nonlinearity="relu")
-                nn.init.zeros_(m.bias)
+        init_weights(self)
         # covariates also reach the output through a linear term of their own: in the
         # hidden layer they are 3 inputs among hundreds of image features and dropout
         # would hide them half the time, while SMI is close to linear in sex and height
@@ -169,3 +174,50 @@ def regression_loss(pred: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         raise ValueError(f"prediction shape {tuple(pred.shape)} != target shape {tuple(target.shape)}; "
                          "squeeze the network output to (N,) before the loss")
     return torch.mean((pred - target) ** 2)
+
+
+class GeoNet(nn.Module):
+    """cnn-geo's trunk: a leg mask in, the leg's geometry out (several numbers, standardised).
+
+    The same conv blocks as :class:`VGGRegressor` (3 × 3 conv → batch norm → ReLU → 2 × 2
+    max pooling), the last map flattened (a width is a distance between two outline
+    positions) and, with ``profile``, each input row's sum (the leg's width in that row, a
+    fixed linear read-out that max pooling would blur) into one hidden layer, the *embedding*, then a linear layer with one
+    output per geometry target. ``embed`` returns the embedding, ``forward`` the targets.
+
+    Shapes
+    ------
+    ``embed(x: (N, in_channels, S, S)) -> (N, hidden)``; ``forward(x) -> (N, n_outputs)``
+    """
+
+    def __init__(self, n_outputs: int, in_channels: int = 1, widths=(16, 32, 64, 96), hidden: int = 64,
+                 dropout: float = 0.2, image_size: int = 96, profile: bool = True):
+        super().__init__()
+        if n_outputs < 1 or in_channels < 1 or not widths:
+            raise ValueError("need n_outputs >= 1, in_channels >= 1 and at least one block")
+        self.in_channels, self.n_outputs = int(in_channels), int(n_outputs)
+        chans = [int(in_channels)] + [int(w) for w in widths]
+        self.features = nn.Sequential(*[conv_block(a, b) for a, b in zip(chans, chans[1:])])
+        side = int(image_size) // 2 ** len(widths)
+        if side < 1:
+            raise ValueError(f"image_size {image_size} is too small for {len(widths)} pooling blocks")
+        self.profile = bool(profile)
+        n_profile = int(image_size) * int(in_channels) if self.profile else 0
+        self.embedding = nn.Sequential(nn.Dropout(dropout), nn.Linear(chans[-1] * side * side + n_profile, int(hidden)),
+                                       nn.ReLU(inplace=True))
+        self.out = nn.Linear(int(hidden), int(n_outputs))
+        init_weights(self)
+        # the outputs start at 0 = the training means of the standardised targets: a random start's
+        # large first gradients can silence the hidden layer's ReLUs for good (seen on the posterior view)
+        nn.init.zeros_(self.out.weight)
+
+    def embed(self, x: torch.Tensor) -> torch.Tensor:
+        if x.ndim != 4 or x.shape[1] != self.in_channels:
+            raise ValueError(f"expected input (N, {self.in_channels}, H, W), got {tuple(x.shape)}")
+        z = self.features(x).flatten(1)
+        if self.profile:  # each row's leg coverage (px / 16): the width profile, to sub-pixel precision
+            z = torch.cat([z, x.sum(dim=3).flatten(1) / 16.0], dim=1)
+        return self.embedding(z)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.out(self.embed(x))

@@ -58,6 +58,8 @@ def test_bmi_and_weight_when_present(lateral):
     w, h = float(X["weight_kg"].iloc[0]), float(X["height_cm"].iloc[0]) / 100
     assert Z[0, 0] == w and np.isclose(Z[0, 1], w / h ** 2)
     assert HybridCNNRegressor(use_weight=False)._base_columns(X) == ("sex_male", "age", "height_cm")
+    # weight joins the ridge, BMI (a function of weight and height) does not
+    assert HybridCNNRegressor()._base_columns(X) == ("sex_male", "age", "height_cm", "weight_kg")
 
 
 def test_save_load_round_trip(fitted, lateral, tmp_path):
