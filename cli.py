@@ -1094,16 +1094,15 @@ def segeval(set_dir, out, segmenter, limit, worst, overwrite):
 
 @main.command()
 @click.argument("cohorts", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
-@click.option("--out", "out", required=True, type=click.Path(file_okay=False),
-              help="Folder for geo-<view>.pt, geo-pretrain-subjects.json, pretrain.json and run.json.")
+@out_option(what="Folder for geo-<view>.pt, geo-pretrain-subjects.json, pretrain.json and run.json")
 @click.option("--views", default="lateral,posterior", show_default=True, help="Views to pretrain a trunk for.")
-@click.option("--seed", default=0, type=int, show_default=True, help="Hold-out split, initialisation, order, augmentation.")
+@seed_option(detail="Here: the hold-out split, initialisation, order and augmentation.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 1000), help="Passes over the photos.")
 @click.option("--holdout", default=0.1, show_default=True, type=click.FloatRange(0, 0.5),
               help="Share of the subjects kept out of training to report the held-out error.")
 @click.option("--cache", "cache_dir", default=None, type=click.Path(file_okay=False),
               help="Keep each cohort's network inputs here (npz), so a rerun skips the segmentation.")
-@click.option("--overwrite", is_flag=True, help="Replace a non-empty output folder.")
+@overwrite_option()
 def pretrain(cohorts, out, views, seed, epochs, holdout, cache_dir, overwrite):
     """Pretrain cnn-geo's trunk: rendered cohorts' leg masks -> true leg geometry (never SMI).
 
