@@ -532,7 +532,7 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
     from benchmarks.calibration import plan_intervals
     from smi_data.runs import stage_output
 
-    wrapper, interval_note = plan_intervals(model, spec.family, samples, seed, interval_method)
+    wrapper, interval_note = plan_intervals(model, spec.calibration_family, samples, seed, interval_method)
     # the old model is kept until the new one is saved; a failed fit leaves no folder, an interrupted one its run.json
     stage = stage_output(out_path, overwrite=overwrite, protect=(dataset,), keep_failed=False)
     tmp = stage.path

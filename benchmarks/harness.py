@@ -326,7 +326,7 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
         if task.intervals:
             from . import calibration
 
-            estimator = calibration.wrap(estimator, spec.family, fold_seed(seed, task.repeat, task.fold),
+            estimator = calibration.wrap(estimator, spec.calibration_family, fold_seed(seed, task.repeat, task.fold),
                                          method=task.intervals)
         t0 = time.perf_counter()
         if task.scale_on_all:  # the leaky protocol: the test rows' features reach the scaling

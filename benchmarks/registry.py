@@ -67,6 +67,11 @@ class ModelSpec:
         default ``('weight',)``: a model that declares none is given every covariate.
     tier_setup : callable or None
         ``tier -> {param: value}``: how the model is set up for a tier.
+    interval_scheme : str or None
+        The family whose conformal scheme (:data:`benchmarks.calibration.SCHEMES`) calibrates
+        the model's intervals; default its own ``family``. A deep model whose fold costs
+        well under a second (``cnn-geo``'s ridge head) affords cross-conformal refits, so
+        its point estimate comes from the whole training fold, as the features model's does.
     """
 
     name: str
@@ -78,6 +83,11 @@ class ModelSpec:
     defaults: dict = field(default_factory=dict)
     tiers: tuple[str, ...] = ("weight",)
     tier_setup: Callable[[str], dict] | None = None
+    interval_scheme: str | None = None
+
+    @property
+    def calibration_family(self) -> str:
+        return self.interval_scheme or self.family
 
     def tier_params(self, tier: str) -> dict:
         """Parameters that set the model up for ``tier`` (empty for a model with one setting)."""
@@ -190,7 +200,7 @@ MODELS: dict[str, ModelSpec] = {
                   cheap=False, tiers=("basic", "weight"), tier_setup=_hybrid_tier),
         # cheap: the frozen trunk runs once per photo (cached), a fold fits only the ridge head
         ModelSpec("cnn-geo", "deep", _cnn_geo, "CNN pretrained on leg geometry, a ridge head per fold",
-                  tiers=ALL_TIERS, tier_setup=_cnn_tier),
+                  tiers=ALL_TIERS, tier_setup=_cnn_tier, interval_scheme="features"),
     )
 }
 
