@@ -32,6 +32,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -118,7 +119,7 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
                 side: str | None = None, timings: dict | None = None) -> LegMeasurement:
     """Measure the lower leg in one photo, in pixels. Never raises for a photo without a leg.
 
-    ``timings``, if given, gets the seconds of each stage added (``marker``,
+    ``timings``, if given, gets the CPU seconds of each stage added (``marker``,
     ``segmentation``, ``gate``, ``edges``, ``features``), for ``legsmi speed``.
 
     The photo goes through the image layer: the marker, the one segmentation
@@ -197,15 +198,19 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
 
 
 class _StageClock:
-    """Adds the seconds since the last lap to ``timings[stage]`` (nothing when timings is None)."""
+    """Adds the CPU seconds (this process, every thread) since the last lap to ``timings[stage]``.
+
+    CPU rather than wall time, so a stage's share does not move with other work on the
+    machine. Nothing is recorded when ``timings`` is None.
+    """
 
     def __init__(self, timings: dict | None):
         self.timings = timings
-        self.t = time.perf_counter()
+        self.t = time.process_time()
 
     def lap(self, stage: str) -> None:
         if self.timings is not None:
-            now = time.perf_counter()
+            now = time.process_time()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
             self.t = now
 
@@ -306,6 +311,38 @@ class FeatureCache:
             pass  # a cache that cannot be written only costs time
 
 
+@contextmanager
+def one_thread(settings: ExtractionSettings | None = None):
+    """OpenCV and (for the learned segmenter) torch on one thread for the block, restored after.
+
+    The photos are measured one after another and the networks and filters are small:
+    one thread per process is the fastest per CPU-second, and parallelism comes from
+    processes (``n_jobs``, a Dask cluster). Torch's default (one thread per core) was
+    measured 2.4 times slower in wall time on a loaded two-core machine
+    (docs/scaling.md); worker processes already set one thread each.
+    """
+    import cv2
+
+    from smi_image.segment import resolve_method
+
+    old_cv = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    torch_threads = None
+    if resolve_method((settings or ExtractionSettings()).silhouette.segmenter) == "learned":
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(old_cv)
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+
+
 def _measure_worker(path: str, settings_dict: dict, context: tuple = (None, None)) -> dict:
     import cv2
 
@@ -374,7 +411,8 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
             sd = s.as_dict()
             done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_measure_worker)(p, sd, ctx) for p, ctx in todo)
         else:
-            done = [measure_image_file(p, s, *ctx) for p, ctx in todo]
+            with one_thread(s):
+                done = [measure_image_file(p, s, *ctx) for p, ctx in todo]
         for item, rec in zip(todo, done):
             records[item] = rec
             if store is not None and keys.get(item) and not rec.get("read_error"):

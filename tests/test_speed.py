@@ -1,0 +1,94 @@
+"""The speed work keeps every output: fast paths give the same pixels and numbers as the plain ones."""
+
+import cv2
+import numpy as np
+import pytest
+
+from smi_data import images
+from smi_deep.transforms import RandomBrightnessContrast
+
+
+def _per_pixel(crop, p):
+    x = crop.astype(np.float32)
+    mean = float(x.mean())
+    x = (x - mean) * p["c"] + mean + p["b"] * 255.0
+    return np.clip(np.round(x), 0, 255).astype(np.uint8)
+
+
+def test_brightness_table_equals_per_pixel_arithmetic():
+    rng = np.random.default_rng(0)
+    t = RandomBrightnessContrast(brightness=0.3, contrast=0.5, seed=1)
+    for shape in [(224, 224, 3), (96, 96, 3), (40, 30)]:
+        crop = rng.integers(0, 256, shape, dtype=np.uint8)
+        for _ in range(20):
+            p = t.draw()
+            out, _ = RandomBrightnessContrast.apply(crop, None, p)
+            assert out.dtype == np.uint8 and out.shape == crop.shape
+            np.testing.assert_array_equal(out, _per_pixel(crop, p))
+
+
+def _photo(h=120, w=160):
+    rng = np.random.default_rng(3)
+    img = np.zeros((h, w, 3), np.uint8)
+    img[:] = (40, 90, 160)
+    cv2.circle(img, (w // 2, h // 2), h // 3, (200, 180, 150), -1)
+    return np.clip(img + rng.integers(0, 20, img.shape), 0, 255).astype(np.uint8)
+
+
+def test_fast_jpeg_decode_equals_opencv(tmp_path):
+    p = tmp_path / "a.jpg"
+    cv2.imwrite(str(p), _photo(), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    assert not images._jpeg_has_exif(p.read_bytes()[:65536])
+    np.testing.assert_array_equal(images.read_image(p), cv2.imread(str(p), cv2.IMREAD_COLOR))
+
+
+def test_jpeg_with_exif_orientation_is_turned_as_before(tmp_path):
+    from PIL import Image
+
+    p = tmp_path / "turned.jpg"
+    im = Image.fromarray(_photo()[..., ::-1])
+    exif = Image.Exif()
+    exif[0x0112] = 6  # orientation: rotate 90 degrees clockwise to display
+    im.save(p, quality=90, exif=exif.tobytes())
+    assert images._jpeg_has_exif(p.read_bytes()[:65536])
+    out = images.read_image(p)
+    assert out.shape[:2] == (160, 120)  # turned, as OpenCV turns it
+    np.testing.assert_array_equal(out, cv2.imread(str(p), cv2.IMREAD_COLOR))
+
+
+def test_corrupt_jpeg_still_refused_on_the_fast_path(tmp_path):
+    p = tmp_path / "bad.jpg"
+    cv2.imwrite(str(p), _photo(), [cv2.IMWRITE_JPEG_QUALITY, 90])
+    data = bytearray(p.read_bytes())
+    mid = len(data) // 2
+    data[mid:mid + 200] = bytes(200)
+    p.write_bytes(bytes(data))
+    with pytest.raises(images.ImageError, match="corrupt"):
+        images.read_image(p)
+
+
+def test_greyscale_rule_unchanged():
+    rng = np.random.default_rng(5)
+    grey = np.repeat(rng.integers(0, 256, (200, 300, 1), dtype=np.uint8), 3, axis=2)
+    assert images.is_greyscale(grey)
+    assert not images.is_greyscale(_photo())
+    assert not images.is_greyscale(np.full((100, 100, 3), 128, np.uint8))  # flat: not called greyscale
+
+
+def test_mirrored_photo_refused_and_straight_one_kept():
+    from smi_data.scale import marker_image
+
+    img = np.full((600, 500, 3), 235, np.uint8)
+    m = marker_image(60)
+    img[100:160, 80:140] = m[..., None]
+    assert not images.is_mirrored(img)
+    assert images.is_mirrored(np.ascontiguousarray(img[:, ::-1]))
+
+
+def test_one_thread_restores_thread_counts():
+    from smi_features.extractor import one_thread
+
+    before = cv2.getNumThreads()
+    with one_thread():
+        assert cv2.getNumThreads() == 1
+    assert cv2.getNumThreads() == before
