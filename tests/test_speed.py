@@ -92,3 +92,53 @@ def test_one_thread_restores_thread_counts():
     with one_thread():
         assert cv2.getNumThreads() == 1
     assert cv2.getNumThreads() == before
+
+
+@pytest.fixture(scope="module")
+def toy(tmp_path_factory):
+    from smi_data.toy import make_toy_dataset
+
+    return make_toy_dataset(tmp_path_factory.mktemp("toy") / "toy", n_subjects=10, seed=3, size=192,
+                            views=("lateral",))
+
+
+def test_crop_store_gives_the_crop_made_and_the_failure_reason(toy, tmp_path):
+    from smi_data.manifest import read_manifest
+    from smi_deep import cropstore, preprocess
+
+    paths = [str(p) for p in read_manifest(toy)["image_path"]][:3]
+    settings = preprocess.CropSettings(size=48)
+    fresh = [preprocess.cached_crop(p, settings) for p in paths]
+    store = tmp_path / "store"
+    assert cropstore.warm(store, [(p, settings.to_dict(), None) for p in paths]) == 3
+    assert len(list(store.glob("*.crop.npy"))) == 3
+    preprocess.clear_cache()
+    with cropstore.using(store):
+        for p, (crop, mask) in zip(paths, fresh):
+            c2, m2 = cropstore.shared_crop(p, settings)
+            np.testing.assert_array_equal(c2, crop)
+            np.testing.assert_array_equal(m2, mask)
+        assert preprocess.cache_info()["items"] == 0  # read from the store, not made again
+        junk = tmp_path / "junk.jpg"
+        junk.write_bytes(b"not an image")
+        for _ in range(2):  # the second time from the store
+            with pytest.raises(preprocess.PreprocessError, match="junk.jpg"):
+                cropstore.shared_crop(str(junk), settings)
+
+
+def test_parallel_benchmark_with_a_cnn_equals_the_serial_one(toy, tmp_path):
+    import pandas as pd
+
+    from benchmarks.harness import BenchmarkConfig, run_benchmark
+
+    def bench(out, jobs):
+        cfg = BenchmarkConfig(dataset=str(toy), out=str(out), models=["mean", "cnn-lite"], views="lateral",
+                              tiers="photo", folds=2, seed=5, progress=False, report=False, ceiling=False,
+                              overrides={"cnn-lite": {"epochs": 2, "image_size": 48, "n_threads": 1}}, jobs=jobs)
+        return run_benchmark(cfg)
+
+    bench(tmp_path / "serial", 1)
+    bench(tmp_path / "parallel", 2)
+    a = (tmp_path / "serial" / "metrics.csv").read_bytes()
+    assert a == (tmp_path / "parallel" / "metrics.csv").read_bytes()
+    assert pd.read_csv(tmp_path / "serial" / "predictions.csv")["y_pred"].notna().sum() > 0
