@@ -374,13 +374,14 @@ def _jpeg_problem(data: bytes) -> str | None:
     return None
 
 
-def photo_problem(img: np.ndarray) -> str | None:
+def photo_problem(img: np.ndarray, *, marker_found: bool | None = None) -> str | None:
     """Why a decoded photo cannot be measured right, or None.
 
     The rule: a photo must be at least :data:`MIN_PHOTO_SIDE` pixels on its shorter
     side, in colour (a greyscale photo loses the skin/background contrast the
     silhouette needs), and not mirrored (a mirrored ArUco marker is not found, so the
-    scale silently falls back). Each refusal says what to do.
+    scale silently falls back). Each refusal says what to do. ``marker_found=True``
+    (the caller found the marker the right way round) skips the mirror search.
     """
     h, w = img.shape[:2]
     if min(h, w) < MIN_PHOTO_SIDE:
@@ -388,7 +389,7 @@ def photo_problem(img: np.ndarray) -> str | None:
                 "use the original photo, not a thumbnail")
     if img.ndim == 3 and img.shape[2] >= 3 and is_greyscale(img):
         return "photo is greyscale; the leg outline needs a colour photo, take or export it in colour"
-    if img.ndim == 3 and is_mirrored(img):
+    if img.ndim == 3 and not marker_found and is_mirrored(img):
         return ("photo is mirrored (the scale marker reads as its mirror image, as with a selfie camera); "
                 "flip it back or take it with the rear camera")
     return None

@@ -116,8 +116,11 @@ def _num(v):
 
 def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None,
                 px_per_cm: float | None = None, height_cm: float | None = None, view: str | None = None,
-                side: str | None = None, timings: dict | None = None) -> LegMeasurement:
+                side: str | None = None, timings: dict | None = None, marker=...) -> LegMeasurement:
     """Measure the lower leg in one photo, in pixels. Never raises for a photo without a leg.
+
+    ``marker``, if given, is the photo's :func:`find_marker` result already found (None:
+    no marker), so it is not searched again.
 
     ``timings``, if given, gets the CPU seconds of each stage added (``marker``,
     ``segmentation``, ``gate``, ``edges``, ``features``), for ``legsmi speed``.
@@ -154,7 +157,8 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
         m.reason = f"unusable image: {exc}"
         return m
     clock = _StageClock(timings)
-    marker = find_marker(u8) if s.use_marker else None
+    if marker is ...:
+        marker = find_marker(u8) if s.use_marker else None
     clock.lap("marker")
     if marker is not None:
         m.marker_px_per_cm, m.marker_corners = marker
@@ -219,16 +223,23 @@ def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | N
                        px_per_cm: float | None = None, height_cm: float | None = None, view: str | None = None,
                        side: str | None = None) -> dict:
     """Read one image and return its measurement record (never raises for a bad image)."""
-    from smi_data.images import ImageError, read_image
+    from smi_data.images import ImageError, photo_problem, read_image
 
+    s = settings or ExtractionSettings()
     t0 = time.perf_counter()
     try:
-        img = read_image(path, color=True)
+        img = read_image(path, color=True, check_photo=False)
+        # the photo rule after the marker search: a marker found the right way round
+        # answers the mirror question, so the rule need not look for it again
+        marker = find_marker(img) if s.use_marker else None
+        problem = photo_problem(img, marker_found=marker is not None)
+        if problem:
+            raise ImageError(f"{Path(path)}: {problem}")
     except ImageError as exc:
         return {"ok": False, "reason": str(exc), "features_px": {}, "dense_px": [], "marker_px_per_cm": None,
                 "silhouette_method": None, "roll_deg": None, "knee_ankle_px": None, "read_error": True}
-    rec = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm, view=view,
-                      side=side).record()
+    rec = measure_leg(img, settings=s, px_per_cm=px_per_cm, height_cm=height_cm, view=view,
+                      side=side, marker=marker).record()
     rec["extract_ms"] = (time.perf_counter() - t0) * 1000.0
     return rec
 
