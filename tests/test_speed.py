@@ -142,3 +142,20 @@ def test_parallel_benchmark_with_a_cnn_equals_the_serial_one(toy, tmp_path):
     a = (tmp_path / "serial" / "metrics.csv").read_bytes()
     assert a == (tmp_path / "parallel" / "metrics.csv").read_bytes()
     assert pd.read_csv(tmp_path / "serial" / "predictions.csv")["y_pred"].notna().sum() > 0
+
+
+def test_extractor_refuses_a_mirrored_photo_as_read_image_does(tmp_path):
+    from smi_data.scale import marker_image
+    from smi_features.extractor import measure_image_file
+
+    img = np.full((600, 500, 3), 235, np.uint8)
+    img[100:160, 80:140] = marker_image(60)[..., None]
+    img[200:560, 220:300] = (90, 120, 170)
+    p = tmp_path / "mirrored.png"
+    cv2.imwrite(str(p), np.ascontiguousarray(img[:, ::-1]))
+    with pytest.raises(images.ImageError) as exc:
+        images.read_image(p)
+    rec = measure_image_file(p)
+    assert not rec["ok"] and rec["read_error"] and rec["reason"] == str(exc.value)
+    assert "mirrored" in rec["reason"]
+    assert images.photo_problem(img[:, ::-1], marker_found=True) is None  # the caller found it straight
