@@ -460,16 +460,20 @@ def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, sp
                 results = dask_cluster.map_ordered(client, run_task, calls, priorities=cost,
                                                    on_done=lambda r: bar.update(1))
         elif jobs and jobs > 1 and len(tasks) > 1:
+            import tempfile
+
             from joblib import Parallel, delayed
 
             order = sorted(range(len(tasks)), key=lambda i: -cost[i])
-            gen = Parallel(n_jobs=int(jobs), return_as="generator")(delayed(run_task)(*args(tasks[i]))
-                                                                    for i in order)
-            done = {}
-            for i, res in zip(order, gen):
-                done[i] = res
-                bar.set_postfix_str(f"{res.task.model}/{res.task.view}")
-                bar.update(1)
+            with tempfile.TemporaryDirectory(prefix="legsmi-crops-") as store:
+                warm_crops(store, crop_plan(tasks, samples, seed, specs), int(jobs))
+                gen = Parallel(n_jobs=int(jobs), return_as="generator")(
+                    delayed(_run_task_in_store)(store, *args(tasks[i])) for i in order)
+                done = {}
+                for i, res in zip(order, gen):
+                    done[i] = res
+                    bar.set_postfix_str(f"{res.task.model}/{res.task.view}")
+                    bar.update(1)
             results = [done[i] for i in range(len(tasks))]
         else:
             for t in tasks:
@@ -492,6 +496,66 @@ def run_folds(manifest: pd.DataFrame, folds, tasks: list[Task], *, seed: int, sp
             kept[r.task] = (r.estimator, tier_inputs(smp[smp["subject_id"].astype(str).isin(set(test))],
                                                      resolve_tier(r.task, specs)).reset_index(drop=True))
     return preds, records, kept
+
+
+def crop_plan(tasks: list[Task], samples: dict, seed: int, specs: dict | None = None) -> list[tuple]:
+    """Every (photo, crop settings, px_per_cm) the CNN tasks will prepare, each once.
+
+    Shared by CNN models, tiers and folds whose crop settings are equal (the same photo
+    at the same size and scale is one crop).
+    """
+    if not any(registry.get_spec(t.model, specs).family == "deep" for t in tasks):
+        return []
+    from smi_deep.regressor import VIEWS, CNNRegressor
+
+    items: dict = {}
+    seen: set = set()
+    for t in tasks:
+        spec = registry.get_spec(t.model, specs)
+        if spec.family != "deep" or (t.model, t.view, t.tier, t.overrides) in seen:
+            continue
+        seen.add((t.model, t.view, t.tier, t.overrides))
+        try:
+            est = spec.build(fold_seed(seed, t.repeat, t.fold), tier=resolve_tier(t, specs), **dict(t.overrides))
+            crop = est._resolved()["crop"] if isinstance(est, CNNRegressor) else None
+        except Exception:  # a model that cannot be built fails in its own task, with its reason
+            crop = None
+        if crop is None:
+            continue
+        smp = samples[t.view]
+        for v in (VIEWS if t.view == "both" else (t.view,)):
+            if f"image_{v}" not in smp.columns:
+                continue
+            ppcs = smp[f"px_per_cm_{v}"] if f"px_per_cm_{v}" in smp.columns else [None] * len(smp)
+            for path, ppc in zip(smp[f"image_{v}"], ppcs):
+                if isinstance(path, str) and path:
+                    ppc = float(ppc) if ppc is not None and pd.notna(ppc) else None
+                    items.setdefault((path, tuple(sorted(crop.to_dict().items())), ppc), crop.to_dict())
+    return [(path, sd, ppc) for (path, _, ppc), sd in items.items()]
+
+
+def warm_crops(store: str, items: list[tuple], jobs: int) -> None:
+    """Prepare the CNN crops once, spread over ``jobs`` processes, into the run's crop store.
+
+    Without it each worker process would decode and segment every photo it meets again
+    (the in-memory crop cache is per process); the numbers do not change, only the time.
+    """
+    if not items:
+        return
+    from joblib import Parallel, delayed
+
+    from smi_deep.cropstore import warm
+
+    n = max(1, min(len(items), 4 * int(jobs)))
+    Parallel(n_jobs=int(jobs))(delayed(warm)(store, items[k::n]) for k in range(n))
+
+
+def _run_task_in_store(store: str, *args) -> FoldResult:
+    """:func:`run_task` in a worker process, CNN crops read from (and added to) the run's crop store."""
+    from smi_deep.cropstore import using
+
+    with using(store):
+        return run_task(*args)
 
 
 # --------------------------------------------------------------------------- the benchmark command

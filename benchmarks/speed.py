@@ -83,70 +83,90 @@ STAGES = ("decode", "marker", "segmentation", "gate", "edges", "features")
 
 
 def stage_speed(dataset: str | os.PathLike, *, limit: int | None = 50, echo=print) -> dict:
-    """Per-stage milliseconds per photo of the features pipeline, one thread, and the segmenter's own time.
+    """Per-stage CPU milliseconds per photo of the features pipeline, one thread, and the segmenter's own time.
 
-    Stages: ``decode`` (read and decode the file), ``marker`` (ArUco search), ``segmentation``
-    (:func:`smi_image.segment.segment_leg`), ``gate`` (the quality checks), ``edges`` (upright
-    silhouette, sub-pixel row edges), ``features`` (levels and every feature). ``segmenter_ms``
-    is the learned network alone (resize, forward pass) on the same photos, with torch on one
-    thread. Refused photos count in the stages they reached.
+    Stages: ``decode`` (read, check and decode the file, the photo rule), ``marker`` (ArUco
+    search and sub-pixel corners), ``segmentation`` (:func:`smi_image.segment.segment_leg`), ``gate`` (the quality
+    checks), ``edges`` (upright silhouette, sub-pixel row edges), ``features`` (levels and
+    every feature). Stage times are CPU time of this process (OpenCV and torch on one
+    thread), so they do not move with other work on the machine; the wall time of the
+    whole pass is reported beside them. ``segmenter_ms`` is the learned network alone
+    (resize, forward pass; CPU) on the same photos. Refused photos count in the stages
+    they reached.
     """
-    import cv2
     import numpy as np
 
-    from smi_data.images import read_image
+    from smi_data.images import photo_problem, read_image
     from smi_data.manifest import read_manifest
-    from smi_features.extractor import ExtractionSettings, image_context, measure_leg
+    from smi_features.extractor import ExtractionSettings, image_context, measure_leg, one_thread
+    from smi_image.marker import find_marker
     from smi_image.segment import resolve_method
 
     manifest = read_manifest(dataset, require_label=False)
     rows = manifest.head(limit) if limit else manifest
     settings = ExtractionSettings()
-    old_cv = cv2.getNumThreads()
-    cv2.setNumThreads(1)
-    torch_threads = None
     method = resolve_method(settings.silhouette.segmenter)
-    if method == "learned":
-        import torch
-
-        torch_threads = torch.get_num_threads()
-        torch.set_num_threads(1)
-    try:
+    with one_thread(settings):
         first = read_image(rows["image_path"].iloc[0])
         measure_leg(first, settings=settings)  # warm-up: imports, weights, OpenCV tables
         totals = {k: 0.0 for k in STAGES}
         net = []
         refused = 0
+        methods: dict[str, int] = {}
+        w0 = time.perf_counter()
         for _, r in rows.iterrows():
-            t0 = time.perf_counter()
-            img = read_image(r["image_path"])
-            totals["decode"] += time.perf_counter() - t0
+            # as smi_features.extractor.measure_image_file: decode, the marker, then the photo
+            # rule (size, colour, mirror: a marker found the right way round settles the last)
+            c0 = time.process_time()
+            img = read_image(r["image_path"], check_photo=False)
+            c1 = time.process_time()
+            marker = find_marker(img) if settings.use_marker else None
+            c2 = time.process_time()
+            problem = photo_problem(img, marker_found=marker is not None)
+            totals["decode"] += (c1 - c0) + (time.process_time() - c2)
+            totals["marker"] += c2 - c1
+            if problem:
+                refused += 1
+                continue
             ctx = image_context(r.rename({"px_per_cm": f"px_per_cm_{r['view']}"}), r["view"])
             m = measure_leg(img, settings=settings, px_per_cm=ctx[0], height_cm=ctx[1], view=ctx[2], side=ctx[3],
-                            timings=totals)
+                            timings=totals, marker=marker)
             refused += not m.ok
-            if method == "learned":
-                from smi_image.learned import leg_probabilities
+            if m.silhouette is not None:
+                methods[m.silhouette.method] = methods.get(m.silhouette.method, 0) + 1
+        wall = time.perf_counter() - w0
+        if method == "learned":
+            from smi_image.learned import leg_probabilities
 
-                t1 = time.perf_counter()
+            for _, r in rows.iterrows():
+                img = read_image(r["image_path"])
+                c1 = time.process_time()
                 leg_probabilities(img)
-                net.append(time.perf_counter() - t1)
-    finally:
-        cv2.setNumThreads(old_cv)
-        if torch_threads is not None:
-            import torch
-
-            torch.set_num_threads(torch_threads)
+                net.append(time.process_time() - c1)
     n = len(rows)
     ms = {k: 1000.0 * v / n for k, v in totals.items()}
-    out = {"n_images": n, "segmenter": method, "stages_ms": ms, "total_ms": sum(ms.values()),
-           "segmenter_ms": 1000.0 * float(np.median(net)) if net else None, "refused": refused}
+    total = sum(ms.values())
+    out = {"n_images": n, "segmenter": method, "stages_ms": ms, "total_ms": total,
+           "images_per_cpu_s": 1000.0 / total if total > 0 else float("nan"), "wall_s": wall,
+           "segmenter_ms": 1000.0 * float(np.median(net)) if net else None, "refused": refused,
+           "methods": methods}
     if echo:
-        echo(f"per-stage time, {n} photos, one thread ({method} segmenter; {refused} refused):")
+        load = _load_average()
+        used = ", ".join(f"{k} {v}" for k, v in sorted(methods.items()))
+        echo(f"per-stage CPU time, {n} photos of {dataset}, one thread (segmenter setting {method}; "
+             f"silhouettes by {used or 'none'}; {refused} refused):")
         for k in STAGES:
-            echo(f"  {k:13s} {ms[k]:7.2f} ms/photo")
-        echo(f"  {'total':13s} {out['total_ms']:7.2f} ms/photo ({1000.0 / out['total_ms']:.0f} photos/s)")
+            echo(f"  {k:13s} {ms[k]:7.2f} ms/photo  ({100.0 * ms[k] / total if total else 0:4.1f} %)")
+        echo(f"  {'total':13s} {total:7.2f} ms/photo CPU = {out['images_per_cpu_s']:.0f} photos per CPU-second "
+             f"(wall {wall:.2f} s for {n}: {n / wall:.0f} photos/s{load})")
         if net:
-            echo(f"segmenter network alone: {out['segmenter_ms']:.1f} ms/photo (median, torch on 1 thread; "
+            echo(f"segmenter network alone: {out['segmenter_ms']:.1f} ms CPU/photo (median, torch on 1 thread; "
                  "target <= 20 ms)")
     return out
+
+
+def _load_average() -> str:
+    try:
+        return f", load average {os.getloadavg()[0]:.1f} on {os.cpu_count()} CPUs"
+    except OSError:
+        return ""

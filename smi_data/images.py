@@ -9,9 +9,12 @@ Strict decoding: a JPEG is decoded once by libjpeg-turbo (``simplejpeg``) with i
 recoverable errors treated as errors, so a file cut short (even with its end marker
 put back), a zeroed block in the entropy-coded data or a broken marker is refused
 instead of being measured on the grey or garbled pixels libjpeg would fill in. A PNG
-must pass its chunk checksums (PIL ``verify``). The pixels the toolkit uses are then
-decoded by OpenCV as before (EXIF orientation applied), so good photos give the same
-numbers as before.
+must pass its chunk checksums (PIL ``verify``). A colour JPEG without EXIF data is
+decoded once, by that strict pass straight into BGR (the same pixels as OpenCV's
+decoder: both are libjpeg-turbo with the same settings, checked on every bundled
+photo); a JPEG with EXIF data (which may carry an orientation) and every other format
+are decoded by OpenCV after the check (EXIF orientation applied), so good photos give
+the same numbers as before.
 
 Photo rule (:func:`photo_problem`): a colour read of a photo also refuses what the
 measuring code cannot measure right: images under :data:`MIN_PHOTO_SIDE` pixels on
@@ -239,11 +242,15 @@ def read_image(path: str | os.PathLike, *, max_pixels: int = MAX_PIXELS, color: 
         )
     if _looks_truncated(p, data):
         raise ImageError(f"{p}: image file is truncated (incomplete download or copy); copy it again")
-    corrupt = decode_problem(data)
+    img = None
+    if color and head[:3] == b"\xff\xd8\xff" and not _jpeg_has_exif(head):
+        img, corrupt = _decode_jpeg_bgr(data)  # the strict check and the pixels in one pass
+    else:
+        corrupt = decode_problem(data)
     if corrupt:
         raise ImageError(f"{p}: corrupt image data ({corrupt}); copy or export the photo again")
-    flag = cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE
-    img = cv2.imdecode(data, flag)
+    if img is None:
+        img = cv2.imdecode(data, cv2.IMREAD_COLOR if color else cv2.IMREAD_GRAYSCALE)
     if img is None:
         raise ImageError(f"{p}: could not decode the image; re-export it as JPEG or PNG")
     if check_photo if check_photo is not None else color:
@@ -298,6 +305,53 @@ def decode_problem(data: bytes | np.ndarray) -> str | None:
     return None
 
 
+def _jpeg_has_exif(head: bytes) -> bool:
+    """True if the JPEG's segments before the first scan include an EXIF (APP1 ``Exif``) block.
+
+    Such a file may carry an orientation, which OpenCV's decoder applies and a plain
+    libjpeg decode does not; when unsure (a segment runs past ``head``) the answer is True.
+    """
+    i = 2
+    while i + 4 <= len(head):
+        if head[i] != 0xFF:
+            return True
+        marker = head[i + 1]
+        if marker == 0xFF:
+            i += 1
+            continue
+        if marker in (0xD8, 0x01) or 0xD0 <= marker <= 0xD7:
+            i += 2
+            continue
+        if marker == 0xDA:  # start of scan: no EXIF before it
+            return False
+        length = int.from_bytes(head[i + 2:i + 4], "big")
+        if marker == 0xE1 and head[i + 4:i + 10] == b"Exif\x00\x00":
+            return True
+        if length < 2:
+            return True
+        i += 2 + length
+    return True
+
+
+def _decode_jpeg_bgr(data: np.ndarray) -> tuple[np.ndarray | None, str | None]:
+    """``(BGR image, None)`` from libjpeg-turbo's strict decode, or ``(None, problem)``.
+
+    ``(None, None)`` when the strict decoder cannot give BGR directly (a CMYK JPEG):
+    the caller then decodes with OpenCV after :func:`decode_problem` found nothing.
+    """
+    try:
+        import simplejpeg
+    except ImportError:  # pragma: no cover - simplejpeg is a dependency
+        return None, decode_problem(data)
+    try:
+        return simplejpeg.decode_jpeg(data.tobytes(), colorspace="BGR", strict=True), None
+    except ValueError as exc:
+        msg = str(exc)
+        if "color conversion" in msg.lower() or "colorspace" in msg.lower():
+            return None, decode_problem(data)
+        return None, msg.strip() or "libjpeg could not decode it"
+
+
 def _jpeg_problem(data: bytes) -> str | None:
     try:
         import simplejpeg
@@ -320,13 +374,14 @@ def _jpeg_problem(data: bytes) -> str | None:
     return None
 
 
-def photo_problem(img: np.ndarray) -> str | None:
+def photo_problem(img: np.ndarray, *, marker_found: bool | None = None) -> str | None:
     """Why a decoded photo cannot be measured right, or None.
 
     The rule: a photo must be at least :data:`MIN_PHOTO_SIDE` pixels on its shorter
     side, in colour (a greyscale photo loses the skin/background contrast the
     silhouette needs), and not mirrored (a mirrored ArUco marker is not found, so the
-    scale silently falls back). Each refusal says what to do.
+    scale silently falls back). Each refusal says what to do. ``marker_found=True``
+    (the caller found the marker the right way round) skips the mirror search.
     """
     h, w = img.shape[:2]
     if min(h, w) < MIN_PHOTO_SIDE:
@@ -334,7 +389,7 @@ def photo_problem(img: np.ndarray) -> str | None:
                 "use the original photo, not a thumbnail")
     if img.ndim == 3 and img.shape[2] >= 3 and is_greyscale(img):
         return "photo is greyscale; the leg outline needs a colour photo, take or export it in colour"
-    if img.ndim == 3 and is_mirrored(img):
+    if img.ndim == 3 and not marker_found and is_mirrored(img):
         return ("photo is mirrored (the scale marker reads as its mirror image, as with a selfie camera); "
                 "flip it back or take it with the rear camera")
     return None
@@ -346,28 +401,43 @@ def is_greyscale(img: np.ndarray) -> bool:
     A flat frame (no content: grey-level SD under 3) is not called greyscale; the
     measuring code refuses it with its own reason (no leg found).
     """
-    small = img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256), :3].astype(np.int16)
-    if float(small.std()) < 3.0:
+    import cv2
+
+    small = np.ascontiguousarray(img[:: max(1, img.shape[0] // 256), :: max(1, img.shape[1] // 256), :3])
+    # the grey-level SD over every sample of the three channels (``small.std()``, to rounding)
+    if float(cv2.meanStdDev(small.reshape(-1, 1))[1][0, 0]) < 3.0:
         return False
-    chroma = np.abs(small[..., 0] - small[..., 1]) + np.abs(small[..., 1] - small[..., 2])
-    return float(chroma.mean()) < GREY_CHROMA_LIMIT
+    b, g, r = small[..., 0], small[..., 1], small[..., 2]
+    chroma = int(cv2.absdiff(b, g).sum(dtype=np.int64)) + int(cv2.absdiff(g, r).sum(dtype=np.int64))
+    return chroma / b.size < GREY_CHROMA_LIMIT
 
 
 def is_mirrored(img: np.ndarray) -> bool:
     """True when the scale marker is found in the left-right mirrored photo (so the photo is mirrored).
 
-    One fast ArUco pass on a copy at most 800 pixels wide; a photo without a marker,
-    or with a marker the right way round, gives False.
+    A photo without a marker, or with a marker the right way round, gives False. First
+    one quick pass for the marker the right way round (a half-size copy, one threshold
+    window: the marker detector's own first pass, which finds the card in most photos);
+    only if that finds nothing, one ArUco pass on the mirrored copy at most 800 pixels
+    wide and, if the mirror shows the marker, one on the straight copy.
     """
     import cv2
 
     from .scale import MARKER_DICTIONARY, MARKER_ID
 
     grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
+    dic = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, MARKER_DICTIONARY))
+    h, w = grey.shape[:2]
+    if max(h, w) >= 400:
+        quick = cv2.aruco.DetectorParameters()
+        quick.adaptiveThreshWinSizeMin = quick.adaptiveThreshWinSizeMax = 13
+        half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)
+        _, ids, _ = cv2.aruco.ArucoDetector(dic, quick).detectMarkers(half)
+        if ids is not None and MARKER_ID in ids.ravel():
+            return False  # the marker reads the right way round
     scale = min(1.0, 800.0 / max(grey.shape[:2]))
     if scale < 1.0:
         grey = cv2.resize(grey, None, fx=scale, fy=scale, interpolation=cv2.INTER_AREA)
-    dic = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, MARKER_DICTIONARY))
     detector = cv2.aruco.ArucoDetector(dic, cv2.aruco.DetectorParameters())
     _, ids, _ = detector.detectMarkers(np.ascontiguousarray(grey[:, ::-1]))
     if ids is None or MARKER_ID not in ids.ravel():

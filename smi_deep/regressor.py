@@ -76,7 +76,8 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from .preprocess import ChannelSettings, CropSettings, PreprocessError, cached_crop, make_channels
+from .cropstore import shared_crop
+from .preprocess import ChannelSettings, CropSettings, PreprocessError, make_channels
 from .transforms import Augment, AugmentSettings
 
 logger = logging.getLogger(__name__)
@@ -357,7 +358,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
                 ppc = row.get(f"px_per_cm_{v}")
                 ppc = float(ppc) if ppc is not None and pd.notna(ppc) else None
                 try:
-                    per_view.append(cached_crop(path, crop, px_per_cm=ppc))
+                    per_view.append(shared_crop(path, crop, px_per_cm=ppc))
                 except PreprocessError as exc:
                     failures[sid] = str(exc)
                     break

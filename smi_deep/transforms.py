@@ -118,13 +118,28 @@ class RandomBrightnessContrast:
 
     @staticmethod
     def apply(crop, mask, p):
-        x = crop.astype(np.float32)
-        mean = float(x.mean())
+        # the mean as float32 pixels give it; then the map of each of the 256 grey levels
+        # through the same float32 arithmetic, applied as a look-up table (the same output
+        # as computing it per pixel, several times faster)
+        mean = float(crop.astype(np.float32).mean())
+        return cv2_lut(crop, RandomBrightnessContrast.table(mean, p)), mask
+
+    @staticmethod
+    def table(mean: float, p: dict) -> np.ndarray:
+        """``(256,)`` uint8: where each grey level goes for the image mean ``mean`` and draw ``p``."""
+        x = np.arange(256, dtype=np.float32)
         x = (x - mean) * p["c"] + mean + p["b"] * 255.0
-        return np.clip(np.round(x), 0, 255).astype(np.uint8), mask
+        return np.clip(np.round(x), 0, 255).astype(np.uint8)
 
     def __call__(self, crop, mask):
         return self.apply(crop, mask, self.draw())
+
+
+def cv2_lut(image: np.ndarray, table: np.ndarray) -> np.ndarray:
+    """``table[image]`` for a uint8 image of any channel count (OpenCV's look-up table)."""
+    import cv2
+
+    return cv2.LUT(np.ascontiguousarray(image), table)
 
 
 @dataclass(frozen=True)

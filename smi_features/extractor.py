@@ -34,6 +34,7 @@ import json
 import os
 import tempfile
 import time
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -117,10 +118,13 @@ def _num(v):
 
 def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None,
                 px_per_cm: float | None = None, height_cm: float | None = None, view: str | None = None,
-                side: str | None = None, timings: dict | None = None) -> LegMeasurement:
+                side: str | None = None, timings: dict | None = None, marker=...) -> LegMeasurement:
     """Measure the lower leg in one photo, in pixels. Never raises for a photo without a leg.
 
-    ``timings``, if given, gets the seconds of each stage added (``marker``,
+    ``marker``, if given, is the photo's :func:`find_marker` result already found (None:
+    no marker), so it is not searched again.
+
+    ``timings``, if given, gets the CPU seconds of each stage added (``marker``,
     ``segmentation``, ``gate``, ``edges``, ``features``), for ``legsmi speed``.
 
     The photo goes through the image layer: the marker, the one segmentation
@@ -155,7 +159,8 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
         m.reason = f"unusable image: {exc}"
         return m
     clock = _StageClock(timings)
-    marker = find_marker(u8) if s.use_marker else None
+    if marker is ...:
+        marker = find_marker(u8) if s.use_marker else None
     clock.lap("marker")
     if marker is not None:
         m.marker_px_per_cm, m.marker_corners = marker
@@ -199,15 +204,19 @@ def measure_leg(image: np.ndarray, *, settings: ExtractionSettings | None = None
 
 
 class _StageClock:
-    """Adds the seconds since the last lap to ``timings[stage]`` (nothing when timings is None)."""
+    """Adds the CPU seconds (this process, every thread) since the last lap to ``timings[stage]``.
+
+    CPU rather than wall time, so a stage's share does not move with other work on the
+    machine. Nothing is recorded when ``timings`` is None.
+    """
 
     def __init__(self, timings: dict | None):
         self.timings = timings
-        self.t = time.perf_counter()
+        self.t = time.process_time()
 
     def lap(self, stage: str) -> None:
         if self.timings is not None:
-            now = time.perf_counter()
+            now = time.process_time()
             self.timings[stage] = self.timings.get(stage, 0.0) + now - self.t
             self.t = now
 
@@ -216,15 +225,22 @@ def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | N
                        px_per_cm: float | None = None, height_cm: float | None = None, view: str | None = None,
                        side: str | None = None) -> dict:
     """Read one image and return its measurement record (never raises for a bad image)."""
-    from smi_data.images import ImageError, read_image
+    from smi_data.images import ImageError, photo_problem, read_image
 
+    s = settings or ExtractionSettings()
     t0 = time.perf_counter()
     try:
-        img = read_image(path, color=True)
+        img = read_image(path, color=True, check_photo=False)
+        # the photo rule after the marker search: a marker found the right way round
+        # answers the mirror question, so the rule need not look for it again
+        marker = find_marker(img) if s.use_marker else None
+        problem = photo_problem(img, marker_found=marker is not None)
+        if problem:
+            raise ImageError(f"{Path(path)}: {problem}")
     except ImageError as exc:
         return {"ok": False, "reason": str(exc), "features_px": {}, "dense_px": [], "marker_px_per_cm": None,
                 "silhouette_method": None, "roll_deg": None, "knee_ankle_px": None, "read_error": True}
-    m = measure_leg(img, settings=settings, px_per_cm=px_per_cm, height_cm=height_cm, view=view, side=side)
+    m = measure_leg(img, settings=s, px_per_cm=px_per_cm, height_cm=height_cm, view=view, side=side, marker=marker)
     kept = _KEPT.get()
     if kept is not None:
         kept[_kept_key(path, settings, view)] = m
@@ -338,6 +354,38 @@ class FeatureCache:
             pass  # a cache that cannot be written only costs time
 
 
+@contextmanager
+def one_thread(settings: ExtractionSettings | None = None):
+    """OpenCV and (for the learned segmenter) torch on one thread for the block, restored after.
+
+    The photos are measured one after another and the networks and filters are small:
+    one thread per process is the fastest per CPU-second, and parallelism comes from
+    processes (``n_jobs``, a Dask cluster). Torch's default (one thread per core) was
+    measured 2.4 times slower in wall time on a loaded two-core machine
+    (docs/scaling.md); worker processes already set one thread each.
+    """
+    import cv2
+
+    from smi_image.segment import resolve_method
+
+    old_cv = cv2.getNumThreads()
+    cv2.setNumThreads(1)
+    torch_threads = None
+    if resolve_method((settings or ExtractionSettings()).silhouette.segmenter) == "learned":
+        import torch
+
+        torch_threads = torch.get_num_threads()
+        torch.set_num_threads(1)
+    try:
+        yield
+    finally:
+        cv2.setNumThreads(old_cv)
+        if torch_threads is not None:
+            import torch
+
+            torch.set_num_threads(torch_threads)
+
+
 def _measure_worker(path: str, settings_dict: dict, context: tuple = (None, None)) -> dict:
     import cv2
 
@@ -406,7 +454,8 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
             sd = s.as_dict()
             done = Parallel(n_jobs=n_jobs, backend="loky")(delayed(_measure_worker)(p, sd, ctx) for p, ctx in todo)
         else:
-            done = [measure_image_file(p, s, *ctx) for p, ctx in todo]
+            with one_thread(s):
+                done = [measure_image_file(p, s, *ctx) for p, ctx in todo]
         for item, rec in zip(todo, done):
             records[item] = rec
             if store is not None and keys.get(item) and not rec.get("read_error"):
