@@ -196,7 +196,7 @@ def train_trunk(x: np.ndarray, y: np.ndarray, subjects: np.ndarray, *, seed: int
 
     A seeded ``holdout`` share of the subjects is kept out of training; the record has the
     targets' training mean and SD, the loss per epoch and the held-out error per target
-    (mean absolute error in the target's unit and MAPE %).
+    (mean absolute error in the target's unit and mean absolute percentage error).
     """
     import torch
 
