@@ -693,7 +693,7 @@ def predict(model_dir, photos, dataset, sex, age, height_cm, weight_kg, px_per_c
 
 # ----------------------------------------------------------------------------- evaluation commands (benchmarks)
 # (section owned by the benchmark work; add `benchmark`, `ablate`, `speed` here)
-_DEFAULT_MODELS = "mean,covariates,tape,xgb-features,cnn-paper,cnn-lite"
+_DEFAULT_MODELS = "mean,covariates,tape,xgb-features,cnn-paper,cnn-geo"
 
 
 def _csv_list(value: str) -> list[str]:

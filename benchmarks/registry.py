@@ -37,8 +37,9 @@ from dataclasses import dataclass, field
 from typing import Any, Callable
 from smi_data.errors import LegsmiError
 
-#: The default model list of ``legsmi benchmark``.
-DEFAULT_MODELS = ("mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-lite")
+#: The default model list of ``legsmi benchmark``: the baselines, the features model, the study's
+#: CNN (the reproduction) and cnn-geo (ours). cnn-lite and cnn-hybrid run when named (``--models``).
+DEFAULT_MODELS = ("mean", "covariates", "tape", "xgb-features", "cnn-paper", "cnn-geo")
 
 
 class ModelUnavailableError(LegsmiError, RuntimeError):
