@@ -466,8 +466,9 @@ def _model_choices() -> list[str]:
 @click.option("--intervals", "interval_method", default="auto",
               type=click.Choice(["auto", "refit", "cv", "split", "split-refit", "none"]),
               help="Conformal calibration for prediction intervals, inside the training data: auto = cross-"
-                   "conformal (5 folds for the baselines, 10 for xgb-features), split (25 %, at least 24 people, held out) for the "
-                   "CNNs; refit (= split-refit for the CNNs): the split's scores, then the model refit on all.")
+                   "conformal (5 folds for the baselines, 10 for xgb-features), split (25 %, at least 24 people, held "
+                   "out) for the CNNs; refit (= split-refit for the CNNs): the split's scores, then the model "
+                   "refit on all.")
 @tier_option(None, detail="What the model is told besides the photos; recorded in model.json, and predict then "
                          "asks for exactly that. Default: no tier, the model's own settings with every covariate "
                          "the dataset has (as before tiers).")
@@ -1135,8 +1136,9 @@ def pretrain(cohorts, out, views, seed, epochs, holdout, cache_dir, overwrite):
     for v, r in records.items():
         err = r.get("holdout_error") or {}
         calf = err.get("calf_circ_cm", {})
-        click.echo(f"{v}: {r['n_photos']} photos, held-out calf circumference MAE {calf.get('mae', float('nan')):.2f} cm "
-                   f"({calf.get('mape_pct', float('nan')):.1f} %), training {r['train_cpu_s']:.0f} s CPU")
+        click.echo(f"{v}: {r['n_photos']} photos, held-out calf circumference MAE "
+                   f"{calf.get('mae', float('nan')):.2f} cm ({calf.get('mape_pct', float('nan')):.1f} %), "
+                   f"training {r['train_cpu_s']:.0f} s CPU")
     click.echo(f"wrote {Path(out)}")
 
 

@@ -92,7 +92,8 @@ class Task:
     arm: str = ""
     overrides: tuple = ()
     train_fraction: float = 1.0
-    intervals: bool | str = False  # conformal intervals: True/'auto' or a scheme (benchmarks.calibration.METHOD_CHOICES)
+    # conformal intervals: True/'auto' or a scheme (benchmarks.calibration.METHOD_CHOICES)
+    intervals: bool | str = False
     tier: str | None = None
     scale_on_all: bool = False
 

@@ -132,7 +132,8 @@ def _import(module: str, what: str):
         mod = importlib.import_module(module)
     except ImportError as exc:
         hint = ("XGBoost comes from an extra: pip install -e '.[cpu]' (CPU-only wheel) or '.[gpu]'"
-                if getattr(exc, "name", "") == "xgboost" else "install legsmi with its model families (pip install -e .)")
+                if getattr(exc, "name", "") == "xgboost"
+                else "install legsmi with its model families (pip install -e .)")
         raise ModelUnavailableError(f"{module} cannot be imported ({exc}); {hint}") from None
     try:
         return getattr(mod, what)

@@ -236,7 +236,8 @@ def reliability_table(values: pd.DataFrame, measures) -> pd.DataFrame:
         long = values[["subject", "take", col]].rename(columns={"subject": "subject_id", col: "value"})
         stats = reliability_stats(long)
         note = ""
-        if np.isfinite(stats["sem"]) and stats["sem"] <= 1e-9 * max(abs(stats["mean"]), 1.0):  # e.g. knee-ankle length where the levels are placed from the entered height
+        # e.g. knee-ankle length where the levels are placed from the entered height
+        if np.isfinite(stats["sem"]) and stats["sem"] <= 1e-9 * max(abs(stats["mean"]), 1.0):
             note = "identical at every take: not measured from the photo (derived from the entered covariates)"
         rows.append({"measure": label, "column": col, "unit": unit, **stats, "note": note})
     return pd.DataFrame(rows)
@@ -249,7 +250,8 @@ def target_lines(table: pd.DataFrame) -> list[str]:
     if "calf_circumference_cm" in by.index:
         r = by.loc["calf_circumference_cm"]
         ok = r["cv_within_pct"] <= TARGET_CIRC_CV_PCT and r["icc21"] >= TARGET_CIRC_ICC21
-        lines.append(f"calf circumference: within-subject CV {r['cv_within_pct']:.2f} % (target ≤ {TARGET_CIRC_CV_PCT:g} %), "
+        lines.append(f"calf circumference: within-subject CV {r['cv_within_pct']:.2f} % "
+                     f"(target ≤ {TARGET_CIRC_CV_PCT:g} %), "
                      f"ICC(2,1) {r['icc21']:.3f} (target ≥ {TARGET_CIRC_ICC21:g}): {'met' if ok else 'NOT met'}")
     if "smi_pred" in by.index:
         r = by.loc["smi_pred"]

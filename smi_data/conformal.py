@@ -18,8 +18,8 @@ saved scores whenever it is needed:
   ``"midpoint"`` (the default) takes ``k = floor(c (n + 1) + 1/2)``, the order statistic whose
   coverage ``k / (n + 1)`` is nearest ``c`` (the wider of two equally near): exactly the values
   whose *smoothed* conformal p-value with the random tie-breaker fixed at 1/2 is at least
-  ``1 - c`` (the same midpoint as the probability below). On average it covers ``c`` to within ``1 / (2 (n + 1))``, above or
-  below, instead of never below; the guarantee "at least ``c``" is given up for that.
+  ``1 - c`` (the same midpoint as the probability below). On average it covers ``c`` to within
+  ``1 / (2 (n + 1))``, above or below, instead of never below; the guarantee "at least ``c``" is given up for that.
   crepes is handed the confidence that makes its own index equal ``k``;
 * the probability of being below a cut-off comes from a ``crepes.ConformalPredictiveSystem``
   on the signed scores ``(y - y_hat) / sigma``: its predictive distribution evaluated
@@ -169,7 +169,8 @@ class Calibration:
         if self.method not in METHODS:
             raise CalibrationError(f"{where}: method {self.method!r}, expected one of {', '.join(METHODS)}")
         if self.normalise not in NORMALISATIONS:
-            raise CalibrationError(f"{where}: normalise {self.normalise!r}, expected one of {', '.join(NORMALISATIONS)}")
+            raise CalibrationError(f"{where}: normalise {self.normalise!r}, "
+                                   f"expected one of {', '.join(NORMALISATIONS)}")
         if self.mondrian not in MONDRIAN or self.bins_used not in MONDRIAN:
             raise CalibrationError(f"{where}: mondrian {self.mondrian!r} / bins_used {self.bins_used!r}, "
                                    f"expected one of {', '.join(MONDRIAN)}")
@@ -177,11 +178,13 @@ class Calibration:
             raise CalibrationError(f"{where}: rule {self.rule!r}, expected one of {', '.join(RULES)}")
         want = {"M", "F"} if self.bins_used == "sex" else {"all"}
         if not isinstance(self.scores, dict) or set(self.scores) != want:
-            raise CalibrationError(f"{where}: score bins {sorted(self.scores) if isinstance(self.scores, dict) else self.scores!r}, "
+            raise CalibrationError(f"{where}: score bins "
+                                   f"{sorted(self.scores) if isinstance(self.scores, dict) else self.scores!r}, "
                                    f"expected {sorted(want)}")
         need = min_scores(max(LEVELS))
         for b, s in self.scores.items():
-            ok = isinstance(s, (list, tuple)) and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s)
+            ok = (isinstance(s, (list, tuple))
+                  and all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in s))
             arr = np.asarray(s, dtype=float) if ok else None
             if arr is None or arr.ndim != 1 or not np.all(np.isfinite(arr)):
                 raise CalibrationError(f"{where}: scores of bin {b!r} are not a list of finite numbers")

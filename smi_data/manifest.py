@@ -211,7 +211,8 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
                 continue
             value = parse_number(raw)
             if value is None:
-                what = "not a finite number" if raw.lower().lstrip("+-") in ("inf", "infinity", "nan") else "not a number"
+                what = ("not a finite number" if raw.lower().lstrip("+-") in ("inf", "infinity", "nan")
+                        else "not a number")
                 problems.append(f"{where}: {col} '{raw}' is {what} (write digits 0-9 with a point, e.g. 40.5)")
                 continue
             if not np.isfinite(value):
@@ -221,7 +222,8 @@ def check_table(df: pd.DataFrame, dataset_dir: Path, *, require_label: bool = Tr
             elif col in RANGES:
                 lo, hi = RANGES[col]
                 if not lo <= value <= hi:
-                    problems.append(f"{where}: {col} {value:g} {UNITS[col]} is outside the plausible range {lo:g}-{hi:g}")
+                    problems.append(f"{where}: {col} {value:g} {UNITS[col]} is outside the plausible range "
+                                    f"{lo:g}-{hi:g}")
         if "side" in df.columns and str(row["side"]).strip() not in ("", "L", "R"):
             problems.append(f"{where}: side '{row['side']}' is not L or R")
         if "take" in df.columns and not (str(row["take"]).strip().isdigit() and int(str(row["take"]).strip()) >= 1):

@@ -8,8 +8,8 @@ refused with a message that says what was found and what was expected.
 Integrity: at save, ``model.json`` records the SHA-256 and size of every other file in
 the folder (``files``: the booster, the network weights, ...). Before a model is used,
 every listed file must be a regular file inside the folder (a symbolic link is refused,
-wherever it points) with that checksum. So a booster whose leaf values were edited, a weight file swapped for another, or a
-``model.json`` copied from another model folder is refused instead of predicting.
+wherever it points) with that checksum. So a booster whose leaf values were edited, a weight
+file swapped for another, or a ``model.json`` copied from another model folder is refused instead of predicting.
 """
 
 from __future__ import annotations

@@ -138,7 +138,7 @@ def subject_table(manifest: pd.DataFrame) -> pd.DataFrame:
         )
     subjects["smi"] = smi.astype(float)
     tertile = np.zeros(len(subjects), dtype=int)
-    for sex, grp in subjects.groupby("sex", sort=True):
+    for _sex, grp in subjects.groupby("sex", sort=True):
         order = grp.sort_values(["smi", "subject_id"]).index
         rank = np.arange(len(order))
         tertile[subjects.index.get_indexer(order)] = (3 * rank) // len(order)

@@ -294,8 +294,8 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
 
     model_name = MODEL_NAME
 
-    def __init__(self, features: str = "geometry", covariates=False, alphas=None, weights_dir: str | None = None, n_threads: int | None = None,
-                 random_state: int = 0):
+    def __init__(self, features: str = "geometry", covariates=False, alphas=None, weights_dir: str | None = None,
+                 n_threads: int | None = None, random_state: int = 0):
         self.features = features
         self.covariates = covariates
         self.alphas = alphas
@@ -307,7 +307,8 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         try:
             return HEAD_COVARIATES[self.covariates]
         except (KeyError, TypeError):
-            raise ValueError(f"covariates must be False, 'photo', 'basic' or 'weight', got {self.covariates!r}") from None
+            raise ValueError(f"covariates must be False, 'photo', 'basic' or 'weight', "
+                             f"got {self.covariates!r}") from None
 
     def _design(self, X: pd.DataFrame) -> tuple[np.ndarray, list[str], dict[str, str], dict[str, str]]:
         """Head inputs ``(N, k)`` (NaN rows unusable), their names, the failures by sample id and

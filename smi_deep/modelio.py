@@ -102,8 +102,8 @@ def save_model(estimator, model_dir: str | os.PathLike, *, extra_meta: dict | No
         deep["hybrid"] = estimator.hybrid_meta()
     d.mkdir(parents=True, exist_ok=True)
     atomic_write_bytes(d / WEIGHTS_NAME, data)
-    write_model_meta(d, family=FAMILY, model=getattr(estimator, "model_name", estimator.variant), config=_jsonable(estimator.get_params()),
-                     extra={**(extra_meta or {}), "deep": deep})
+    write_model_meta(d, family=FAMILY, model=getattr(estimator, "model_name", estimator.variant),
+                     config=_jsonable(estimator.get_params()), extra={**(extra_meta or {}), "deep": deep})
     return d
 
 

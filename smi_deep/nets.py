@@ -182,8 +182,8 @@ class GeoNet(nn.Module):
     The same conv blocks as :class:`VGGRegressor` (3 × 3 conv → batch norm → ReLU → 2 × 2
     max pooling), the last map flattened (a width is a distance between two outline
     positions) and, with ``profile``, each input row's sum (the leg's width in that row, a
-    fixed linear read-out that max pooling would blur) into one hidden layer, the *embedding*, then a linear layer with one
-    output per geometry target. ``embed`` returns the embedding, ``forward`` the targets.
+    fixed linear read-out that max pooling would blur) into one hidden layer, the *embedding*, then a
+    linear layer with one output per geometry target. ``embed`` returns the embedding, ``forward`` the targets.
 
     Shapes
     ------

@@ -314,7 +314,8 @@ def pretrain(cohorts, out_dir: str | os.PathLike, *, views=GEO_VIEWS, seed: int 
         subjects = np.concatenate([p["subject"] for p in parts])
         refused = {f"{c}/{k}": v for c, p in zip(cohorts, parts) for k, v in p["refused"].items()}
         prep = {"inputs_cpu_s": round(time.process_time() - c0, 1), "inputs_wall_s": round(time.perf_counter() - t0, 1),
-                "n_photos": int(len(x)), "n_refused": len(refused), "refused_examples": dict(list(refused.items())[:10])}
+                "n_photos": int(len(x)), "n_refused": len(refused),
+                "refused_examples": dict(list(refused.items())[:10])}
         echo(f"{view}: {len(x)} photos ({len(refused)} refused by the segmentation / quality gate); training")
         net, rec = train_trunk(x, y, subjects, seed=seed, epochs=epochs, holdout=holdout, echo=echo)
         meta = {**base, **prep, **rec, "view": view}

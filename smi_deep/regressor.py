@@ -37,8 +37,8 @@ Our reading of the study's training (which it does not describe)
 - **Two views** (``view='both'``): the lateral and posterior crops' channels are
   stacked as input channels of one network (lateral first).
 - **Covariates** (``covariates=True`` or ``'basic'``): sex (M = 1), age and height
-  (``'weight'``: and weight, kg), standardised on the training fold, concatenated to the image features before the head and added
-  through a linear term of their own. Off in the study's mode.
+  (``'weight'``: and weight, kg), standardised on the training fold, concatenated to the image
+  features before the head and added through a linear term of their own. Off in the study's mode.
 - **Batch-norm statistics**: after the last epoch, recomputed over the un-augmented
   training images with the final weights ("precise BN"); the running averages of a few
   hundred steps mix many past weights, and a regressor's output shifts with them.

@@ -291,7 +291,8 @@ def file_sha256(path: str | os.PathLike) -> str:
 
 @functools.lru_cache(maxsize=1)
 def code_digest() -> str:
-    """SHA-256 of the measuring code (this package, the image layer with its weights, the data layer's image and scale modules).
+    """SHA-256 of the measuring code (this package, the image layer with its weights, the data layer's
+    image and scale modules).
 
     Part of every cache key, so a record measured by older code is never reused, even when
     a change forgot to bump :data:`EXTRACTOR_VERSION`.
@@ -707,4 +708,5 @@ def image_features(manifest: pd.DataFrame, *, settings: ExtractionSettings | Non
     meta = list(META_FIELDS)
     feats = [c for c in out.columns if c not in meta + ["subject_id", "view", "image"]]
     out["failure"] = out["failure"].fillna("")
-    return out[["subject_id", "view", "image"] + meta + feats].sort_values(["subject_id", "view"]).reset_index(drop=True)
+    return (out[["subject_id", "view", "image"] + meta + feats].sort_values(["subject_id", "view"])
+            .reset_index(drop=True))

@@ -3,9 +3,9 @@
 Each run measures every image of a dataset from its file (read, decode, marker,
 silhouette, features), without the cache. One process runs with OpenCV limited to
 one thread (torch too, for the learned segmenter), so "images/s per core" means what it says, and
-reports its CPU time (images per CPU-second, which other work on the machine does not change); ``jobs = k`` runs ``k`` worker
-processes (started and warmed up before the clock starts). Targets (issue 13): at least 200
-images/s per core at 512 x 512 (studio), 60 on clinic photos with the learned segmenter.
+reports its CPU time (images per CPU-second, which other work on the machine does not change);
+``jobs = k`` runs ``k`` worker processes (started and warmed up before the clock starts). Targets (issue 13):
+at least 200 images/s per core at 512 x 512 (studio), 60 on clinic photos with the learned segmenter.
 """
 
 from __future__ import annotations

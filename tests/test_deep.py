@@ -57,7 +57,6 @@ def test_leg_mask_and_crop_find_the_drawn_leg(toy):
     assert mask.shape == (64, 64) and set(np.unique(mask)) <= {0, 255}
     # the leg fills the crop's height (5 % margin) and is much narrower than tall
     rows = np.flatnonzero(mask.any(axis=1))
-    cols = np.flatnonzero(mask.any(axis=0))
     assert rows[-1] - rows[0] + 1 >= 0.85 * 64
     assert 3 <= mask[rows[0] + 10].astype(bool).sum() < 0.5 * 64  # calf region: narrow band
 

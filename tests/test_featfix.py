@@ -10,8 +10,8 @@ from click.testing import CliRunner
 
 import cli
 from smi_data.toy import make_toy_dataset
-from smi_features.estimators import (CLIP_MARGIN, LINEAR_CORE, TWO_VIEW_CORE_LEFT_OUT, UNREPEATABLE_FEATURES, LogLinearBase,
-                                     XGBFeaturesRegressor, excluded_columns, feature_columns)
+from smi_features.estimators import (CLIP_MARGIN, LINEAR_CORE, TWO_VIEW_CORE_LEFT_OUT, UNREPEATABLE_FEATURES,
+                                     LogLinearBase, XGBFeaturesRegressor, excluded_columns, feature_columns)
 
 
 # ----------------------------------------------------------------------------- the linear base
@@ -116,7 +116,8 @@ def test_train_records_the_tier_and_predict_gives_a_photo_model_no_covariates(to
     meta = json.loads((photo_dir / "model.json").read_text())
     assert meta["tier"] == "photo" and meta["config"]["tier"] == "photo"
     assert json.loads((photo_dir / "run.json").read_text())["config"]["tier"] == "photo"
-    res = runner.invoke(cli.main, ["train", str(toy), "--model", "tape", "--tier", "weight", "--out", str(tmp_path / "t")])
+    res = runner.invoke(cli.main, ["train", str(toy), "--model", "tape", "--tier", "weight",
+                                   "--out", str(tmp_path / "t")])
     assert res.exit_code != 0 and "basic" in res.output
     res = runner.invoke(cli.main, ["train", str(toy), "--tier", "basic", "--set", "xgb-features.tier=weight",
                                    "--out", str(tmp_path / "t")])

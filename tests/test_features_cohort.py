@@ -60,7 +60,8 @@ def test_features_match_the_baseline():
         else:
             assert a.astype(object).where(a.notna(), "").astype(str).tolist() == \
                 b.astype(object).where(b.notna(), "").astype(str).tolist(), col
-    assert set(cur["scale_mode"]) == {"marker"} and cur["failure"].astype(object).where(cur["failure"].notna(), "").eq("").all()
+    assert (set(cur["scale_mode"]) == {"marker"}
+            and cur["failure"].astype(object).where(cur["failure"].notna(), "").eq("").all())
 
 
 @pytest.mark.slow

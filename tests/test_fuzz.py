@@ -65,7 +65,8 @@ def _check_manifest(ds: Path) -> None:
 
 @SETTINGS
 @given(rows=st.lists(st.lists(cell, min_size=5, max_size=9), min_size=0, max_size=6),
-       header=st.permutations(COLUMNS + ["px_per_cm", "weight_kg"]).map(lambda c: c[: random.Random(len(c)).randint(5, 9)]))
+       header=st.permutations(COLUMNS + ["px_per_cm", "weight_kg"]).map(
+           lambda c: c[: random.Random(len(c)).randint(5, 9)]))
 def test_manifest_tables_are_accepted_or_refused_never_crash(tmp_path_factory, rows, header):
     buf = io.StringIO()
     w = csv.writer(buf)

@@ -211,7 +211,8 @@ def test_single_pair_fine_for_error_metrics():
 
 
 def test_mape_zero_reference():
-    with pytest.raises(ValueError, match=re.escape("mape is undefined where y_true is 0 (1 value(s), first at index 1)")):
+    with pytest.raises(ValueError,
+                       match=re.escape("mape is undefined where y_true is 0 (1 value(s), first at index 1)")):
         mape([6.0, 0.0], [6.0, 1.0])
 
 

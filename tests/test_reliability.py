@@ -26,8 +26,10 @@ def test_icc_matches_the_shrout_fleiss_worked_example():
     assert round(res["icc21"], 2) == 0.29
     assert round(res["icc31"], 2) == 0.71
     # the unrounded CIs are pingouin's, which rounds to two decimals
-    assert [round(res["icc21_lower"], 2), round(res["icc21_upper"], 2)] == pytest.approx(res["pingouin_ci21"], abs=0.006)
-    assert [round(res["icc31_lower"], 2), round(res["icc31_upper"], 2)] == pytest.approx(res["pingouin_ci31"], abs=0.006)
+    assert ([round(res["icc21_lower"], 2), round(res["icc21_upper"], 2)]
+            == pytest.approx(res["pingouin_ci21"], abs=0.006))
+    assert ([round(res["icc31_lower"], 2), round(res["icc31_upper"], 2)]
+            == pytest.approx(res["pingouin_ci31"], abs=0.006))
     assert res["icc21_lower"] < res["icc21"] < res["icc21_upper"]
     assert res["icc31_lower"] < res["icc31"] < res["icc31_upper"]
 

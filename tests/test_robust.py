@@ -222,7 +222,8 @@ def test_extra_field_on_the_first_row_is_a_clear_problem(tmp_path):
     report = validate_dataset(ds)
     assert any("row 2" in p and "decimal comma" in p for p in report.problems)
     res = CliRunner().invoke(cli.main, ["validate", str(ds)])
-    assert res.exit_code == 1 and "row 2" in res.output and res.exception is None or isinstance(res.exception, SystemExit)
+    assert (res.exit_code == 1 and "row 2" in res.output and res.exception is None
+            or isinstance(res.exception, SystemExit))
 
 
 def test_huge_px_per_cm_is_out_of_range(tmp_path):
@@ -332,7 +333,8 @@ def test_a_real_booster_with_scaled_leaves_is_refused(toy, tmp_path):
     import re
 
     scaled = re.sub(r'"split_conditions": \[([^\]]*)\]',
-                    lambda m: '"split_conditions": [' + ", ".join(str(float(v) * 50) for v in m.group(1).split(",")) + "]",
+                    lambda m: ('"split_conditions": ['
+                               + ", ".join(str(float(v) * 50) for v in m.group(1).split(",")) + "]"),
                     text, count=1)
     assert scaled != text
     booster.write_text(scaled)
@@ -378,7 +380,8 @@ def test_bad_set_is_exit_2_on_benchmark(toy, tmp_path):
 
 
 def test_ablate_refuses_a_non_cnn_as_cnn_model(toy, tmp_path):
-    res = CliRunner().invoke(cli.main, ["ablate", str(toy), "--cnn-model", "xgb-features", "--out", str(tmp_path / "a")])
+    res = CliRunner().invoke(cli.main, ["ablate", str(toy), "--cnn-model", "xgb-features",
+                                        "--out", str(tmp_path / "a")])
     assert res.exit_code == 2 and "xgb-features" in res.output
 
 

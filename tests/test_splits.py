@@ -46,7 +46,7 @@ def test_folds_partition_subjects_in_every_repeat():
     assert sp.subjects == subjects and sp.n_repeats == 3
     for r in range(3):
         seen = []
-        for fold, train, test in iter_folds(sp, r):
+        for _fold, train, test in iter_folds(sp, r):
             assert not set(train) & set(test)
             assert sorted(train + test) == subjects
             assert test == sorted(test)
@@ -58,7 +58,7 @@ def test_folds_partition_subjects_in_every_repeat():
 def test_images_of_a_subject_stay_together():
     m = cohort(20, 20)
     sp = make_splits(m, n_folds=4, seeds=3)
-    for fold, train_idx, test_idx in iter_fold_indices(sp, m, 0):
+    for _fold, train_idx, test_idx in iter_fold_indices(sp, m, 0):
         train_s, test_s = set(m["subject_id"].iloc[train_idx]), set(m["subject_id"].iloc[test_idx])
         assert not train_s & test_s
         assert len(train_idx) + len(test_idx) == len(m)
@@ -83,7 +83,7 @@ def test_sex_counts_within_one_of_even_share(n_folds):
 
 def test_tertiles_are_within_sex():
     t = subject_table(cohort(30, 30))
-    for sex, grp in t.groupby("sex"):
+    for _sex, grp in t.groupby("sex"):
         assert grp["tertile"].value_counts().to_dict() == {0: 10, 1: 10, 2: 10}
         # tertile increases with SMI inside each sex
         assert (grp.groupby("tertile")["smi"].max().diff().dropna() > 0).all()
@@ -207,7 +207,8 @@ def test_cli_splits_writes_file_and_refuses_overwrite(tmp_path):
     r = run(main, ["splits", str(ds), "--folds", "3", "--seed", "5", "--out", str(out)])
     assert r.exit_code != 0 and "--overwrite" in r.output
     assert out.read_bytes() == first
-    r = run(main, ["splits", str(ds), "--folds", "3", "--seed", "5", "--repeats", "2", "--out", str(out), "--overwrite"])
+    r = run(main, ["splits", str(ds), "--folds", "3", "--seed", "5", "--repeats", "2", "--out", str(out),
+                   "--overwrite"])
     assert r.exit_code == 0 and out.read_bytes() == first
     manifest = read_manifest(ds)
     sp = load_splits(out, manifest)

@@ -25,7 +25,7 @@ def view_feature_docs(levels: LevelSettings | None = None) -> dict[str, FeatureD
 def all_feature_docs(levels: LevelSettings | None = None) -> dict[str, FeatureDoc]:
     """Every model column's record, keyed by the column name (with ``_cm``-style unit suffixes)."""
     out: dict[str, FeatureDoc] = {}
-    for view, prefix in VIEW_PREFIX.items():
+    for _view, prefix in VIEW_PREFIX.items():
         for name, doc in view_feature_docs(levels).items():
             out[column_name(prefix, name, doc)] = doc
     for name, doc in paired.FEATURES.items():
