@@ -379,7 +379,10 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
                 ppc = row.get(f"px_per_cm_{v}")
                 ppc = float(ppc) if ppc is not None and pd.notna(ppc) else None
                 try:
-                    per_view.append(cached_crop(path, crop, px_per_cm=ppc))
+                    side = row.get("side")  # which leg of two (smi_image.segment.segment_leg's side rule)
+                    side = str(side).strip().upper()[:1] if isinstance(side, str) else None
+                    per_view.append(cached_crop(path, crop, px_per_cm=ppc, view=v,
+                                                side=side if side in ("L", "R") else None))
                 except PreprocessError as exc:
                     failures[sid] = str(exc)
                     break

@@ -118,6 +118,12 @@ def test_knee_cut_by_the_frame_from_the_mask():
     mask[:] = False
     mask[0:180, 60:90] = True  # 6 x: the top edge cuts the thigh, the knee is in frame
     assert protocol_problems(mask) == []
+    mask[0:40, 40:110] = True  # a wide thigh up to the top edge: the calf below decides, the knee is in frame
+    assert protocol_problems(mask) == []
+    mask[:] = False
+    mask[0:60, 30:120] = True  # a calf cut near its widest (90 px) with 60 px below: the knee is outside
+    mask[60:120, 50:100] = True
+    assert [c for c, _ in protocol_problems(mask)] == ["cut_by_frame"]
 
 
 def test_no_leg_merged_and_unsure_from_the_learned_maps(monkeypatch):
@@ -138,8 +144,8 @@ def test_no_leg_merged_and_unsure_from_the_learned_maps(monkeypatch):
     with pytest.raises(SegmentationError) as e:
         segment_leg(img, method="learned")
     assert e.value.code == "no_leg"
-    leg[10:120, 30:66] = 0.99  # one wide region with a meeting line inside that does not cut it
-    split[30:100, 47:49] = 0.9
+    leg[10:120, 30:66] = 0.99  # one wide region with a short meeting line inside that does not cut it
+    split[58:64, 38:58] = 0.9  # (a long one would: the rows it crosses split the region, test_seg_separation)
     fake(leg, split)
     with pytest.raises(SegmentationError) as e:
         segment_leg(img, method="learned", view="posterior", side="L")

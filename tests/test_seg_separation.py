@@ -1,0 +1,69 @@
+"""Two touching legs are split along the probability valley; one leg is not; the far leg of a side view is left out."""
+
+import numpy as np
+import pytest
+
+from smi_image.learned import leg_instances, pick_instance, separate_touching_legs
+
+
+def _two_legs(join_feet=True, join_knees=True):
+    """Leg probability of two standing legs (x 20-35 and 45-60), touching at the feet and the knees.
+
+    The join is less sure (0.7) than the legs (0.99): the valley a segmenter leaves between them.
+    """
+    p = np.zeros((100, 80), np.float32)
+    left, right = np.zeros(p.shape, bool), np.zeros(p.shape, bool)
+    left[5:95, 20:35] = True
+    right[5:95, 45:60] = True
+    p[left | right] = 0.99
+    if join_feet:
+        p[82:95, 35:45] = 0.7
+        left[82:95, 35:40], right[82:95, 40:45] = True, True
+    if join_knees:
+        p[5:14, 35:45] = 0.7
+        left[5:14, 35:40], right[5:14, 40:45] = True, True
+    p[:, 39:41] = np.minimum(p[:, 39:41], 0.6)  # the valley's floor
+    return p, left, right
+
+
+def _iou(a, b):
+    return (a & b).sum() / max(1, (a | b).sum())
+
+
+@pytest.mark.parametrize("feet,knees", [(True, True), (True, False), (False, True)])
+def test_touching_legs_are_split_along_the_valley(feet, knees):
+    p, left, right = _two_legs(feet, knees)
+    inst = leg_instances(p, np.zeros_like(p))
+    assert inst.max() == 2
+    by_x = sorted((1, 2), key=lambda k: np.nonzero(inst == k)[1].mean())
+    assert _iou(inst == by_x[0], left) > 0.95 and _iou(inst == by_x[1], right) > 0.95
+    assert pick_instance(inst, view="posterior", side="L") == by_x[0]
+    assert pick_instance(inst, view="posterior", side="R") == by_x[1]
+
+
+def test_one_leg_with_its_foot_forward_is_not_split():
+    region = np.zeros((100, 80), bool)
+    region[5:90, 30:45] = True
+    region[88:96, 30:70] = True  # the foot of a side view
+    parts = separate_touching_legs(region, region.astype(np.float32))
+    assert parts.max() == 1 and (parts > 0).sum() == region.sum()
+
+
+def test_a_thin_sliver_beside_the_leg_does_not_make_two_legs():
+    region = np.zeros((100, 80), bool)
+    region[5:95, 30:45] = True
+    region[40:44, 47:49] = True  # a few rows of something else nearby: too few rows to be a leg
+    region[40:44, 45:47] = True
+    parts = separate_touching_legs(region, region.astype(np.float32))
+    assert parts.max() == 1
+
+
+def test_the_leg_behind_is_left_out_of_the_photographed_one():
+    p = np.zeros((100, 80), np.float32)
+    p[5:95, 25:50] = 0.99  # the near leg (25-45) with the far leg's sliver (45-50) beside it
+    behind = np.zeros_like(p)
+    behind[5:95, 45:50] = 0.9
+    inst = leg_instances(p, np.zeros_like(p), behind)
+    assert inst.max() == 1
+    assert (inst[:, 45:50] == 0).all() and (inst[5:95, 25:45] == 1).all()
+    assert (leg_instances(p, np.zeros_like(p))[:, 45:50] == 1).any()  # without the map it is taken in
