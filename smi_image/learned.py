@@ -42,6 +42,8 @@ MIN_INSTANCE_SHARE = 0.25
 MIN_LEG_SHARE = 0.01
 #: Below this mean certainty beside the outline the segmentation is "unsure".
 MIN_CONFIDENCE = 0.5
+#: A leg seen behind the photographed one counts as a second leg in the photo from this share of its area.
+MIN_BEHIND_SHARE = 0.03
 
 
 def weights_available(path: str | Path | None = None) -> bool:
@@ -314,12 +316,13 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
         p[0][exclude] = 0.0
     inst = leg_instances(p[0], p[1], p[2] if len(p) > 2 else None)
     n_legs = int(inst.max())
+    # A leg seen behind the photographed one (a side view's far leg) is a leg in the photo too.
+    n_behind = int(((p[0] >= 0.5) & (p[2] >= 0.5)).sum()) if len(p) > 2 else 0
     if n_legs == 0 or (inst > 0).mean() < MIN_LEG_SHARE:
         raise SegmentationError("no leg found: the segmenter sees no lower leg in the photo; photograph the "
                                 "lower leg from above the knee to the floor", code="no_leg")
     k = pick_instance(inst, view=view, side=side)
-    leg = inst == k
-    leg = _fill_holes(leg)
+    leg = drop_horizontal_smears(_fill_holes(inst == k))
     hn, wn = probs.shape[1:]
     leg_net = cv2.resize(leg.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST)
     conf = outline_confidence(probs[0], leg_net)
@@ -332,8 +335,32 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
                                 f"{MIN_CONFIDENCE:g}); retake against a plainer background, in good light",
                                 code="unsure")
     coarse = max(img.shape[:2]) / max(probs.shape[1:])
+    if n_legs == 1 and n_behind >= MIN_BEHIND_SHARE * leg.sum():
+        n_legs = 2
     return LegSegmentation(work=leg, photo_shape=img.shape[:2], method="learned", confidence=conf, n_legs=n_legs,
                            notes=notes, coarse_px=coarse)
+
+
+#: Rows (working resolution) a part of the mask must span to stay: thinner horizontal bits are not leg.
+SMEAR_ROWS = 5
+
+
+def drop_horizontal_smears(leg: np.ndarray, rows: int = SMEAR_ROWS) -> np.ndarray:
+    """The leg without thin horizontal bits (a skirting line, a floor edge, a shadow taken in beside it).
+
+    A standing lower leg is tall everywhere; an opening with a vertical ``rows`` x 1 line
+    keeps every column run at least ``rows`` tall and drops the thinner ones, then the largest
+    connected piece is kept (what the opening cut off the leg).
+    """
+    import cv2
+
+    if not leg.any():
+        return leg
+    opened = cv2.morphologyEx(leg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((rows, 1), np.uint8))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=4)
+    if n <= 1:
+        return leg
+    return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
 def _looks_merged(p_split: np.ndarray, leg: np.ndarray) -> bool:

@@ -67,3 +67,15 @@ def test_the_leg_behind_is_left_out_of_the_photographed_one():
     assert inst.max() == 1
     assert (inst[:, 45:50] == 0).all() and (inst[5:95, 25:45] == 1).all()
     assert (leg_instances(p, np.zeros_like(p))[:, 45:50] == 1).any()  # without the map it is taken in
+
+
+def test_a_thin_horizontal_smear_is_dropped_from_the_leg():
+    from smi_image.learned import drop_horizontal_smears
+
+    leg = np.zeros((100, 80), bool)
+    leg[5:95, 30:45] = True
+    leg[88:95, 30:60] = True  # the foot (7 rows): kept
+    smear = leg.copy()
+    smear[60:63, 0:80] = True  # a skirting line 3 rows high taken in at the calf
+    out = drop_horizontal_smears(smear)
+    assert (out == leg).all()
