@@ -11,8 +11,7 @@ Two segmenters behind one signature:
 ``'auto'`` (the default): the learned one when its weights are present. On a studio-like
 photo (one plain background, :func:`plain_background`) where the learned one sees a single
 leg (or none), the classical finder's mask is taken instead, which is exact on that look
-(the studio cohort, drawn test photos), if it is leg-shaped, inside the frame and (when the
-learned one found a leg) about the same region (:data:`CLASSICAL_AGREEMENT`). Where the
+(the studio cohort, drawn test photos), if it is leg-shaped and inside the frame. Where the
 learned one sees two legs (both in frame, or one behind the other in a side view) the
 classical finder, which takes every foreground region, is not used. Without weights
 ``'auto'`` is the classical one. Whatever the method, a region
@@ -41,10 +40,6 @@ MIN_LEG_ASPECT_LEARNED = 2.5
 #: Plain background: the 90th percentile of the border strips' colour distance from their own
 #: row model stays under this (CIELAB units).
 PLAIN_BACKGROUND_DE = 6.0
-#: 'auto' on a plain background takes the classical mask only if its IoU with the learned one reaches this
-#: and it is at most CLASSICAL_MAX_GROWTH times its area (a classical mask taking in the other leg is larger).
-CLASSICAL_AGREEMENT = 0.8
-CLASSICAL_MAX_GROWTH = 1.1
 
 
 @dataclass
@@ -176,7 +171,7 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
         if requested == "auto" and (seg is None or seg.n_legs == 1) and plain_background(small, exclude):
             # Studio look, one leg: the classical finder is exact there.
             try:
-                plain = _plain_classical(img, small, s, exclude, seg)
+                plain = _plain_classical(img, small, s, exclude)
             except SegmentationError as exc:
                 if seg is None:  # a plain photo with nothing on it: "no leg", not "unsure"
                     raise exc from None
@@ -197,18 +192,13 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     return seg
 
 
-def _plain_classical(img, small, s, exclude, learned: LegSegmentation | None) -> LegSegmentation | None:
-    """The classical mask of a plain-background photo if it is a whole leg and agrees with the learned one."""
+def _plain_classical(img, small, s, exclude) -> LegSegmentation | None:
+    """The classical mask of a plain-background photo if it is a whole leg inside the frame, else None."""
     from .quality import protocol_problems
 
     seg = _classical(img, small, s, exclude)
     if leg_aspect(seg.work) < MIN_LEG_ASPECT or protocol_problems(seg.work):
         return None
-    if learned is not None:
-        a, b = seg.work, learned.work
-        union = (a | b).sum()
-        if not union or (a & b).sum() / union < CLASSICAL_AGREEMENT or a.sum() > CLASSICAL_MAX_GROWTH * b.sum():
-            return None
     seg.notes.append("plain background: used the classical finder")
     return seg
 

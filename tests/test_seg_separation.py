@@ -79,3 +79,29 @@ def test_a_thin_horizontal_smear_is_dropped_from_the_leg():
     smear[60:63, 0:80] = True  # a skirting line 3 rows high taken in at the calf
     out = drop_horizontal_smears(smear)
     assert (out == leg).all()
+
+
+def test_auto_keeps_the_classical_finder_for_one_leg_on_a_plain_wall_only(monkeypatch):
+    """Two legs on a plain wall: the classical finder would take both, so the learned one's leg is used."""
+    import cv2
+
+    import smi_image.learned as learned
+    from smi_image.segment import segment_leg
+
+    img = np.full((400, 300, 3), (200, 205, 210), np.uint8)
+    p = np.zeros((128, 96), np.float32)
+    for x0 in (30, 56):  # two legs (network px), photo px x 400/128
+        p[10:120, x0:x0 + 12] = 0.99
+        cv2.rectangle(img, (int(x0 * 3.125), int(10 * 3.125)), (int((x0 + 12) * 3.125), int(120 * 3.125)),
+                      (80, 110, 160), -1)
+    monkeypatch.setattr(learned, "leg_probabilities", lambda im, weights=None: np.stack([p, np.zeros_like(p)]))
+    seg = segment_leg(img, method="auto", view="posterior", side="R")
+    assert seg.method == "learned" and seg.n_legs == 2
+    assert np.nonzero(seg.work)[1].mean() > seg.work.shape[1] / 2  # the subject's right: the image's right
+
+    one = np.full((400, 300, 3), (200, 205, 210), np.uint8)
+    cv2.rectangle(one, (120, 30), (160, 375), (80, 110, 160), -1)
+    q = np.zeros_like(p)
+    q[10:120, 38:51] = 0.99
+    monkeypatch.setattr(learned, "leg_probabilities", lambda im, weights=None: np.stack([q, np.zeros_like(q)]))
+    assert segment_leg(one, method="auto").method in ("canny", "otsu")
