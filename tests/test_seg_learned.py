@@ -133,5 +133,5 @@ def test_shipped_weights_are_small_and_fast():
         ms = (time.perf_counter() - t) / 5 * 1000
     finally:
         torch.set_num_threads(old)
-    assert p.shape[0] == 2 and p.shape[1] == meta["input_long_px"]
+    assert p.shape[0] == model.head.out_channels in (2, 3) and p.shape[1] == meta["input_long_px"]
     assert ms < 200  # the 20 ms target is a benchmark (legsmi speed), not a timed test; this catches a blow-up
