@@ -63,7 +63,7 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
     Returns
     -------
     DataFrame
-        One row per quantity: ``feature``, ``truth``, ``n``, ``mape_pct``, ``bias_pct``,
+        One row per quantity: ``feature``, ``truth``, ``n``, ``mape_pct``, ``median_ape_pct``, ``bias_pct``,
         ``pearson_r``, ``worst_pct``, ``worst_subject``. ``attrs["failures"]`` holds the
         samples with a photo that could not be measured and why; ``attrs["refused"]``,
         per view, the share of photos the quality gate refused.
@@ -100,7 +100,8 @@ def compare_with_truth(dataset_dir: str | os.PathLike, *, n_jobs: int = 1, cache
             continue
         rows.append({
             "feature": feat, "truth": tcol if tcol != "calf_width_seen_cm" else f"{tcol} ({view})", "n": int(ok.sum()),
-            "mape_pct": float(rel.abs().mean()), "bias_pct": float(rel.mean()),
+            "mape_pct": float(rel.abs().mean()), "median_ape_pct": float(rel.abs().median()),
+            "bias_pct": float(rel.mean()),
             "pearson_r": float(np.corrcoef(m[ok], t[ok])[0, 1]) if ok.sum() > 2 else np.nan,
             "worst_pct": float(rel.abs().max()), "worst_subject": str(rel.abs().idxmax()),
         })

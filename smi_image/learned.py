@@ -40,7 +40,8 @@ FORMAT_VERSION = 1
 MIN_INSTANCE_SHARE = 0.25
 #: The photographed leg must cover this share of the photo, else "no leg found".
 MIN_LEG_SHARE = 0.01
-#: Below this mean certainty beside the outline the segmentation is "unsure".
+#: Below this mean certainty beside the outline, or inside the leg (mean ``2 p - 1``: a region the
+#: network is only half sure of, such as a wall beside a person), the segmentation is "unsure".
 MIN_CONFIDENCE = 0.5
 #: A leg seen behind the photographed one counts as a second leg in the photo from this share of its area.
 MIN_BEHIND_SHARE = 0.03
@@ -220,13 +221,11 @@ def leg_instances(p_leg: np.ndarray, p_split: np.ndarray, p_behind: np.ndarray |
     if p_behind is not None:
         leg &= p_behind < 0.5
     core = (leg & (p_split < 0.5)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=4)
+    n, labels = cv2.connectedComponents(core, connectivity=4)
     if n <= 1:
         return np.zeros(p_leg.shape, np.int32)
     labels, n = _split_touching(labels, n, p_leg)
-    stats = np.zeros((n, 5), np.int64)
-    stats[:, cv2.CC_STAT_AREA] = np.bincount(labels.ravel(), minlength=n)
-    areas = stats[1:, cv2.CC_STAT_AREA]
+    areas = np.bincount(labels.ravel(), minlength=n)[1:]
     keep = np.flatnonzero(areas >= MIN_INSTANCE_SHARE * areas.max()) + 1
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, len(keep) + 1)
@@ -334,6 +333,10 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
         raise SegmentationError(f"segmentation unsure: certainty {conf:.2f} along the leg's outline (< "
                                 f"{MIN_CONFIDENCE:g}); retake against a plainer background, in good light",
                                 code="unsure")
+    inside = float(2.0 * probs[0][leg_net > 0].mean() - 1.0) if leg_net.any() else float("nan")
+    if not np.isfinite(inside) or inside < MIN_CONFIDENCE:
+        raise SegmentationError(f"segmentation unsure: certainty {inside:.2f} inside the leg (< {MIN_CONFIDENCE:g}); "
+                                "retake against a plainer background, in good light", code="unsure")
     coarse = max(img.shape[:2]) / max(probs.shape[1:])
     if n_legs == 1 and n_behind >= MIN_BEHIND_SHARE * leg.sum():
         n_legs = 2

@@ -105,3 +105,19 @@ def test_auto_keeps_the_classical_finder_for_one_leg_on_a_plain_wall_only(monkey
     q[10:120, 38:51] = 0.99
     monkeypatch.setattr(learned, "leg_probabilities", lambda im, weights=None: np.stack([q, np.zeros_like(q)]))
     assert segment_leg(one, method="auto").method in ("canny", "otsu")
+
+
+def test_a_region_the_network_is_half_sure_of_inside_is_unsure(monkeypatch):
+    import smi_image.learned as learned
+    from smi_image.errors import SegmentationError
+    from smi_image.segment import segment_leg
+
+    p = np.zeros((128, 96), np.float32)
+    p[10:120, 36:60] = 0.7  # a sharp outline (sure outside), but only 0.7 inside: certainty 0.4
+    monkeypatch.setattr(learned, "leg_probabilities", lambda im, weights=None: np.stack([p, np.zeros_like(p)]))
+    img = np.full((400, 300, 3), 128, np.uint8)
+    with pytest.raises(SegmentationError, match="inside the leg") as e:
+        segment_leg(img, method="learned")
+    assert e.value.code == "unsure"
+    p[10:120, 36:60] = 0.95
+    assert segment_leg(img, method="learned").method == "learned"
