@@ -166,6 +166,8 @@ def leg_probabilities(img: np.ndarray, *, weights: str | None = None) -> np.ndar
 TWO_RUN_SHARE = 0.15
 TWO_RUN_MIN_ROWS = 6
 TWO_RUN_MIN_PX = 2
+#: ... and the two legs' pieces of such rows overlap over this share of the region's rows.
+TWO_LEG_OVERLAP = 0.25
 
 
 def _row_runs(row: np.ndarray) -> list[tuple[int, int]]:
@@ -204,6 +206,13 @@ def separate_touching_legs(region: np.ndarray, p_leg: np.ndarray) -> np.ndarray:
         return out
     order = np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:2] + 1
     if stats[order[1], cv2.CC_STAT_AREA] < MIN_INSTANCE_SHARE * stats[order[0], cv2.CC_STAT_AREA]:
+        return out
+    # Two legs stand side by side over a good part of their height: both pieces, and the rows they
+    # share, span TWO_LEG_OVERLAP of the region's rows (two runs only at the feet, a foot beside the
+    # other's toes, are one leg).
+    top = stats[order, cv2.CC_STAT_TOP]
+    bottom = top + stats[order, cv2.CC_STAT_HEIGHT]
+    if min(bottom) - max(top) < TWO_LEG_OVERLAP * rows.size:
         return out
     from skimage.segmentation import watershed
 

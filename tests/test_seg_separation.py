@@ -121,3 +121,14 @@ def test_a_region_the_network_is_half_sure_of_inside_is_unsure(monkeypatch):
     assert e.value.code == "unsure"
     p[10:120, 36:60] = 0.95
     assert segment_leg(img, method="learned").method == "learned"
+
+
+def test_two_runs_only_at_the_feet_are_one_leg():
+    """A side view: the photographed leg with the other foot's toes beside its own foot."""
+    region = np.zeros((120, 80), bool)
+    region[5:110, 30:45] = True
+    region[100:112, 30:58] = True  # its foot
+    region[85:112, 61:70] = True   # the other foot (its toes and heel up to the ankle) beside it...
+    region[108:112, 58:61] = True  # ...touching at the sole
+    parts = separate_touching_legs(region, region.astype(np.float32))
+    assert parts.max() == 1
