@@ -45,6 +45,9 @@ MIN_LEG_SHARE = 0.01
 MIN_CONFIDENCE = 0.5
 #: A leg seen behind the photographed one counts as a second leg in the photo from this share of its area.
 MIN_BEHIND_SHARE = 0.03
+#: ... and at most this share: a leg behind is partly hidden, so less of it shows than of the near leg (the
+#: behind map firing over most of a drawn leg is the network outside what it was trained on, not a second leg).
+MAX_BEHIND_SHARE = 0.5
 
 
 def weights_available(path: str | Path | None = None) -> bool:
@@ -347,7 +350,7 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
         raise SegmentationError(f"segmentation unsure: certainty {inside:.2f} inside the leg (< {MIN_CONFIDENCE:g}); "
                                 "retake against a plainer background, in good light", code="unsure")
     coarse = max(img.shape[:2]) / max(probs.shape[1:])
-    if n_legs == 1 and n_behind >= MIN_BEHIND_SHARE * leg.sum():
+    if n_legs == 1 and MIN_BEHIND_SHARE * leg.sum() <= n_behind <= MAX_BEHIND_SHARE * leg.sum():
         n_legs = 2
     return LegSegmentation(work=leg, photo_shape=img.shape[:2], method="learned", confidence=conf, n_legs=n_legs,
                            notes=notes, coarse_px=coarse)
