@@ -507,6 +507,7 @@ def crop_plan(tasks: list[Task], samples: dict, seed: int, specs: dict | None = 
     """
     if not any(registry.get_spec(t.model, specs).family == "deep" for t in tasks):
         return []
+    from smi_deep.cropstore import side_code
     from smi_deep.regressor import VIEWS, CNNRegressor
 
     items: dict = {}
@@ -528,11 +529,13 @@ def crop_plan(tasks: list[Task], samples: dict, seed: int, specs: dict | None = 
             if f"image_{v}" not in smp.columns:
                 continue
             ppcs = smp[f"px_per_cm_{v}"] if f"px_per_cm_{v}" in smp.columns else [None] * len(smp)
-            for path, ppc in zip(smp[f"image_{v}"], ppcs):
+            sides = smp["side"] if "side" in smp.columns else [None] * len(smp)
+            for path, ppc, side in zip(smp[f"image_{v}"], ppcs, sides):
                 if isinstance(path, str) and path:
                     ppc = float(ppc) if ppc is not None and pd.notna(ppc) else None
-                    items.setdefault((path, tuple(sorted(crop.to_dict().items())), ppc), crop.to_dict())
-    return [(path, sd, ppc) for (path, _, ppc), sd in items.items()]
+                    key = (path, tuple(sorted(crop.to_dict().items())), ppc, v, side_code(side))
+                    items.setdefault(key, crop.to_dict())
+    return [(path, sd, ppc, v, side) for (path, _, ppc, v, side), sd in items.items()]
 
 
 def warm_crops(store: str, items: list[tuple], jobs: int) -> None:

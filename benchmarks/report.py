@@ -283,6 +283,28 @@ def model_table(models: list[str], predictions: pd.DataFrame) -> pd.DataFrame:
     return pd.DataFrame(rows)
 
 
+def refusal_table(predictions: pd.DataFrame, models: list[str]) -> pd.DataFrame:
+    """Share of test photos refused per model, tier and view, with the count of each reason (first repeat)."""
+    from smi_image.quality import reason_code
+
+    if "failure" not in predictions.columns or predictions.empty:
+        return pd.DataFrame()
+    p = predictions[predictions["repeat"] == predictions["repeat"].min()] if "repeat" in predictions else predictions
+    keys = [k for k in ("model", "tier", "view") if k in p.columns]
+    codes = p["failure"].map(reason_code)
+    rows = []
+    for key, g in p.assign(_code=codes).groupby(keys, sort=False):
+        key = key if isinstance(key, tuple) else (key,)
+        if key[0] not in models:
+            continue
+        counts = g["_code"][g["_code"] != ""].value_counts()
+        refused = int(counts.drop("other", errors="ignore").sum())
+        rows.append({**dict(zip(keys, key)), "photos": len(g), "refused": refused,
+                     "refused %": round(100.0 * refused / max(1, len(g)), 1),
+                     "reasons": ", ".join(f"{c} {n}" for c, n in counts.items()) or "-"})
+    return pd.DataFrame(rows)
+
+
 def timing_table(records: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     if records is None or records.empty:
         return pd.DataFrame()
@@ -417,6 +439,9 @@ def write_report(out_dir, *, predictions: pd.DataFrame, metrics: pd.DataFrame, r
          "A person screens positive when the predicted SMI is below the sex- and device-specific cut-off; "
          "the reference label decides who truly is low. AUC uses the continuous estimate. n/a where no one in "
          "the test folds is below the cut-off.", aggregate.screening_table(metrics, models)),
+        ("Refused photos", "Per model, tier and view: the test photos (first repeat) the quality gate refused "
+         "(`smi_image.quality`: the photo is not measured and the sample not scored), as a share, and how many "
+         "for each reason; `other` is a failure that is not a refusal.", refusal_table(predictions, models)),
         ("Fits and time", "Seconds per fold on this machine.", timing_table(records, models)),
     ]
     from .calibration import report_parts  # prediction intervals (issue 11): a section and a plot

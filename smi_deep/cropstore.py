@@ -41,18 +41,27 @@ def using(store_dir: str | os.PathLike | None):
         _LOADED.clear()
 
 
-def crop_key(path: str, settings: CropSettings, px_per_cm: float | None) -> str:
-    """The store's name for one photo's crop: its path, size and modification time, the settings, the scale."""
+def side_code(value) -> str | None:
+    """A manifest's ``side`` as the segmentation's side rule takes it: 'L', 'R' or None."""
+    side = str(value).strip().upper()[:1] if isinstance(value, str) else None
+    return side if side in ("L", "R") else None
+
+
+def crop_key(path: str, settings: CropSettings, px_per_cm: float | None, view: str | None = None,
+             side: str | None = None) -> str:
+    """The store's name for one photo's crop: its path, size and modification time, the settings, the scale,
+    and the view and side that choose the leg."""
     p = Path(path)
     st = p.stat()
     ppc = float(px_per_cm) if settings.crop == "scale" and px_per_cm is not None and np.isfinite(px_per_cm) else None
     blob = json.dumps({"path": str(p.resolve()), "mtime_ns": st.st_mtime_ns, "size": st.st_size,
-                       "settings": settings.to_dict(), "px_per_cm": ppc}, sort_keys=True)
+                       "settings": settings.to_dict(), "px_per_cm": ppc, "view": view, "side": side},
+                      sort_keys=True)
     return hashlib.sha256(blob.encode()).hexdigest()
 
 
-def shared_crop(path: str, settings: CropSettings, *, px_per_cm: float | None = None
-                ) -> tuple[np.ndarray, np.ndarray]:
+def shared_crop(path: str, settings: CropSettings, *, px_per_cm: float | None = None, view: str | None = None,
+                side: str | None = None) -> tuple[np.ndarray, np.ndarray]:
     """:func:`~smi_deep.preprocess.cached_crop` through the run's store when one is open.
 
     Raises
@@ -62,17 +71,17 @@ def shared_crop(path: str, settings: CropSettings, *, px_per_cm: float | None = 
     """
     root = _STORE["dir"]
     if root is None:
-        return cached_crop(path, settings, px_per_cm=px_per_cm)
+        return cached_crop(path, settings, px_per_cm=px_per_cm, view=view, side=side)
     try:
-        key = crop_key(path, settings, px_per_cm)
+        key = crop_key(path, settings, px_per_cm, view, side)
     except OSError:
-        return cached_crop(path, settings, px_per_cm=px_per_cm)
+        return cached_crop(path, settings, px_per_cm=px_per_cm, view=view, side=side)
     hit = _LOADED.get(key)
     if hit is None:
         hit = _read(Path(root), key)
         if hit is None:
             try:
-                hit = cached_crop(path, settings, px_per_cm=px_per_cm)
+                hit = cached_crop(path, settings, px_per_cm=px_per_cm, view=view, side=side)
             except PreprocessError as exc:
                 hit = str(exc)
             _write(Path(root), key, hit)
@@ -116,12 +125,13 @@ def _write(root: Path, key: str, value) -> None:
         pass  # a store that cannot be written only costs time
 
 
-def warm(store_dir: str | os.PathLike, items: list[tuple[str, dict, float | None]]) -> int:
-    """Prepare the crops ``items`` (path, ``CropSettings.to_dict()``, px_per_cm) into the store; returns how many."""
+def warm(store_dir: str | os.PathLike, items: list[tuple]) -> int:
+    """Prepare the crops ``items`` (path, ``CropSettings.to_dict()``, px_per_cm, view, side) into the store;
+    returns how many."""
     with using(store_dir):
-        for path, sd, ppc in items:
+        for path, sd, ppc, view, side in items:
             try:
-                shared_crop(path, CropSettings(**sd), px_per_cm=ppc)
+                shared_crop(path, CropSettings(**sd), px_per_cm=ppc, view=view, side=side)
             except (PreprocessError, OSError):
                 pass
     return len(items)

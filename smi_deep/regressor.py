@@ -76,7 +76,7 @@ import numpy as np
 import pandas as pd
 from sklearn.base import BaseEstimator, RegressorMixin
 
-from .cropstore import shared_crop
+from .cropstore import shared_crop, side_code
 from .preprocess import ChannelSettings, CropSettings, PreprocessError, make_channels
 from .transforms import Augment, AugmentSettings
 
@@ -358,7 +358,8 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
                 ppc = row.get(f"px_per_cm_{v}")
                 ppc = float(ppc) if ppc is not None and pd.notna(ppc) else None
                 try:
-                    per_view.append(shared_crop(path, crop, px_per_cm=ppc))
+                    # which leg of two: the segmentation's side rule (smi_image.segment.segment_leg)
+                    per_view.append(shared_crop(path, crop, px_per_cm=ppc, view=v, side=side_code(row.get("side"))))
                 except PreprocessError as exc:
                     failures[sid] = str(exc)
                     break

@@ -3,12 +3,16 @@
 Inference (:func:`leg_probabilities`): the photo is shrunk (area averaging) so that its
 longest side is the network's ``input_long_px`` (160), padded by replicating its edge
 to a multiple of the network's stride, and run through :class:`~smi_image.nets.TinyUNet`,
-which gives per pixel the probability of *a leg* (either leg, knee down, foot included)
-and of *the line where the two legs meet*.
+which gives per pixel the probability of *a leg* (either leg, knee down, foot included),
+of *the line where the two legs meet* and (three-output weights) of *a leg seen behind the
+other one* (the far leg of a side view).
 
 Instances (:func:`leg_instances`): at the working resolution, leg pixels off the meeting
-line fall into connected components; components of at least :data:`MIN_INSTANCE_SHARE`
-of the largest are legs, and the line's pixels go to the nearest of them.
+line and not behind the other leg fall into connected components; components of at least
+:data:`MIN_INSTANCE_SHARE` of the largest are legs, and the line's pixels go to the
+nearest of them. A component that is two legs touching (at the feet, the knees or the
+thighs: :func:`separate_touching_legs`) is split along the valley of the leg probability
+between them.
 
 Which leg (:func:`pick_instance`): with ``view='posterior'`` and the manifest's ``side``,
 the subject's left leg is the one on the image's left (the camera looks at the back);
@@ -36,8 +40,14 @@ FORMAT_VERSION = 1
 MIN_INSTANCE_SHARE = 0.25
 #: The photographed leg must cover this share of the photo, else "no leg found".
 MIN_LEG_SHARE = 0.01
-#: Below this mean certainty beside the outline the segmentation is "unsure".
+#: Below this mean certainty beside the outline, or inside the leg (mean ``2 p - 1``: a region the
+#: network is only half sure of, such as a wall beside a person), the segmentation is "unsure".
 MIN_CONFIDENCE = 0.5
+#: A leg seen behind the photographed one counts as a second leg in the photo from this share of its area.
+MIN_BEHIND_SHARE = 0.03
+#: ... and at most this share: a leg behind is partly hidden, so less of it shows than of the near leg (the
+#: behind map firing over most of a drawn leg is the network outside what it was trained on, not a second leg).
+MAX_BEHIND_SHARE = 0.5
 
 
 def weights_available(path: str | Path | None = None) -> bool:
@@ -108,7 +118,11 @@ def load_segmenter(path: str | None = None):
     for key in ("widths", "input_long_px", "state_dict", "meta"):
         if key not in blob:
             raise SegmenterFileError(f"{p}: segmenter file lacks {key!r}")
-    model = TinyUNet(blob["widths"])
+    head = blob["state_dict"].get("head.weight") if isinstance(blob["state_dict"], dict) else None
+    n_out = int(head.shape[0]) if head is not None and head.ndim == 4 else 2
+    if n_out not in (2, 3):
+        raise SegmenterFileError(f"{p}: {n_out} outputs; this code reads segmenters with 2 or 3")
+    model = TinyUNet(blob["widths"], out_channels=n_out)
     try:
         model.load_state_dict({k: v.float() if v.is_floating_point() else v for k, v in blob["state_dict"].items()})
     except RuntimeError as exc:
@@ -137,7 +151,7 @@ def network_input(img: np.ndarray, long_px: int, stride: int) -> tuple[np.ndarra
 
 
 def leg_probabilities(img: np.ndarray, *, weights: str | None = None) -> np.ndarray:
-    """Per-pixel probabilities ``(2, h, w)`` float32 (leg, meeting line) at the network's resolution.
+    """Per-pixel probabilities ``(c, h, w)`` float32 (leg, meeting line[, behind]) at the network's resolution.
 
     ``h, w`` is the photo shrunk to ``input_long_px`` on its longest side (padding removed).
     """
@@ -150,16 +164,80 @@ def leg_probabilities(img: np.ndarray, *, weights: str | None = None) -> np.ndar
     return torch.sigmoid(logits).numpy()
 
 
-def leg_instances(p_leg: np.ndarray, p_split: np.ndarray) -> np.ndarray:
-    """Label image (int32, 0 background, 1..n legs) from the two probability maps at one resolution."""
+#: Two legs touching: rows crossing the region as two runs (each at least TWO_RUN_MIN_PX wide,
+#: with a gap) make up this share of its rows, and at least TWO_RUN_MIN_ROWS of them.
+TWO_RUN_SHARE = 0.15
+TWO_RUN_MIN_ROWS = 6
+TWO_RUN_MIN_PX = 2
+#: ... and the two legs' pieces of such rows overlap over this share of the region's rows.
+TWO_LEG_OVERLAP = 0.25
+
+
+def _row_runs(row: np.ndarray) -> list[tuple[int, int]]:
+    """``(start, end)`` (end exclusive) of the runs of True in a 1-D bool array."""
+    d = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
+    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+
+
+def separate_touching_legs(region: np.ndarray, p_leg: np.ndarray) -> np.ndarray:
+    """Split one region that is two legs touching into two; label image (0, 1[, 2]).
+
+    Standing legs run top to bottom: where they do not touch, a row crosses them as two runs.
+    When such rows make up :data:`TWO_RUN_SHARE` of the region's rows, the two runs of those
+    rows, grouped into the two largest connected pieces (one per leg), seed a watershed on the
+    leg probability (:func:`skimage.segmentation.watershed` of ``-p_leg``), so the rest of the
+    region (where the legs touch: feet together, knees, thighs under a skirt) goes to one leg or
+    the other along the valley of the probability between them. Otherwise the region is one leg.
+    """
+    import cv2
+
+    rows = np.flatnonzero(region.any(axis=1))
+    seeds = np.zeros(region.shape, np.uint8)
+    n_two = 0
+    for y in rows:
+        runs = [(a, b) for a, b in _row_runs(region[y]) if b - a >= TWO_RUN_MIN_PX]
+        if len(runs) >= 2:
+            n_two += 1
+            runs = sorted(runs, key=lambda ab: ab[0] - ab[1])[:2]  # the two widest
+            for a, b in runs:
+                seeds[y, a:b] = 1
+    out = region.astype(np.int32)
+    if n_two < max(TWO_RUN_MIN_ROWS, TWO_RUN_SHARE * rows.size):
+        return out
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(seeds, connectivity=4)
+    if n < 3:
+        return out
+    order = np.argsort(-stats[1:, cv2.CC_STAT_AREA])[:2] + 1
+    if stats[order[1], cv2.CC_STAT_AREA] < MIN_INSTANCE_SHARE * stats[order[0], cv2.CC_STAT_AREA]:
+        return out
+    # Two legs stand side by side over a good part of their height: both pieces, and the rows they
+    # share, span TWO_LEG_OVERLAP of the region's rows (two runs only at the feet, a foot beside the
+    # other's toes, are one leg).
+    top = stats[order, cv2.CC_STAT_TOP]
+    bottom = top + stats[order, cv2.CC_STAT_HEIGHT]
+    if min(bottom) - max(top) < TWO_LEG_OVERLAP * rows.size:
+        return out
+    from skimage.segmentation import watershed
+
+    markers = np.zeros(region.shape, np.int32)
+    markers[lab == order[0]] = 1
+    markers[lab == order[1]] = 2
+    return watershed(-p_leg.astype(np.float64), markers, mask=region).astype(np.int32)
+
+
+def leg_instances(p_leg: np.ndarray, p_split: np.ndarray, p_behind: np.ndarray | None = None) -> np.ndarray:
+    """Label image (int32, 0 background, 1..n legs) from the probability maps at one resolution."""
     import cv2
 
     leg = p_leg >= 0.5
+    if p_behind is not None:
+        leg &= p_behind < 0.5
     core = (leg & (p_split < 0.5)).astype(np.uint8)
-    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=4)
+    n, labels = cv2.connectedComponents(core, connectivity=4)
     if n <= 1:
         return np.zeros(p_leg.shape, np.int32)
-    areas = stats[1:, cv2.CC_STAT_AREA]
+    labels, n = _split_touching(labels, n, p_leg)
+    areas = np.bincount(labels.ravel(), minlength=n)[1:]
     keep = np.flatnonzero(areas >= MIN_INSTANCE_SHARE * areas.max()) + 1
     lut = np.zeros(n, np.int32)
     lut[keep] = np.arange(1, len(keep) + 1)
@@ -174,6 +252,24 @@ def leg_instances(p_leg: np.ndarray, p_split: np.ndarray) -> np.ndarray:
         lab_of[nearest[ys, xs]] = inst[ys, xs]
         inst[rest] = lab_of[nearest[rest]]
     return inst
+
+
+def _split_touching(labels: np.ndarray, n: int, p_leg: np.ndarray) -> tuple[np.ndarray, int]:
+    """Each connected component that is two legs touching becomes two (:func:`separate_touching_legs`).
+
+    Holes are not filled first: the gap between legs that touch at the knees and the feet is one.
+    """
+    out = labels.copy()
+    nxt = n
+    for k in range(1, n):
+        region = labels == k
+        if region.sum() < 50:
+            continue
+        parts = separate_touching_legs(region, p_leg)
+        if parts.max() >= 2:
+            out[(parts == 2) & region] = nxt
+            nxt += 1
+    return out, nxt
 
 
 def pick_instance(inst: np.ndarray, *, view: str | None = None, side: str | None = None) -> int:
@@ -229,14 +325,15 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
     p = np.stack([cv2.resize(c, (ws, hs), interpolation=cv2.INTER_LINEAR) for c in probs])
     if exclude is not None:
         p[0][exclude] = 0.0
-    inst = leg_instances(p[0], p[1])
+    inst = leg_instances(p[0], p[1], p[2] if len(p) > 2 else None)
     n_legs = int(inst.max())
+    # A leg seen behind the photographed one (a side view's far leg) is a leg in the photo too.
+    n_behind = int(((p[0] >= 0.5) & (p[2] >= 0.5)).sum()) if len(p) > 2 else 0
     if n_legs == 0 or (inst > 0).mean() < MIN_LEG_SHARE:
         raise SegmentationError("no leg found: the segmenter sees no lower leg in the photo; photograph the "
                                 "lower leg from above the knee to the floor", code="no_leg")
     k = pick_instance(inst, view=view, side=side)
-    leg = inst == k
-    leg = _fill_holes(leg)
+    leg = drop_horizontal_smears(_fill_holes(inst == k))
     hn, wn = probs.shape[1:]
     leg_net = cv2.resize(leg.astype(np.uint8), (wn, hn), interpolation=cv2.INTER_NEAREST)
     conf = outline_confidence(probs[0], leg_net)
@@ -248,9 +345,37 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
         raise SegmentationError(f"segmentation unsure: certainty {conf:.2f} along the leg's outline (< "
                                 f"{MIN_CONFIDENCE:g}); retake against a plainer background, in good light",
                                 code="unsure")
+    inside = float(2.0 * probs[0][leg_net > 0].mean() - 1.0) if leg_net.any() else float("nan")
+    if not np.isfinite(inside) or inside < MIN_CONFIDENCE:
+        raise SegmentationError(f"segmentation unsure: certainty {inside:.2f} inside the leg (< {MIN_CONFIDENCE:g}); "
+                                "retake against a plainer background, in good light", code="unsure")
     coarse = max(img.shape[:2]) / max(probs.shape[1:])
+    if n_legs == 1 and MIN_BEHIND_SHARE * leg.sum() <= n_behind <= MAX_BEHIND_SHARE * leg.sum():
+        n_legs = 2
     return LegSegmentation(work=leg, photo_shape=img.shape[:2], method="learned", confidence=conf, n_legs=n_legs,
                            notes=notes, coarse_px=coarse)
+
+
+#: Rows (working resolution) a part of the mask must span to stay: thinner horizontal bits are not leg.
+SMEAR_ROWS = 5
+
+
+def drop_horizontal_smears(leg: np.ndarray, rows: int = SMEAR_ROWS) -> np.ndarray:
+    """The leg without thin horizontal bits (a skirting line, a floor edge, a shadow taken in beside it).
+
+    A standing lower leg is tall everywhere; an opening with a vertical ``rows`` x 1 line
+    keeps every column run at least ``rows`` tall and drops the thinner ones, then the largest
+    connected piece is kept (what the opening cut off the leg).
+    """
+    import cv2
+
+    if not leg.any():
+        return leg
+    opened = cv2.morphologyEx(leg.astype(np.uint8), cv2.MORPH_OPEN, np.ones((rows, 1), np.uint8))
+    n, lab, stats, _ = cv2.connectedComponentsWithStats(opened, connectivity=4)
+    if n <= 1:
+        return leg
+    return lab == 1 + int(np.argmax(stats[1:, cv2.CC_STAT_AREA]))
 
 
 def _looks_merged(p_split: np.ndarray, leg: np.ndarray) -> bool:

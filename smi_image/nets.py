@@ -5,8 +5,10 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-#: Output channels: 0 any leg (knee down, foot included), 1 the line where the two legs meet.
-OUTPUTS = ("leg", "split")
+#: Output channels: 0 any leg (knee down, foot included), 1 the line where the two legs meet,
+#: 2 a leg seen behind the other one (the far leg of a side view, where the near one hides part of it).
+#: Weights files with two outputs (no ``behind``) still load.
+OUTPUTS = ("leg", "split", "behind")
 
 
 def _conv(cin: int, cout: int) -> list:

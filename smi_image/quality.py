@@ -35,6 +35,30 @@ REASONS = {
     "no_marker": "the scale marker was expected but not found",
     "tilted": "the leg is tilted beyond what is corrected",
 }
+#: A phrase of each code's refusal message (the messages of segment_leg and of this module), for
+#: :func:`reason_code`; the first that a message contains names its code.
+_MESSAGE_CODES = (("no leg found", "no_leg"), ("no closed leg-shaped outline", "no_leg"),
+                  ("legs merge", "legs_merged"), ("segmentation unsure", "unsure"), ("too dark", "too_dark"),
+                  ("overexposed", "overexposed"), ("blurred", "blurred"), ("cut by the frame", "cut_by_frame"),
+                  ("marker expected", "no_marker"), ("tilted", "tilted"))
+
+
+def reason_code(message: str) -> str:
+    """The code (:data:`REASONS`) of a refusal message such as a features ``failure`` cell; ``'other'``
+    for a failure that is not a refusal (a file missing, a crash), ``''`` for no failure. A message that
+    joins several reasons (``; ``) gives the first one's code."""
+    text = str(message or "").strip()
+    if not text:
+        return ""
+    low = text.lower()
+    if not low.startswith("refused"):
+        return "other"
+    for phrase, code in _MESSAGE_CODES:
+        if phrase in low:
+            return code
+    return "other"
+
+
 #: Codes ``legsmi segment`` refuses (the leg itself cannot be found); the rest are warnings there.
 SEGMENT_REFUSALS = ("no_leg", "legs_merged", "unsure")
 #: Too dark: the leg's mean grey level (0-255) under DARK_MEAN, or the photo's 99th percentile under
@@ -140,14 +164,18 @@ def protocol_problems(leg: np.ndarray, *, marker_found: bool = True, marker_requ
     """Frame and marker problems of a leg mask (bool, the photo's size or a working copy).
 
     The sole is missing when the leg reaches the photo's bottom edge. The knee is missing
-    when the leg reaches the top edge *and* is short for its width (height under
-    :data:`MIN_LENGTH_TO_WIDTH` times its widest row above the foot, the lowest 30 %): the mask runs on up the thigh to
-    the hem, so a leg cut at the thigh still has the knee, one cut at the calf has not.
+    when the leg reaches the top edge *and* is short for its calf (height under
+    :data:`MIN_LENGTH_TO_WIDTH` times the widest row between 25 % and 70 % of its height from
+    the top: the calf, below any thigh and above the foot): the mask runs on up the thigh to
+    the hem, so a leg cut at the thigh still has the knee, one cut at the calf has not. (The
+    widest row of the whole upper 70 % was the thigh's on photos framed from mid-thigh, whose
+    knee is in frame: 4 of the 7 clinic photos refused on ``data/phantom-v2``.)
     """
     out = []
     rows = np.flatnonzero(leg.any(axis=1))
     if rows.size:
-        widths = leg[rows].sum(axis=1)[: max(1, int(0.7 * rows.size))]  # above the foot
+        all_widths = leg[rows].sum(axis=1)
+        widths = all_widths[int(0.25 * rows.size): max(int(0.25 * rows.size) + 1, int(0.7 * rows.size))]
         ratio = rows.size / max(1.0, float(widths.max()))
         if rows[-1] == leg.shape[0] - 1:
             out.append(("cut_by_frame", "leg cut by the frame: it reaches the photo's bottom edge, so the sole is "

@@ -8,10 +8,12 @@ Two segmenters behind one signature:
 * ``'classical'``: background model + Canny + fill (:mod:`smi_image.classical`); it
   assumes one leg on a plain wall and floor (the studio look).
 
-``'auto'`` (the default): on a studio-like photo (one plain background,
-:func:`plain_background`) the classical finder first, which is exact on that look (the
-studio cohort, drawn test photos), if it finds a leg-shaped region inside the frame; otherwise (clutter,
-two legs, clothing) the learned one when its weights are present. Without weights
+``'auto'`` (the default): the learned one when its weights are present. On a studio-like
+photo (one plain background, :func:`plain_background`) where the learned one sees a single
+leg (or none), the classical finder's mask is taken instead, which is exact on that look
+(the studio cohort, drawn test photos), if it is leg-shaped and inside the frame. Where the
+learned one sees two legs (both in frame, or one behind the other in a side view) the
+classical finder, which takes every foreground region, is not used. Without weights
 ``'auto'`` is the classical one. Whatever the method, a region
 that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a working resolution (``work_px`` on the longest
 side); the upright, sub-pixel silhouette (:func:`smi_image.silhouette.upright_silhouette`)
@@ -30,14 +32,6 @@ from .pixels import to_uint8
 from .settings import SilhouetteSettings
 
 METHODS = ("auto", "learned", "classical")
-#: A leg is at least this many times as long as its widest row above the foot: the classical
-#: mask (the leg below the photo's top edge) and the learned one (the skin from the hem to the
-#: sole, so longer; a mask wrapping both legs is shorter than this).
-MIN_LEG_ASPECT = 2.0
-MIN_LEG_ASPECT_LEARNED = 2.5
-#: Plain background: the 90th percentile of the border strips' colour distance from their own
-#: row model stays under this (CIELAB units).
-PLAIN_BACKGROUND_DE = 6.0
 #: A leg is at least this many times as long as its widest row above the foot: the classical
 #: mask (the leg below the photo's top edge) and the learned one (the skin from the hem to the
 #: sole, so longer; a mask wrapping both legs is shorter than this).
@@ -166,30 +160,27 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
     requested = method or s.segmenter
     m = resolve_method(requested)
-    seg = None
-    plain_error = None
-    if m == "learned" and requested == "auto" and plain_background(small, exclude):
-        # Studio look: the classical finder is exact there; the learned one is for the rest.
-        from .quality import protocol_problems
-
-        try:
-            seg = _classical(img, small, s, exclude)
-            if leg_aspect(seg.work) < MIN_LEG_ASPECT or protocol_problems(seg.work):
-                seg = None
-            else:
-                seg.notes.append("plain background: used the classical finder")
-        except SegmentationError as exc:
-            plain_error = exc
-    if seg is None and m == "learned":
+    if m == "learned":
         from .learned import learned_leg_mask
 
+        seg, learned_error = None, None
         try:
             seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
-        except SegmentationError:
-            if plain_error is not None:
-                raise plain_error from None  # a plain photo with nothing on it: "no leg", not "unsure"
-            raise
-    elif seg is None:
+        except SegmentationError as exc:
+            learned_error = exc
+        if requested == "auto" and (seg is None or seg.n_legs == 1) and plain_background(small, exclude):
+            # Studio look, one leg: the classical finder is exact there.
+            try:
+                plain = _plain_classical(img, small, s, exclude)
+            except SegmentationError as exc:
+                if seg is None:  # a plain photo with nothing on it: "no leg", not "unsure"
+                    raise exc from None
+                plain = None
+            if plain is not None:
+                seg = plain
+        if seg is None:
+            raise learned_error
+    else:
         seg = _classical(img, small, s, exclude)
     seg.work_image = small
     aspect = leg_aspect(seg.work)
@@ -198,6 +189,17 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
         raise SegmentationError(f"no leg found: the region found is {aspect:.1f} times as long as wide, not "
                                 f"leg-shaped (a lower leg is at least {need:g}); photograph the lower "
                                 "leg from above the knee to the floor", code="no_leg")
+    return seg
+
+
+def _plain_classical(img, small, s, exclude) -> LegSegmentation | None:
+    """The classical mask of a plain-background photo if it is a whole leg inside the frame, else None."""
+    from .quality import protocol_problems
+
+    seg = _classical(img, small, s, exclude)
+    if leg_aspect(seg.work) < MIN_LEG_ASPECT or protocol_problems(seg.work):
+        return None
+    seg.notes.append("plain background: used the classical finder")
     return seg
 
 

@@ -260,6 +260,9 @@ def upright_silhouette(img: np.ndarray, seg: LegSegmentation, *, settings: Silho
     to_image = cv2.invertAffineTransform(rotate)
     left, right = row_extents(full)
     coarse = seg.coarse_px if np.isfinite(seg.coarse_px) else 1.0 / min(fx, fy)
+    if method == "learned" and s.refine_px > 0 and coarse > 2:
+        # The network's pixel is several photo px: move each row's edge to the photo's own edge first.
+        left, right = snap_edges(img, left, right, int(np.ceil(1.5 * coarse)), to_image if rotated else None)
     k = max(s.refine_px, int(np.ceil(0.5 * coarse)) + 2) if s.refine_px > 0 else 0
     if k:
         left_sub, right_sub = refine_edges(img, left, right, k, to_image if rotated else None)
@@ -287,6 +290,47 @@ def _gather(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, to_image: np.nd
                     interpolation=cv2.INTER_LINEAR, borderMode=cv2.BORDER_REPLICATE)
     out = out.astype(np.float32)
     return out if out.ndim == 3 else out[..., None]
+
+
+#: Rows over which the snapped edge offsets are median-filtered (an edge is smooth along the leg).
+SNAP_SMOOTH_ROWS = 9
+
+
+def snap_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, m: int,
+               to_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Each row's left and right edge moved to the photo's strongest colour step within ``m`` px.
+
+    A coarse mask scaled up from the network's resolution can be a few of its pixels off the
+    photo's edge; :func:`refine_edges` only corrects within its small window. Along each row the
+    step ``|sum of the 2 px beyond x - sum of the 2 px before x|`` (colour, over channels) is
+    weighted by ``1 - 0.5 |x - edge| / m`` (the coarse edge stays likelier), its best position
+    taken, and the new edges median-filtered over :data:`SNAP_SMOOTH_ROWS` rows so that a row
+    caught by a shadow or texture follows its neighbours. Returns integer columns (NaN kept).
+    """
+    from scipy.ndimage import median_filter
+
+    h, w = img.shape[:2]
+    rows = np.flatnonzero(np.isfinite(left) & (right - left >= 2 * m + 6))
+    if rows.size == 0 or m < 1:
+        return left, right
+    offs = np.arange(-m - 2, m + 3)
+    prior = 1.0 - 0.5 * np.abs(np.arange(-m, m + 1)) / m
+    out = []
+    for edge in (left, right):
+        col = edge[rows].astype(int)[:, None] + offs[None, :]
+        ok = (col.min(axis=1) >= 0) & (col.max(axis=1) < w)
+        v = _gather(img, rows[:, None], np.clip(col, 0, w - 1), to_image)  # (n, 2m+5, C)
+        c = np.cumsum(np.concatenate([np.zeros_like(v[:, :1]), v], axis=1), axis=1)
+        # step at window index j (offset -m..m): pixels j+3, j+4 minus j, j+1 of the padded profile
+        after = c[:, 5:] - c[:, 3:-2]
+        before = c[:, 2:-3] - c[:, :-5]
+        step = np.sqrt(((after - before) ** 2).sum(axis=2)) * prior[None, :]
+        best = np.argmax(step, axis=1) - m
+        best = np.where(ok, best, 0)
+        new = edge.copy()
+        new[rows] = median_filter(edge[rows] + best, size=SNAP_SMOOTH_ROWS, mode="nearest")
+        out.append(new)
+    return out[0], out[1]
 
 
 def refine_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, k: int,

@@ -9,7 +9,11 @@ itself (``legsmi phantom --scene wild``), seeded.
 Targets, at the network's resolution: **leg** = labels 1, 2 or 6 (the bare skin of either
 leg, as a person would outline it, and as the real photos' masks do); **split** = leg
 pixels within :data:`SPLIT_PX` of the other leg (where the two meet or overlap), so that
-the two legs can be cut apart and the photographed one chosen (:mod:`smi_image.learned`).
+the two legs can be cut apart and the photographed one chosen (:mod:`smi_image.learned`);
+**behind** = the other leg (label 2) in a lateral scene, where the photographed leg stands
+in front of it and hides part of it (0 on every other leg pixel, learned on leg pixels
+only), so that the far leg's visible sliver is not taken into the near one. Pixels under
+a painted shoe (below) are left out of every loss (:data:`IGNORE`).
 
 Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own generator):
 
@@ -19,7 +23,11 @@ Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own gen
   leg is partly in frame), else the whole scene or a random 70-100 % window of it;
 * geometry: rotation (±``rotate_deg``), horizontal flip;
 * photometric: gain and offset, per-channel gain (white balance), saturation, gamma;
-* degradation: downscale and back (small photos), Gaussian blur, noise, JPEG.
+* degradation: downscale and back (small photos), Gaussian blur, noise, JPEG;
+* footwear: with probability ``shoe_p`` the feet (the lowest 6-14 % of each leg's rows,
+  widened) are painted as a shoe of one random colour with shading, sometimes with a heel
+  below; those pixels are :data:`IGNORE` (the real photos' footwear is left out of their
+  score, and a bare foot stays leg in the other scenes).
 
 Loss: binary cross-entropy plus soft Dice on the leg channel (Milletari et al. 2016),
 binary cross-entropy with ``split_pos_weight`` on the split channel. AdamW, cosine
@@ -42,6 +50,8 @@ import numpy as np
 SPLIT_PX = 2
 #: Label of the photographed leg's skin above the knee (below the hem).
 PHOTO_THIGH = 6
+#: Label (training only) of pixels left out of the loss: painted footwear.
+IGNORE = 255
 
 
 @dataclass(frozen=True)
@@ -55,9 +65,11 @@ class TrainConfig:
     widths: tuple = (8, 16, 32, 64, 96)
     input_hw: tuple = (128, 96)
     load_long_px: int = 256
-    crop_p: float = 0.6
+    crop_p: float = 0.75
+    shoe_p: float = 0.35
     rotate_deg: float = 10.0
     split_pos_weight: float = 5.0
+    behind_weight: float = 1.0
     val_share: float = 0.1
     seed: int = 0
     threads: int = 2
@@ -76,9 +88,16 @@ class Scene:
     name: str = ""
     meta: dict = field(default_factory=dict)
 
+    @property
+    def lateral(self) -> bool:
+        """A side view (the other leg behind the photographed one), from the rendered file's name."""
+        return "lateral" in self.name
 
-def find_scenes(data_dir: str | os.PathLike) -> list[tuple[Path, Path]]:
-    """``(image, label map)`` pairs of a rendered scene folder."""
+
+def find_scenes(data_dir) -> list[tuple[Path, Path]]:
+    """``(image, label map)`` pairs of a rendered scene folder (or of several: a list of folders)."""
+    if isinstance(data_dir, (list, tuple)):
+        return [pair for d in data_dir for pair in find_scenes(d)]
     d = Path(data_dir)
     labels = d / "labels"
     if not labels.is_dir():
@@ -115,14 +134,19 @@ def load_scenes(pairs, long_px: int) -> list[Scene]:
     return scenes
 
 
-def targets(labels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """(leg, split) float32 targets of a label map at the network's resolution."""
+def targets(labels: np.ndarray, lateral: bool = False) -> tuple[np.ndarray, ...]:
+    """(leg, split, behind, valid) float32 targets of a label map at the network's resolution.
+
+    ``valid`` is 0 on :data:`IGNORE` pixels; ``behind`` is the other leg in a lateral scene.
+    """
     import cv2
 
     one, two = ((labels == 1) | (labels == PHOTO_THIGH)).astype(np.uint8), (labels == 2).astype(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SPLIT_PX + 1, 2 * SPLIT_PX + 1))
     split = (cv2.dilate(two, k) & one) | (cv2.dilate(one, k) & two)
-    return (one | two).astype(np.float32), split.astype(np.float32)
+    behind = two if lateral else np.zeros_like(two)
+    valid = (labels != IGNORE).astype(np.float32)
+    return (one | two).astype(np.float32), split.astype(np.float32), behind.astype(np.float32), valid
 
 
 class SceneAugmenter:
@@ -154,10 +178,9 @@ class SceneAugmenter:
         cy = r.uniform(bh / 2, max(bh / 2, h - bh / 2))
         return cx, cy, bw, bh
 
-    def __call__(self, scene: Scene) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    def __call__(self, scene: Scene) -> tuple[np.ndarray, ...]:
         img, lab = self.sample(scene)
-        leg, split = targets(lab)
-        return img, leg, split
+        return (img, *targets(lab, scene.lateral))
 
     def sample(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         """One augmented (BGR uint8 image, label map) at ``input_hw``."""
@@ -178,7 +201,45 @@ class SceneAugmenter:
                              borderValue=0)
         if r.random() < 0.5:
             img, lab = img[:, ::-1], lab[:, ::-1]
-        return self.photometric(np.ascontiguousarray(img)), np.ascontiguousarray(lab)
+        img, lab = np.ascontiguousarray(img), np.ascontiguousarray(lab)
+        if r.random() < self.c.shoe_p:
+            img, lab = self.shoes(img, lab)
+        return self.photometric(img), lab
+
+    def shoes(self, img: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+        """Paint both feet as shoes of one colour (see the module docstring); their pixels become IGNORE."""
+        import cv2
+
+        r = self.rng
+        colour = r.uniform(0, 255, 3) if r.random() < 0.6 else np.full(3, r.uniform(0, 70))
+        heel = r.random() < 0.4
+        share = r.uniform(0.06, 0.14)
+        shoe = np.zeros(lab.shape, np.uint8)
+        for legs in ((lab == 1) | (lab == PHOTO_THIGH), lab == 2):
+            rows = np.flatnonzero(legs.any(axis=1))
+            if rows.size < 8:
+                continue
+            top = rows[-1] - max(2, int(share * rows.size))
+            foot = legs.copy()
+            foot[:top] = False
+            shoe |= foot.astype(np.uint8)
+            if heel:  # a heel: the back of the foot lifted on a post a few px high
+                ys, xs = np.nonzero(foot)
+                x0 = int(np.percentile(xs, 10 if r.random() < 0.5 else 80))
+                hh = int(r.integers(2, 6))
+                y1 = min(lab.shape[0], rows[-1] + 1 + hh)
+                shoe[rows[-1] + 1:y1, max(0, x0 - 1):x0 + 2] = 1
+        if not shoe.any():
+            return img, lab
+        k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (3, 3))
+        shoe = cv2.dilate(shoe, k, iterations=int(r.integers(0, 3))) > 0
+        shade = 0.6 + 0.4 * cv2.GaussianBlur(r.random(lab.shape).astype(np.float32), (0, 0), 2.0)
+        paint = np.clip(colour[None, None, :] * (0.7 + 0.6 * shade[..., None]), 0, 255)
+        img = img.copy()
+        img[shoe] = paint[shoe].astype(np.uint8)
+        lab = lab.copy()
+        lab[shoe] = IGNORE
+        return img, lab
 
     def photometric(self, img: np.ndarray) -> np.ndarray:
         import cv2
@@ -215,27 +276,36 @@ class SceneAugmenter:
 def batch(aug: SceneAugmenter, scenes: list[Scene], idx) -> tuple:
     import torch
 
-    xs, legs, splits = [], [], []
+    xs, maps = [], []
     for i in idx:
-        img, leg, split = aug(scenes[i])
+        img, *t = aug(scenes[i])
         xs.append(_to_input(img))
-        legs.append(leg)
-        splits.append(split)
-    return (torch.from_numpy(np.stack(xs)), torch.from_numpy(np.stack(legs))[:, None],
-            torch.from_numpy(np.stack(splits))[:, None])
+        maps.append(np.stack(t))
+    t = torch.from_numpy(np.stack(maps))  # (n, 4, h, w): leg, split, behind, valid
+    return (torch.from_numpy(np.stack(xs)), *(t[:, j:j + 1] for j in range(4)))
 
 
-def loss_fn(logits, leg, split, pos_weight: float):
+def loss_fn(logits, leg, split, behind=None, valid=None, pos_weight: float = 5.0, behind_weight: float = 1.0):
+    """BCE + soft Dice (leg), weighted BCE (split), BCE on leg pixels (behind); IGNORE pixels left out."""
     import torch
     import torch.nn.functional as F
 
-    bce = F.binary_cross_entropy_with_logits(logits[:, :1], leg)
-    p = torch.sigmoid(logits[:, :1])
+    if valid is None:
+        valid = torch.ones_like(leg)
+    n_valid = valid.sum().clamp(min=1)
+    bce = (F.binary_cross_entropy_with_logits(logits[:, :1], leg, reduction="none") * valid).sum() / n_valid
+    p = torch.sigmoid(logits[:, :1]) * valid
     inter = (p * leg).sum(dim=(1, 2, 3))
-    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + leg.sum(dim=(1, 2, 3)) + 1)
-    sp = F.binary_cross_entropy_with_logits(logits[:, 1:2], split,
+    dice = 1 - (2 * inter + 1) / (p.sum(dim=(1, 2, 3)) + (leg * valid).sum(dim=(1, 2, 3)) + 1)
+    sp = F.binary_cross_entropy_with_logits(logits[:, 1:2], split, reduction="none",
                                             pos_weight=torch.tensor(pos_weight, dtype=logits.dtype))
-    return bce + dice.mean() + sp
+    sp = (sp * valid).sum() / n_valid
+    total = bce + dice.mean() + sp
+    if behind is not None and logits.shape[1] > 2:
+        on_leg = leg * valid
+        bh = F.binary_cross_entropy_with_logits(logits[:, 2:3], behind, reduction="none")
+        total = total + behind_weight * (bh * on_leg).sum() / on_leg.sum().clamp(min=1)
+    return total
 
 
 def evaluate(model, scenes: list[Scene], config: TrainConfig, seed: int) -> dict:
@@ -249,7 +319,7 @@ def evaluate(model, scenes: list[Scene], config: TrainConfig, seed: int) -> dict
 
     if not scenes:
         return {"val_leg_iou": float("nan"), "val_target_iou": float("nan"), "n_val": 0}
-    aug = SceneAugmenter(dataclasses.replace(config, crop_p=1.0), seed)
+    aug = SceneAugmenter(dataclasses.replace(config, crop_p=1.0, shoe_p=0.0), seed)
     was_training = model.training
     model.eval()
     leg_iou, target_iou = [], []
@@ -258,16 +328,32 @@ def evaluate(model, scenes: list[Scene], config: TrainConfig, seed: int) -> dict
             items = [aug.sample(scenes[i]) for i in range(start, min(len(scenes), start + 32))]
             x = torch.from_numpy(np.stack([_to_input(img) for img, _ in items]))
             prob = torch.sigmoid(model(x)).numpy()
-            for (img, lab), (p_leg, p_split) in zip(items, prob):
+            for (img, lab), pr in zip(items, prob):
                 photo = (lab == 1) | (lab == PHOTO_THIGH)
-                leg_iou.append(_iou(p_leg >= 0.5, photo | (lab == 2)))
-                inst = leg_instances(p_leg, p_split)
+                leg_iou.append(_iou(pr[0] >= 0.5, photo | (lab == 2)))
+                inst = leg_instances(*pr)
                 k = pick_instance(inst)
                 target_iou.append(_iou(inst == k, photo) if k else 0.0)
     model.train(was_training)
     return {"val_leg_iou": float(np.nanmean(leg_iou)), "val_target_iou": float(np.nanmean(target_iou)),
             "val_target_iou_median": float(np.nanmedian(target_iou)),
             "val_target_iou_ge_0.8": float(np.mean(np.asarray(target_iou) >= 0.8)), "n_val": len(scenes)}
+
+
+def _fit_head(start: dict, fresh: dict) -> dict:
+    """``start``'s weights for a network with more outputs: the head's missing channels from ``fresh``
+    (bias -3: starting near "no"), so a two-output segmenter can be continued as a three-output one."""
+    out = dict(start)
+    for key in ("head.weight", "head.bias"):
+        old, new = start[key], fresh[key].clone()
+        if old.shape[0] < new.shape[0]:
+            new[: old.shape[0]] = old
+            if key == "head.bias":
+                new[old.shape[0]:] = -3.0
+            else:
+                new[old.shape[0]:] *= 0.1
+            out[key] = new
+    return out
 
 
 def _iou(a: np.ndarray, b: np.ndarray) -> float:
@@ -326,7 +412,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
             start, _ = load_segmenter(str(c.init_weights))
             if tuple(start.widths) != tuple(c.widths):
                 raise ValueError(f"{c.init_weights}: widths {start.widths} differ from {c.widths}")
-            model.load_state_dict(start.state_dict())
+            model.load_state_dict(_fit_head(start.state_dict(), model.state_dict()))
         opt = torch.optim.AdamW(model.parameters(), lr=c.lr, weight_decay=c.weight_decay)
         steps_per_epoch = max(1, int(np.ceil(len(train) / c.batch_size)))
         total = steps_per_epoch * c.epochs
@@ -343,10 +429,10 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                 idx = perm[b * c.batch_size:(b + 1) * c.batch_size]
                 if len(idx) < 2:
                     continue
-                x, leg, split = batch(aug, train, idx)
+                x, leg, split, behind, valid = batch(aug, train, idx)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(c, step / total, time.perf_counter() - t_start)
-                loss = loss_fn(model(x), leg, split, c.split_pos_weight)
+                loss = loss_fn(model(x), leg, split, behind, valid, c.split_pos_weight, c.behind_weight)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -57,15 +57,13 @@ def _clinic_ious(clinic):
 @pytest.mark.phantom
 def test_shipped_weights_find_the_leg_in_fresh_clinic_scenes(clinic):
     ious = _clinic_ious(clinic)
-    assert np.mean(ious) >= 0.75 and min(ious) >= 0.6, ious  # regression guard at today's level (0.84)
+    assert np.mean(ious) >= 0.75 and min(ious) >= 0.6, ious  # regression guard (0.848-0.961, mean 0.905)
 
 
 @needs_weights
 @pytest.mark.phantom
-@pytest.mark.xfail(strict=True, reason="issue 9 target not met yet: the shipped weights reach mean IoU 0.84 "
-                                       "on these renders (docs/segmentation.md)")
 def test_shipped_weights_reach_the_target_iou_on_fresh_clinic_scenes(clinic):
-    assert np.mean(_clinic_ious(clinic)) >= 0.9
+    assert np.mean(_clinic_ious(clinic)) >= 0.9  # issue 9's target; measured 0.905 (docs/segmentation.md)
 
 
 @needs_weights
@@ -133,5 +131,5 @@ def test_shipped_weights_are_small_and_fast():
         ms = (time.perf_counter() - t) / 5 * 1000
     finally:
         torch.set_num_threads(old)
-    assert p.shape[0] == 2 and p.shape[1] == meta["input_long_px"]
+    assert p.shape[0] == model.head.out_channels in (2, 3) and p.shape[1] == meta["input_long_px"]
     assert ms < 200  # the 20 ms target is a benchmark (legsmi speed), not a timed test; this catches a blow-up

@@ -110,7 +110,7 @@ def test_crop_store_gives_the_crop_made_and_the_failure_reason(toy, tmp_path):
     settings = preprocess.CropSettings(size=48)
     fresh = [preprocess.cached_crop(p, settings) for p in paths]
     store = tmp_path / "store"
-    assert cropstore.warm(store, [(p, settings.to_dict(), None) for p in paths]) == 3
+    assert cropstore.warm(store, [(p, settings.to_dict(), None, None, None) for p in paths]) == 3
     assert len(list(store.glob("*.crop.npy"))) == 3
     preprocess.clear_cache()
     with cropstore.using(store):
