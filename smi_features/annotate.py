@@ -94,7 +94,8 @@ def annotate_photo(image_path: str | os.PathLike, out_path: str | os.PathLike, *
             r = int(round(y))
             if 0 <= r < h and np.isfinite(geom.left[r]) and np.isfinite(geom.right[r]):
                 for x0, x1 in ((geom.left[r] - tick, geom.left[r]), (geom.right[r], geom.right[r] + tick)):
-                    cv2.line(canvas, *map(tuple, _pts(sil, [[x0, y], [x1, y]], f)), BLUE, max(1, thick - 1), cv2.LINE_AA)
+                    cv2.line(canvas, *map(tuple, _pts(sil, [[x0, y], [x1, y]], f)), BLUE, max(1, thick - 1),
+                             cv2.LINE_AA)
         for y, label in ((geom.knee_y, "knee"), (geom.ankle_y, "ankle")):
             r = int(round(y))
             if 0 <= r < h and np.isfinite(geom.left[r]):

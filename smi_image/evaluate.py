@@ -72,7 +72,8 @@ def segment_photo(path: str | os.PathLike, **kwargs) -> tuple[np.ndarray | None,
 
 def segment_photos(photos, out_dir: str | os.PathLike, *, view=None, side=None, method=None, echo=None
                    ) -> pd.DataFrame:
-    """``legsmi segment``: ``out_dir/<stem>.png`` (uint8 0/1, the photo's size; all 0 if refused) and ``segment.csv``."""
+    """``legsmi segment``: ``out_dir/<stem>.png`` (uint8 0/1, the photo's size; all 0 if refused) and
+    ``segment.csv``."""
     import cv2
 
     from smi_data.runs import atomic_write_bytes, atomic_write_csv

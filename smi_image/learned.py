@@ -111,7 +111,8 @@ def load_segmenter(path: str | None = None):
     except Exception as exc:  # a corrupt or foreign file: say which
         raise SegmenterFileError(f"{p}: not a readable segmenter weights file ({exc})") from None
     if not isinstance(blob, dict) or blob.get("format") != FORMAT:
-        raise SegmenterFileError(f"{p}: not a legsmi segmenter file (format {blob.get('format') if isinstance(blob, dict) else type(blob).__name__!r})")
+        found = blob.get("format") if isinstance(blob, dict) else type(blob).__name__
+        raise SegmenterFileError(f"{p}: not a legsmi segmenter file (format {found!r})")
     if blob.get("format_version") != FORMAT_VERSION:
         raise SegmenterFileError(f"{p}: segmenter format version {blob.get('format_version')}, this code reads "
                                  f"{FORMAT_VERSION}; retrain with `legsmi segmenter train`")

@@ -15,9 +15,10 @@ leg (or none), the classical finder's mask is taken instead, which is exact on t
 learned one sees two legs (both in frame, or one behind the other in a side view) the
 classical finder, which takes every foreground region, is not used. Without weights
 ``'auto'`` is the classical one. Whatever the method, a region
-that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a working resolution (``work_px`` on the longest
-side); the upright, sub-pixel silhouette (:func:`smi_image.silhouette.upright_silhouette`)
-finds every row's edges on the full-resolution photo from there.
+that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a
+working resolution (``work_px`` on the longest side); the upright, sub-pixel silhouette
+(:func:`smi_image.silhouette.upright_silhouette`) finds every row's edges on the
+full-resolution photo from there.
 """
 
 from __future__ import annotations

@@ -328,7 +328,7 @@ def evaluate(model, scenes: list[Scene], config: TrainConfig, seed: int) -> dict
             items = [aug.sample(scenes[i]) for i in range(start, min(len(scenes), start + 32))]
             x = torch.from_numpy(np.stack([_to_input(img) for img, _ in items]))
             prob = torch.sigmoid(model(x)).numpy()
-            for (img, lab), pr in zip(items, prob):
+            for (_img, lab), pr in zip(items, prob):
                 photo = (lab == 1) | (lab == PHOTO_THIGH)
                 leg_iou.append(_iou(pr[0] >= 0.5, photo | (lab == 2)))
                 inst = leg_instances(*pr)

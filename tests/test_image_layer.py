@@ -172,7 +172,8 @@ def test_the_side_rule_picks_the_leg():
     p[10:90, 55:70] = 1.0   # image right, nearer the centre
     inst = leg_instances(p, np.zeros_like(p))
     assert inst.max() == 2
-    xs = lambda k: np.nonzero(inst == k)[1].mean()
+    def xs(k):
+        return np.nonzero(inst == k)[1].mean()
     assert xs(pick_instance(inst, view="posterior", side="L")) < 50
     assert xs(pick_instance(inst, view="posterior", side="R")) > 50
     assert xs(pick_instance(inst)) > 50  # no side: nearest the centre

@@ -115,7 +115,8 @@ def test_sampling_is_deterministic_per_subject():
 # ----------------------------------------------------------------------------- renderer (no anny)
 def test_rendered_cylinder_width_and_marker_scale_match_the_camera():
     trimesh = pytest.importorskip("trimesh")
-    from smi_data.phantom.render import Scene, draw_marker, finish_photo, look_at_camera, marker_card_corners, render_leg
+    from smi_data.phantom.render import (Scene, draw_marker, finish_photo, look_at_camera, marker_card_corners,
+                                         render_leg)
     from smi_data.scale import detect_marker_px_per_cm
 
     m = trimesh.creation.cylinder(radius=0.06, height=0.5, sections=128)

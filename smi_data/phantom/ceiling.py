@@ -27,10 +27,12 @@ COVARIATES = ("male", "age", "height_cm", "weight_kg", "bmi")
 TIER_COVARIATES = {"photo": (), "basic": ("male", "age", "height_cm"), "weight": COVARIATES}
 #: True geometry a photo of each view can show (``both``: everything from both views).
 GEOMETRY = {
-    "lateral": ("ratio_lateral", "calf_width_lateral_cm", "ankle_width_lateral_cm", "calf_level_frac", "shank_length_cm"),
-    "posterior": ("ratio_posterior", "calf_width_posterior_cm", "ankle_width_posterior_cm", "calf_level_frac", "shank_length_cm"),
-    "both": ("ratio_lateral", "ratio_posterior", "calf_width_lateral_cm", "calf_width_posterior_cm", "ankle_width_lateral_cm",
-             "ankle_width_posterior_cm", "calf_circ_cm", "ankle_circ_cm", "calf_level_frac",
+    "lateral": ("ratio_lateral", "calf_width_lateral_cm", "ankle_width_lateral_cm", "calf_level_frac",
+                "shank_length_cm"),
+    "posterior": ("ratio_posterior", "calf_width_posterior_cm", "ankle_width_posterior_cm", "calf_level_frac",
+                  "shank_length_cm"),
+    "both": ("ratio_lateral", "ratio_posterior", "calf_width_lateral_cm", "calf_width_posterior_cm",
+             "ankle_width_lateral_cm", "ankle_width_posterior_cm", "calf_circ_cm", "ankle_circ_cm", "calf_level_frac",
              "shank_length_cm", "lowerleg_volume_l"),
 }
 

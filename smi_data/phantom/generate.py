@@ -10,7 +10,6 @@ project's dataset format, see :mod:`smi_data.manifest`), ``images/<subject_id>_<
 from __future__ import annotations
 
 import time
-from pathlib import Path
 
 import numpy as np
 import pandas as pd

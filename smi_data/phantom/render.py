@@ -244,7 +244,8 @@ def marker_card_corners(cam: Camera, center_px, depth_m: float) -> tuple[np.ndar
 
     def square(half_cm):
         h = half_cm * ppc
-        return np.array([c + h * (-right2 + up2), c + h * (right2 + up2), c + h * (right2 - up2), c + h * (-right2 - up2)])
+        return np.array([c + h * (-right2 + up2), c + h * (right2 + up2), c + h * (right2 - up2),
+                         c + h * (-right2 - up2)])
 
     return square(MARKER_SIZE_CM / 2), square(MARKER_SIZE_CM / 2 + CARD_MARGIN_CM)
 

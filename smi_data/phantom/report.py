@@ -9,7 +9,6 @@ the scene montage (photos over their label maps) and prints each scene cohort's 
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
