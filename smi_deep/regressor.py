@@ -531,7 +531,9 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
                     # every rank draws the augmentation of the whole batch (so the draws do not
                     # depend on the world size) and keeps its own share of the samples
                     mine = np.arange(rank, len(idx), world)
-                    if len(mine) == 0:  # a last batch smaller than the world: skipped by every rank
+                    # a last batch smaller than the world is skipped by every rank alike: were it
+                    # skipped only by the ranks with no share, the others would wait in DDP forever
+                    if len(idx) < world:
                         sched.step()
                         continue
                     if aug is not None:
