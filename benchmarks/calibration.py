@@ -134,13 +134,10 @@ def calibration_table(predictions: pd.DataFrame) -> pd.DataFrame:
     return df[df["n"] > 0].reset_index(drop=True) if len(df) else df
 
 
-def target_lines(table: pd.DataFrame) -> list[str]:
-    """One line per model and view: pooled 95 % coverage and the worst sex, against the targets."""
-    if table is None or table.empty:
-        return []
+def _target_checks(table: pd.DataFrame):
+    """Per model, view and tier: ``(keys, key, pooled row, coverage, lowest sex, met)`` against the targets."""
     lo, hi = TARGET_COVERAGE_95
     keys = [k for k in ("model", "view", "tier") if k in table.columns]
-    lines = []
     for key, g in table.groupby(keys, sort=False):
         key = key if isinstance(key, tuple) else (key,)
         allrow = g[g["sex"] == "all"]
@@ -150,29 +147,28 @@ def target_lines(table: pd.DataFrame) -> list[str]:
         sexes = g[g["sex"].isin(["M", "F"])]
         worst = float(sexes["coverage_95"].min()) if len(sexes) else float("nan")
         ok = lo <= cov <= hi and (not np.isfinite(worst) or worst >= TARGET_MIN_SEX_COVERAGE_95)
-        lines.append(f"{' / '.join(map(str, key))}: 95 % interval coverage {cov:.1%} (target {lo:.0%}–{hi:.0%}), "
-                     f"lowest sex {worst:.1%} (target ≥ {TARGET_MIN_SEX_COVERAGE_95:.0%}), mean width "
-                     f"{float(allrow['width_95'].iloc[0]):.2f} kg/m², indeterminate "
-                     f"{float(allrow['indeterminate'].iloc[0]):.1%}: {'met' if ok else 'NOT met'}")
-    return lines
+        yield keys, key, allrow, cov, worst, ok
+
+
+def target_lines(table: pd.DataFrame) -> list[str]:
+    """One line per model and view: pooled 95 % coverage and the worst sex, against the targets."""
+    if table is None or table.empty:
+        return []
+    lo, hi = TARGET_COVERAGE_95
+    return [f"{' / '.join(map(str, key))}: 95 % interval coverage {cov:.1%} (target {lo:.0%}–{hi:.0%}), "
+            f"lowest sex {worst:.1%} (target ≥ {TARGET_MIN_SEX_COVERAGE_95:.0%}), mean width "
+            f"{float(allrow['width_95'].iloc[0]):.2f} kg/m², indeterminate "
+            f"{float(allrow['indeterminate'].iloc[0]):.1%}: {'met' if ok else 'NOT met'}"
+            for _, key, allrow, cov, worst, ok in _target_checks(table)]
 
 
 def target_table(table: pd.DataFrame, models: list[str]) -> pd.DataFrame:
     """Per model and view: pooled 95 % coverage, the lower of the two sexes, and whether the targets are met."""
     if table is None or table.empty:
         return pd.DataFrame()
-    lo, hi = TARGET_COVERAGE_95
-    keys = [k for k in ("model", "view", "tier") if k in table.columns]
-    rows = []
-    for key, g in table.groupby(keys, sort=False):
-        key = key if isinstance(key, tuple) else (key,)
-        a = g[g["sex"] == "all"]
-        if a.empty:
-            continue
-        cov, worst = float(a["coverage_95"].iloc[0]), float(g[g["sex"].isin(["M", "F"])]["coverage_95"].min())
-        ok = lo <= cov <= hi and not worst < TARGET_MIN_SEX_COVERAGE_95
-        rows.append({**dict(zip(keys, key)), "95 % coverage": f"{100 * cov:.1f} %",
-                     "lowest sex": f"{100 * worst:.1f} %", "target": "met" if ok else "NOT met"})
+    rows = [{**dict(zip(keys, key)), "95 % coverage": f"{100 * cov:.1f} %", "lowest sex": f"{100 * worst:.1f} %",
+             "target": "met" if ok else "NOT met"}
+            for keys, key, _, cov, worst, ok in _target_checks(table)]
     out = pd.DataFrame(rows)
     out["_m"] = out["model"].map({m: i for i, m in enumerate(models)}).fillna(len(models))
     return out.sort_values("_m", kind="stable").drop(columns="_m").reset_index(drop=True)
