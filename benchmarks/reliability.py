@@ -246,7 +246,7 @@ def worst_takes(values: pd.DataFrame, measures, n: int = 12) -> pd.DataFrame:
             rows.append({"measure": label, "column": col, "subject": values["subject"].iloc[i],
                          "take": int(values["take"].iloc[i]), "value": float(v.iloc[i]), "median": float(med.iloc[i]),
                          "deviation_pct": float(dev.iloc[i]),
-                         "silhouette_method": "" if meth is None else str(meth.iloc[i])})
+                         "silhouette_method": "" if meth is None or pd.isna(meth.iloc[i]) else str(meth.iloc[i])})
     if not rows:
         return pd.DataFrame(columns=["measure", "column", "subject", "take", "value", "median", "deviation_pct",
                                      "silhouette_method"])
