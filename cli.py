@@ -857,13 +857,15 @@ def speed(dataset, models, view, folds, seed, jobs, no_extraction, limit, sets):
               help="Model folder whose SMI estimate is studied too (without it: the leg measurements only).")
 @out_option("legsmi-reliability", what="Folder for reliability.csv, measurements.csv, report.html and plots")
 @jobs_option()
+@segmenter_option()
 @overwrite_option()
-def reliability(dataset, model_dir, out, jobs, overwrite):
+def reliability(dataset, model_dir, out, jobs, segmenter, overwrite):
     """Test-retest reliability from repeat photos (a manifest with a take column).
 
     For calf width, calf circumference, lower-leg volume, knee-ankle length and (with
     --model) the SMI estimate: ICC(2,1) and ICC(3,1) with 95 % CI, SEM, MDC95,
-    within-subject CV % and Bland-Altman between takes.
+    within-subject CV % and Bland-Altman between takes. --segmenter picks the leg finder
+    for the measurement rows; a model's estimate keeps the settings it was trained with.
     """
     from benchmarks.reliability import ReliabilityConfig, ReliabilityError, run_reliability
     from smi_data.manifest import ManifestError
@@ -872,7 +874,7 @@ def reliability(dataset, model_dir, out, jobs, overwrite):
 
     try:
         res = run_reliability(ReliabilityConfig(dataset=dataset, out=out, model=model_dir, overwrite=overwrite,
-                                                jobs=jobs), echo=lambda s: click.echo(s, err=True))
+                                                jobs=jobs, segmenter=segmenter), echo=lambda s: click.echo(s, err=True))
     except (ReliabilityError, ManifestError, ModelFileError, OutputExistsError) as exc:
         _fail(str(exc))
     _echo_table(res["display"])

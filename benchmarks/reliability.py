@@ -195,23 +195,136 @@ class ReliabilityConfig:
     model: str | None = None
     overwrite: bool = False
     jobs: int = 1
+    #: Leg finder for the measurement rows (None: the extractor's default, 'auto'); a model's
+    #: SMI estimate always uses the extraction settings the model was trained with.
+    segmenter: str | None = None
 
     def to_json(self) -> dict:
         return asdict(self)
 
 
-def measure_takes(manifest: pd.DataFrame, *, n_jobs: int = 1) -> tuple[pd.DataFrame, dict]:
+#: Per-photo columns kept beside the measures in measurements.csv (which finder, which scale).
+META_COLUMNS = tuple(f"{p}{c}" for p in ("lat_", "post_") for c in ("silhouette_method", "px_per_cm"))
+
+
+def measure_takes(manifest: pd.DataFrame, *, n_jobs: int = 1, segmenter: str | None = None
+                  ) -> tuple[pd.DataFrame, dict]:
     """Leg dimensions per (subject, take): the two-view sample table when both views exist, else one view."""
     from smi_data.manifest import to_samples
-    from smi_features.extractor import sample_features
+    from smi_features.extractor import ExtractionSettings, SilhouetteSettings, sample_features
 
     views = set(manifest["view"])
     view = "both" if {"lateral", "posterior"} <= views else sorted(views)[0]
     samples = to_samples(manifest, view)
-    table, reasons = sample_features(samples, n_jobs=n_jobs)
+    settings = ExtractionSettings(silhouette=SilhouetteSettings(segmenter=segmenter)) if segmenter else None
+    table, reasons = sample_features(samples, settings=settings, n_jobs=n_jobs)
     table = table.copy()
     table["subject_id"] = samples["subject_id"].to_numpy()
     return _split_ids(table), {str(k): str(v) for k, v in reasons.items()}
+
+
+# --------------------------------------------------------------------------- what varies between takes
+def worst_takes(values: pd.DataFrame, measures, n: int = 12) -> pd.DataFrame:
+    """The photo sessions furthest from their subject's median, over every measure: where to look first.
+
+    One row per (measure, subject, take): ``value``, the subject's ``median`` over takes,
+    ``deviation_pct`` = 100 (value / median − 1), and for a per-view measure the leg finder
+    that measured the photo (``silhouette_method``, when ``values`` has it). The ``n`` largest
+    ``|deviation_pct|`` are returned, largest first. Measures that do not vary (derived from
+    the covariates) never appear.
+    """
+    rows = []
+    for col, label, _unit in measures:
+        if col not in values.columns:
+            continue
+        v = pd.to_numeric(values[col], errors="coerce")
+        med = v.groupby(values["subject"]).transform("median")
+        dev = 100.0 * (v / med - 1.0)
+        prefix = col.split("_", 1)[0] + "_" if col.startswith(("lat_", "post_")) else None
+        meth = values.get(f"{prefix}silhouette_method") if prefix else None
+        for i in np.flatnonzero(np.isfinite(dev.to_numpy()) & (np.abs(dev.to_numpy()) > 1e-9)):
+            rows.append({"measure": label, "column": col, "subject": values["subject"].iloc[i],
+                         "take": int(values["take"].iloc[i]), "value": float(v.iloc[i]), "median": float(med.iloc[i]),
+                         "deviation_pct": float(dev.iloc[i]),
+                         "silhouette_method": "" if meth is None or pd.isna(meth.iloc[i]) else str(meth.iloc[i])})
+    if not rows:
+        return pd.DataFrame(columns=["measure", "column", "subject", "take", "value", "median", "deviation_pct",
+                                     "silhouette_method"])
+    df = pd.DataFrame(rows)
+    return df.reindex(df["deviation_pct"].abs().sort_values(ascending=False).index).head(n).reset_index(drop=True)
+
+
+def _cv_pct(wide: pd.DataFrame) -> tuple[float, int]:
+    """Within-subject CV % (root mean square of SD/mean, ddof 1) of a subject × take table, complete rows."""
+    w = wide.dropna()
+    if len(w) < 2 or w.shape[1] < 2:
+        return float("nan"), int(len(w))
+    return float(100.0 * np.sqrt(np.mean((w.std(axis=1, ddof=1) / w.mean(axis=1)) ** 2))), int(len(w))
+
+
+def truth_decomposition(values: pd.DataFrame, truth: pd.DataFrame) -> pd.DataFrame:
+    """For a synthetic retake cohort: how much of the calf width's repeat error each stage adds.
+
+    Per view, the within-subject CV % of the calf width as (1) the camera sees it
+    (``calf_width_seen_cm``: body and camera only), (2) the true mask's widest row at the
+    true scale (``mask_calf_width_px / px_per_cm_true``: a perfect segmenter and a perfect
+    scale; what still varies is perspective and the widest-row definition), (3) measured;
+    and the marker scale's error (measured over true px/cm − 1: mean and within-subject SD,
+    in %) and the measured width's error against what the camera sees (mean, median of the
+    absolute value, photos more than 5 % off). Rows whose truth columns the cohort lacks are
+    left out. ``truth`` is the phantom's ``truth.csv`` (``subject_id``, ``view``, ``take``).
+    """
+    rows = []
+    if truth is None or truth.empty or not {"subject_id", "view", "take"} <= set(truth.columns):
+        return pd.DataFrame(rows)
+    for view, p in (("lateral", "lat_"), ("posterior", "post_")):
+        col = f"{p}calf_max_width_cm"
+        tv = truth[truth["view"] == view]
+        if col not in values.columns or tv.empty:
+            continue
+        tv = tv.assign(take=tv["take"].astype(int)).set_index(["subject_id", "take"])
+        tv = tv[~tv.index.duplicated()]
+        meas = pd.to_numeric(values.set_index(["subject", "take"])[col], errors="coerce")
+        meas = meas[~meas.index.duplicated()]
+        idx = meas.index.intersection(tv.index)
+        meas, tv = meas.reindex(idx), tv.reindex(idx)
+
+        def add(stage, series, view=view, **extra):
+            cv, n = _cv_pct(series.unstack())
+            rows.append({"view": view, "stage": stage, "within_subject_cv_pct": cv, "n_subjects": n, **extra})
+
+        if "calf_width_seen_cm" in tv.columns:
+            add("calf width the camera sees (truth: body and camera only)", tv["calf_width_seen_cm"])
+        if {"mask_calf_width_px", "px_per_cm_true"} <= set(tv.columns):
+            add("true mask's widest row at the true scale (perfect segmenter and scale)",
+                tv["mask_calf_width_px"] / tv["px_per_cm_true"])
+        scale_col = f"{p}px_per_cm"
+        if "px_per_cm_true" in tv.columns and scale_col in values.columns:
+            sc = pd.to_numeric(values.set_index(["subject", "take"])[scale_col], errors="coerce")
+            err = 100.0 * (sc[~sc.index.duplicated()].reindex(idx) / tv["px_per_cm_true"] - 1.0)
+            wsd = float(np.sqrt(err.unstack().var(axis=1, ddof=1).mean()))
+            rows.append({"view": view, "stage": "marker scale: measured over true px/cm − 1 (%)",
+                         "within_subject_cv_pct": float("nan"), "n_subjects": int(err.notna().sum()),
+                         "error_mean_pct": float(err.mean()), "error_within_sd_pct": wsd})
+        extra = {}
+        if "calf_width_seen_cm" in tv.columns:
+            e = 100.0 * (meas / tv["calf_width_seen_cm"] - 1.0)
+            extra = {"error_mean_pct": float(e.mean()), "error_median_abs_pct": float(e.abs().median()),
+                     "photos_over_5pct": int((e.abs() > 5).sum())}
+        add("measured calf width", meas, **extra)
+    # the two views' true masks as an ellipse: the circumference a perfect segmenter would give
+    if {"mask_calf_width_px", "px_per_cm_true"} <= set(truth.columns):
+        from smi_features.features.paired import ramanujan_perimeter
+
+        w = truth.assign(take=truth["take"].astype(int), cm=truth["mask_calf_width_px"] / truth["px_per_cm_true"])
+        w = w.pivot_table(index=["subject_id", "take"], columns="view", values="cm", aggfunc="first")
+        if {"lateral", "posterior"} <= set(w.columns):
+            circ = pd.Series(ramanujan_perimeter(w["lateral"].to_numpy() / 2, w["posterior"].to_numpy() / 2),
+                             index=w.index)
+            cv, n = _cv_pct(circ.unstack())
+            rows.append({"view": "both", "stage": "calf circumference of the two true masks' widest rows "
+                         "(ellipse; perfect segmenter and scale)", "within_subject_cv_pct": cv, "n_subjects": n})
+    return pd.DataFrame(rows)
 
 
 def estimate_takes(manifest: pd.DataFrame, model_dir) -> tuple[pd.DataFrame, dict, dict]:
@@ -320,8 +433,14 @@ def _fmt(table: pd.DataFrame) -> pd.DataFrame:
     })
 
 
+def _fmt_num(df: pd.DataFrame) -> pd.DataFrame:
+    return df.apply(lambda c: c.map(lambda x: f"{x:.3g}" if isinstance(x, float) and np.isfinite(x)
+                                    else ("" if isinstance(x, float) else x)))
+
+
 def write_report(out_dir: Path, table: pd.DataFrame, values: pd.DataFrame, *, config: dict, model_info: dict | None,
-                 failures: dict, seconds: float) -> dict:
+                 failures: dict, seconds: float, worst: pd.DataFrame | None = None,
+                 decomposition: pd.DataFrame | None = None) -> dict:
     """report.md and a self-contained report.html (plot embedded) in ``out_dir``."""
     from smi_data.runs import atomic_write_text
 
@@ -346,6 +465,17 @@ def write_report(out_dir: Path, table: pd.DataFrame, values: pd.DataFrame, *, co
           f"{seconds:.0f} s on {os.cpu_count()} CPU core(s).", "", intro, "", md_table(_fmt(table))]
     if targets:
         md += ["Targets:", ""] + [f"- {t}" for t in targets] + [""]
+    extra = []  # (title, note, table) sections shared by both pages
+    if worst is not None and not worst.empty:
+        extra.append(("Photo sessions furthest from their subject's median",
+                      "Where the repeat error comes from: look at these photos first (worst_takes.csv).", worst))
+    if decomposition is not None and not decomposition.empty:
+        extra.append(("What each stage adds (synthetic cohort: truth.csv)",
+                      "Within-subject CV of the calf width as the camera sees it, as a perfect segmenter at the "
+                      "true scale would measure it, and as measured; the marker scale's error; the measured "
+                      "width's error against what the camera sees (truth_decomposition.csv).", decomposition))
+    for title, note, t in extra:
+        md += [f"## {title}", "", note, "", md_table(_fmt_num(t))]
     if failures:
         md += [f"{len(failures)} photo session(s) could not be measured or estimated:", ""]
         md += [f"- {k}: {v}" for k, v in sorted(failures.items())[:50]] + [""]
@@ -357,6 +487,8 @@ def write_report(out_dir: Path, table: pd.DataFrame, values: pd.DataFrame, *, co
             html_table(_fmt(table))]
     if targets:
         body += ["<ul>"] + [f"<li>{html.escape(t)}</li>" for t in targets] + ["</ul>"]
+    for title, note, t in extra:
+        body += [f"<h2>{html.escape(title)}</h2>", f"<p>{html.escape(note)}</p>", html_table(_fmt_num(t))]
     if failures:
         body += [f"<p>{len(failures)} photo session(s) could not be measured or estimated:</p><ul>"]
         body += [f"<li>{html.escape(k)}: {html.escape(v)}</li>" for k, v in sorted(failures.items())[:50]] + ["</ul>"]
@@ -388,7 +520,7 @@ def run_reliability(cfg: ReliabilityConfig, echo=None) -> dict:
     with RunRecord(out_dir, "reliability", cfg.to_json(), None) as rec:
         echo(f"reliability: {manifest['subject'].nunique()} subjects, {manifest['take'].nunique()} takes, "
              f"{len(manifest)} photos")
-        values, failures = measure_takes(manifest, n_jobs=cfg.jobs)
+        values, failures = measure_takes(manifest, n_jobs=cfg.jobs, segmenter=cfg.segmenter)
         measures = list(MEASURES)
         model_info = None
         if cfg.model:
@@ -397,17 +529,26 @@ def run_reliability(cfg: ReliabilityConfig, echo=None) -> dict:
             failures.update({f"{k} (estimate)": v for k, v in est_fail.items()})
             measures.append(SMI_MEASURE)
         failures = {k.replace(_TAKE_SEP, " take "): v for k, v in failures.items()}
-        cols = ["subject", "take"] + [c for c, _, _ in measures if c in values.columns]
+        cols = ["subject", "take"] + [c for c, _, _ in measures if c in values.columns] \
+            + [c for c in META_COLUMNS if c in values.columns]
         values = values[cols].sort_values(["subject", "take"]).reset_index(drop=True)
         table = reliability_table(values, measures)
+        worst = worst_takes(values, measures)
+        truth_path = Path(cfg.dataset) / "truth.csv"  # a synthetic cohort: what each stage adds
+        decomposition = truth_decomposition(values, pd.read_csv(truth_path)) if truth_path.is_file() \
+            else pd.DataFrame()
         atomic_write_csv(values, out_dir / "measurements.csv", float_format="%.6g")
         atomic_write_csv(table, out_dir / "reliability.csv", float_format="%.6g")
+        atomic_write_csv(worst, out_dir / "worst_takes.csv", float_format="%.6g")
+        if not decomposition.empty:
+            atomic_write_csv(decomposition, out_dir / "truth_decomposition.csv", float_format="%.6g")
         targets = target_lines(table)
         seconds = time.perf_counter() - started
         write_report(out_dir, table, values, config=cfg.to_json(), model_info=model_info, failures=failures,
-                     seconds=seconds)
+                     seconds=seconds, worst=worst, decomposition=decomposition)
         rec.data["results"] = {"n_subjects": int(values["subject"].nunique()), "n_takes": int(values["take"].nunique()),
                                "model": model_info, "failures": failures, "targets": targets,
-                               "table": table.to_dict(orient="records")}
-    return {"out": out_dir, "table": table, "targets": targets, "failures": failures,
-            "seconds": time.perf_counter() - started, "display": _fmt(table)}
+                               "table": table.to_dict(orient="records"),
+                               "truth_decomposition": decomposition.to_dict(orient="records")}
+    return {"out": out_dir, "table": table, "targets": targets, "failures": failures, "worst": worst,
+            "decomposition": decomposition, "seconds": time.perf_counter() - started, "display": _fmt(table)}

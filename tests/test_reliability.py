@@ -8,7 +8,8 @@ import pytest
 from click.testing import CliRunner
 
 import cli
-from benchmarks.reliability import icc, read_retakes, reliability_stats, ReliabilityError
+from benchmarks.reliability import (MEASURES, ReliabilityError, icc, read_retakes, reliability_stats,
+                                    truth_decomposition, worst_takes)
 from smi_data.toy import make_toy_dataset
 
 # Shrout & Fleiss 1979 (Psychol Bull 86:420), Table 2: 6 targets rated by 4 judges
@@ -88,6 +89,64 @@ def test_reliability_command_on_repeat_photos(retakes, tmp_path):
     assert (out / "report.html").is_file() and (out / "plots" / "bland_altman_takes.png").is_file()
     vals = pd.read_csv(out / "measurements.csv")
     assert len(vals) == 16 and set(vals["take"]) == {1, 2}
+    assert set(vals["lat_silhouette_method"].dropna()) <= {"learned", "canny", "threshold", "classical"}
+    worst = pd.read_csv(out / "worst_takes.csv")
+    assert len(worst) > 0 and worst["deviation_pct"].abs().is_monotonic_decreasing
+    # the toy truth has the true scale: the decomposition reports the marker's error and the measured CV
+    dec = pd.read_csv(out / "truth_decomposition.csv").set_index("stage")
+    assert abs(dec.loc["marker scale: measured over true px/cm − 1 (%)", "error_mean_pct"]) < 2
+    assert dec.loc["measured calf width", "within_subject_cv_pct"] == pytest.approx(
+        table.set_index("column").loc["lat_calf_max_width_cm", "cv_within_pct"], rel=1e-4)
+    assert "Photo sessions furthest" in (out / "report.md").read_text()
+
+
+def _three_takes(values):
+    """subject a, b, c × takes 1-3 with the given per-take values of one measure."""
+    return pd.DataFrame([{"subject": s, "take": t + 1, "lat_calf_max_width_cm": v[t],
+                          "lat_knee_ankle_length_cm": 40.0, "lat_silhouette_method": "canny" if (s, t) == ("b", 1)
+                          else "learned"} for s, v in values.items() for t in range(3)])
+
+
+def test_worst_takes_points_at_the_outlying_photo():
+    vals = _three_takes({"a": [10.0, 10.1, 9.9], "b": [12.0, 18.0, 12.0], "c": [11.0, 11.0, 11.2]})
+    worst = worst_takes(vals, MEASURES, n=3)
+    top = worst.iloc[0]
+    assert (top["subject"], top["take"], top["silhouette_method"]) == ("b", 2, "canny")
+    assert top["deviation_pct"] == pytest.approx(50.0)
+    assert len(worst) == 3 and worst["deviation_pct"].abs().is_monotonic_decreasing
+    # a measure identical at every take (derived from the covariates) is never listed
+    assert "lat_knee_ankle_length_cm" not in set(worst_takes(vals, MEASURES, n=100)["column"])
+
+
+def test_truth_decomposition_separates_camera_segmentation_and_scale():
+    rng = np.random.default_rng(0)
+    truth, vals = [], []
+    for i in range(12):
+        seen = 10.0 + 0.3 * i
+        for t in (1, 2, 3):
+            ppc = 10.0 * rng.uniform(0.9, 1.1)
+            for view in ("lateral", "posterior"):
+                mask_cm = seen * (1 + 0.01 * rng.standard_normal())  # perspective and row: ~1 %
+                truth.append({"subject_id": f"s{i}", "view": view, "take": t, "calf_width_seen_cm": seen,
+                              "mask_calf_width_px": mask_cm * ppc, "px_per_cm_true": ppc})
+            blunder = 1.5 if (i, t) == (3, 2) else 1.0  # one photo takes in the other leg
+            vals.append({"subject": f"s{i}", "take": t, "lat_calf_max_width_cm": truth[-2]["mask_calf_width_px"]
+                         / ppc * blunder, "lat_px_per_cm": ppc * 1.02,
+                         "post_calf_max_width_cm": truth[-1]["mask_calf_width_px"] / ppc})
+    dec = truth_decomposition(pd.DataFrame(vals), pd.DataFrame(truth))
+    lat = dec[dec["view"] == "lateral"].set_index("stage")
+    assert lat.iloc[0]["within_subject_cv_pct"] == pytest.approx(0.0, abs=1e-9)  # the camera sees one width
+    perfect = lat.iloc[1]["within_subject_cv_pct"]
+    assert 0.4 < perfect < 2.0
+    measured = lat.loc["measured calf width"]
+    assert measured["within_subject_cv_pct"] > 3 * perfect and measured["photos_over_5pct"] == 1
+    assert lat.loc["marker scale: measured over true px/cm − 1 (%)", "error_mean_pct"] == pytest.approx(2.0)
+    post = dec[dec["view"] == "posterior"].set_index("stage")
+    assert post.loc["measured calf width", "within_subject_cv_pct"] == pytest.approx(perfect, rel=0.6)
+    both = dec[dec["view"] == "both"]
+    assert len(both) == 1 and 0 < both["within_subject_cv_pct"].iloc[0] < perfect * 1.5
+    # without truth columns there is nothing to decompose
+    assert truth_decomposition(pd.DataFrame(vals), pd.DataFrame()).empty
 
 
 def test_a_dataset_without_takes_is_refused(tmp_path):
