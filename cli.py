@@ -1204,5 +1204,40 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
     click.echo(f"wrote {out_dir / 'segmenter.pt'} (held-out IoU of the photographed leg "
                f"{results['val_target_iou']:.3f})")
 
+@segmenter.command("orientation")
+@out_option(what="Run folder (orientation.json, run.json)")
+@click.argument("scenes", nargs=-1, required=True, type=click.Path(file_okay=False, exists=True))
+@seed_option(detail="Here: XGBoost's row and column sampling.")
+@overwrite_option()
+def segmenter_orientation(scenes, out, seed, overwrite):
+    """Fit the upside-down rule on rendered SCENES (`legsmi phantom --scene clinic` folders: every photo
+    upright and turned over, through the shipped segmenter); copy OUT/orientation.json to smi_image/weights/
+    to ship it. Refit after retraining the segmenter. See docs/segmentation.md."""
+    import shlex
+
+    from smi_data.runs import OutputExistsError, RunRecord, atomic_write_json, stage_output
+    from smi_image.orientation import fit_orientation, orientation_examples
+
+    try:
+        stage = stage_output(out, overwrite=overwrite, protect=tuple(scenes))
+    except OutputExistsError as exc:
+        _fail(str(exc))
+    command = "legsmi segmenter orientation " + " ".join(shlex.quote(a) for a in sys.argv[3:])
+    with RunRecord(stage.path, "segmenter orientation", {"scenes": [str(Path(d).resolve()) for d in scenes]}, seed,
+                   stage=stage) as rec:
+        try:
+            profiles, labels, sources = orientation_examples(scenes, echo=click.echo)
+            rule = fit_orientation(profiles, labels, seed=seed)
+        except (FileNotFoundError, ValueError) as exc:
+            _fail(str(exc))
+        rule["training"].update(sources=sources, command=command)
+        atomic_write_json(stage.path / "orientation.json", rule)
+        rec.data["results"] = {k: v for k, v in rule["training"].items() if k != "xgb_params"}
+    t = rule["training"]
+    click.echo(f"wrote {Path(out) / 'orientation.json'} ({t['profiles']} profiles; refused at P > "
+               f"{rule['refuse_above']:g}: upright {100 * t['upright_refused']:.2f} %, turned over "
+               f"{100 * t['turned_refused']:.2f} %)")
+
+
 if __name__ == "__main__":
     main()

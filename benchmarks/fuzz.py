@@ -24,7 +24,10 @@ Outcomes per item and stage: ``refused`` (a clear error or a refused row, with i
 reason), ``accepted`` (measured / estimated), ``traceback`` (any other exception),
 ``hang`` (over the timeout). Estimates are checked: ``implausible`` counts estimates
 printed outside 2-20 kg/m^2 or outside the model's training range (with its margin)
-without a caution. The report (``fuzz.md``, ``fuzz.json``, ``results.csv``) is
+without a caution; ``far`` counts accepted estimates of a mutated photo that differ from
+the same model's estimate of the unmutated photo by more than :data:`FAR_KG_M2` (a photo
+measured wrong rather than refused: the unmutated photos are run through the same
+workers once each, as references). The report (``fuzz.md``, ``fuzz.json``, ``results.csv``) is
 written through the staged-output helper.
 """
 
@@ -52,6 +55,9 @@ REFUSAL_NAMES = {"ImageError", "ManifestError", "ModelFileError", "SplitsError",
                  "UsageError", "OutputError", "BenchmarkError", "PredictInputError"}
 PLAUSIBLE = (2.0, 20.0)
 TRAINING_MARGIN = 0.10
+#: An accepted estimate this far (kg/m^2) from the unmutated photo's counts as measured wrong
+#: (about the cohort's SMI standard deviation, twice a good model's typical error).
+FAR_KG_M2 = 1.0
 
 
 # ----------------------------------------------------------------------------- image mutations
@@ -586,6 +592,29 @@ def _train_model(cohort: Path, view: str, out: Path, seed: int) -> Path:
     return out
 
 
+def _compare_with_unmutated(results: list[dict], items: list, cohort: Path, pool, timeout: float) -> None:
+    """Set ``deviation`` (kg/m²) and ``far`` on every accepted ``predict`` row of a mutated photo.
+
+    The reference is the same predictor's estimate of the unmutated cohort photo the
+    mutation was made from (run once per source photo, through the same workers).
+    """
+    accepted = [r for r in results if r["kind"] == "image" and r["stage"] == "predict" and r["category"] != "control"
+                and r["outcome"] == "accepted" and r.get("smi_pred") is not None]
+    first = {}
+    for it in items:
+        first.setdefault(it.source, it)
+    reference: dict[str, float] = {}
+    for src in sorted({r["source"] for r in accepted}):
+        task = dict(first[src].__dict__, abs_path=str(cohort / src), path=src, category="reference")
+        rows = pool.run("image", task, timeout) or []
+        pred = [x for x in rows if x.get("stage") == "predict" and x.get("outcome") == "accepted"]
+        reference[src] = float(pred[0]["smi_pred"]) if pred and pred[0].get("smi_pred") is not None else float("nan")
+    for r in accepted:
+        dev = abs(float(r["smi_pred"]) - reference.get(r["source"], float("nan")))
+        r["deviation"] = round(dev, 4) if np.isfinite(dev) else None
+        r["far"] = bool(np.isfinite(dev) and dev > FAR_KG_M2)
+
+
 def summarise(results: list[dict]) -> dict:
     """``{kind: {category or stage: {outcome: n}}}`` plus totals of tracebacks, hangs and implausible estimates."""
     summary: dict = {"images": {}, "manifests": {}, "totals": {}}
@@ -598,6 +627,8 @@ def summarise(results: list[dict]) -> dict:
             cell["implausible"] = cell.get("implausible", 0) + 1
         if r.get("outside_training_flagged"):
             cell["outside-training-flagged"] = cell.get("outside-training-flagged", 0) + 1
+        if r.get("far"):
+            cell["far"] = cell.get("far", 0) + 1
         if r.get("formula_cells"):
             cell["formula-cells"] = cell.get("formula-cells", 0) + int(r["formula_cells"])
     mutated = [r for r in results if r["category"] != "control"]
@@ -608,6 +639,9 @@ def summarise(results: list[dict]) -> dict:
         "tracebacks": sum(r["outcome"] == "traceback" for r in mutated),
         "hangs": sum(r["outcome"] == "hang" for r in mutated),
         "implausible_estimates": sum(bool(r.get("implausible")) for r in mutated),
+        "far_from_unmutated": sum(bool(r.get("far")) for r in mutated),
+        "compared_with_unmutated": sum(r.get("deviation") is not None and np.isfinite(r["deviation"])
+                                       for r in mutated),
         "silently_wrong_manifests": sum(r["outcome"] == "silently-wrong" for r in mutated),
         "formula_cells_written": sum(int(r.get("formula_cells") or 0) for r in mutated),
         "control_refusals": sum(r["outcome"] != "accepted" for r in results
@@ -618,7 +652,7 @@ def summarise(results: list[dict]) -> dict:
 
 def format_summary(summary: dict) -> str:
     """The summary as Markdown tables (one row per category and stage)."""
-    outcomes = ["refused", "accepted", "traceback", "hang", "implausible", "outside-training-flagged"]
+    outcomes = ["refused", "accepted", "traceback", "hang", "implausible", "outside-training-flagged", "far"]
     lines = ["| images: category | stage | " + " | ".join(outcomes) + " |",
              "|---|---|" + "---:|" * len(outcomes)]
     for cat, stages in summary["images"].items():
@@ -631,7 +665,9 @@ def format_summary(summary: dict) -> str:
     t = summary["totals"]
     lines += ["", f"{t['images']} mutated images (+{t['controls']} unmutated controls), {t['manifests']} manifests: "
               f"{t['tracebacks']} tracebacks, {t['hangs']} hangs, {t['implausible_estimates']} implausible "
-              f"estimates, {t['silently_wrong_manifests']} silently wrong manifests, "
+              f"estimates, {t.get('far_from_unmutated', 0)} of {t.get('compared_with_unmutated', 0)} accepted "
+              f"estimates more than {FAR_KG_M2:g} kg/m² from the unmutated photo's, "
+              f"{t['silently_wrong_manifests']} silently wrong manifests, "
               f"{t['formula_cells_written']} formula cells written, {t['control_refusals']} refusals of controls"]
     return "\n".join(lines)
 
@@ -678,6 +714,8 @@ def run_fuzz(cfg: FuzzConfig, *, echo=None) -> dict:
                                     "source": it.source, **r})
                 if (k + 1) % 100 == 0:
                     echo(f"fuzz: {k + 1}/{len(items)} images ({time.perf_counter() - started:.0f} s)")
+            _compare_with_unmutated(results, items, cohort, pool, cfg.timeout_s)
+            echo(f"fuzz: unmutated references ({time.perf_counter() - started:.0f} s)")
             if cfg.manifests:
                 cases = manifest_cases(cohort, random.Random(cfg.seed + 1), cfg.n_random_manifests)
                 mroot = work / "manifests"

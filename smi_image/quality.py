@@ -11,7 +11,8 @@ Reasons (:data:`REASONS`, ``code: what it means``), checked in this order:
 * the protocol (:func:`protocol_problems`): ``cut_by_frame`` (the leg touches the
   photo's top edge, so the knee is outside, or its bottom edge, so the sole is),
   ``no_marker`` (a marker was required and not found), ``tilted`` (raised by the
-  upright step of :mod:`smi_image.silhouette` beyond ``max_roll_deg``).
+  upright step of :mod:`smi_image.silhouette` beyond ``max_roll_deg``), ``upside_down``
+  (raised by the same step where :mod:`smi_image.orientation` finds the foot at the top).
 
 ``legsmi segment`` reports photo and protocol problems as warnings (status ``ok``);
 ``features``, ``predict``, ``train`` and ``benchmark`` refuse them (the features and the
@@ -34,13 +35,15 @@ REASONS = {
     "cut_by_frame": "the leg is cut by the frame (knee or sole missing)",
     "no_marker": "the scale marker was expected but not found",
     "tilted": "the leg is tilted beyond what is corrected",
+    "upside_down": "the photo is upside down (the foot at the top)",
 }
 #: A phrase of each code's refusal message (the messages of segment_leg and of this module), for
 #: :func:`reason_code`; the first that a message contains names its code.
 _MESSAGE_CODES = (("no leg found", "no_leg"), ("no closed leg-shaped outline", "no_leg"),
                   ("legs merge", "legs_merged"), ("segmentation unsure", "unsure"), ("too dark", "too_dark"),
                   ("overexposed", "overexposed"), ("blurred", "blurred"), ("cut by the frame", "cut_by_frame"),
-                  ("marker expected", "no_marker"), ("tilted", "tilted"))
+                  ("marker expected", "no_marker"), ("tilted", "tilted"),
+                  ("upside down", "upside_down"))
 
 
 def reason_code(message: str) -> str:

@@ -53,6 +53,8 @@ class SilhouetteSettings:
     segmenter : {'auto', 'learned', 'classical'}
         Which leg finder :func:`smi_image.segment.segment_leg` uses (``auto``: the
         learned one when its weights ship, else the classical one).
+    check_upright : bool
+        Refuse a photo whose leg stands upside down (:mod:`smi_image.orientation`).
     work_px : int
         Longest side of the working image on which steps 2-6 run (0: full
         resolution); the mask is then scaled up and every row's edges are found on
@@ -77,6 +79,7 @@ class SilhouetteSettings:
     min_canny_share: float = 0.8
     canny_on_photo: bool = True
     segmenter: str = "auto"
+    check_upright: bool = True
 
     def as_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in dataclasses.asdict(self).items()}

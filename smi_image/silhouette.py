@@ -254,6 +254,15 @@ def upright_silhouette(img: np.ndarray, seg: LegSegmentation, *, settings: Silho
     to_upright = rotate @ up
     full = cv2.warpAffine(leg.astype(np.uint8) * 255, to_upright, (w, h), flags=cv2.INTER_LINEAR,
                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 128
+    if s.check_upright:
+        from .orientation import load_orientation, upside_down_probability
+
+        rule = load_orientation()
+        p_turned = upside_down_probability(full, rule)
+        if p_turned > rule["refuse_above"]:
+            raise SilhouetteError(
+                f"the photo looks upside down (the foot at the top: P = {p_turned:.3f}); turn it the right way up "
+                "(knee at the top, foot at the bottom) and measure it again", code="upside_down")
     rotated = abs(angle) >= 0.25
     if not rotated:
         angle = 0.0

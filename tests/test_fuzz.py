@@ -158,3 +158,32 @@ def test_a_small_fuzz_run_has_no_tracebacks_hangs_or_implausible_estimates(tmp_p
             t["formula_cells_written"]) == (0, 0, 0, 0, 0), res["text"]
     assert t["control_refusals"] == 0
     assert (tmp_path / "fz" / "fuzz.md").is_file() and (tmp_path / "fz" / "run.json").is_file()
+
+
+def test_accepted_estimates_are_compared_with_the_unmutated_photo(tmp_path):
+    """A mutated photo measured far from its original counts as measured wrong (``far``)."""
+    from benchmarks.fuzz import FAR_KG_M2, CorpusItem, _compare_with_unmutated, summarise
+
+    items = [CorpusItem("images/00000_rotated_lateral.jpg", "rotated", "rotated 180 degrees", "images/P1.jpg",
+                        "lateral", "F", 40.0, 160.0, 6.0),
+             CorpusItem("images/00001_header-flip_lateral.jpg", "header-flip", "1 bit", "images/P1.jpg",
+                        "lateral", "F", 40.0, 160.0, 6.0)]
+    results = [{"kind": "image", "item": it.path, "category": it.category, "source": it.source, "stage": "predict",
+                "outcome": "accepted", "smi_pred": smi} for it, smi in zip(items, (6.0 + FAR_KG_M2 + 0.5, 6.1))]
+    results.append({"kind": "image", "item": "images/00002_noise_lateral.jpg", "category": "noise",
+                    "source": "images/P1.jpg", "stage": "predict", "outcome": "refused", "smi_pred": None})
+    calls = []
+
+    class FakePool:
+        def run(self, kind, task, timeout):
+            calls.append(task["abs_path"])
+            return [{"stage": "validate", "outcome": "accepted"},
+                    {"stage": "predict", "outcome": "accepted", "smi_pred": 6.0}]
+
+    _compare_with_unmutated(results, items, tmp_path, FakePool(), 10.0)
+    assert calls == [str(tmp_path / "images/P1.jpg")]  # one reference per source photo
+    assert results[0]["far"] and results[0]["deviation"] == pytest.approx(FAR_KG_M2 + 0.5)
+    assert not results[1]["far"] and results[1]["deviation"] == pytest.approx(0.1)
+    assert "far" not in results[2]
+    totals = summarise(results)["totals"]
+    assert totals["far_from_unmutated"] == 1 and totals["compared_with_unmutated"] == 2

@@ -15,6 +15,7 @@ MESSAGES = {
     "cut_by_frame": "refused: leg cut by the frame: it reaches the photo's bottom edge, so the sole is outside",
     "no_marker": "refused: marker expected but not found: place the printed ArUco card (5 cm) beside the leg",
     "tilted": "refused: the leg's axis is tilted 41.0 degrees from vertical (more than 30)",
+    "upside_down": "refused: the photo looks upside down (the foot at the top: P = 0.998); turn it the right way up",
 }
 
 
