@@ -326,7 +326,9 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
     p = np.stack([cv2.resize(c, (ws, hs), interpolation=cv2.INTER_LINEAR) for c in probs])
     if exclude is not None:
         p[0][exclude] = 0.0
-    inst = leg_instances(p[0], p[1], p[2] if len(p) > 2 else None)
+    # The behind map cuts the far leg off a side view only: it was trained on side views, and a front or back
+    # view (or one whose view is not known) has no leg behind the other to cut, only two legs side by side.
+    inst = leg_instances(p[0], p[1], p[2] if len(p) > 2 and view == "lateral" else None)
     n_legs = int(inst.max())
     # A leg seen behind the photographed one (a side view's far leg) is a leg in the photo too.
     n_behind = int(((p[0] >= 0.5) & (p[2] >= 0.5)).sum()) if len(p) > 2 else 0
