@@ -1167,9 +1167,11 @@ def segmenter():
 @click.option("--negative-share", default=0.1, show_default=True, type=click.FloatRange(0, 0.9),
               help="Share of samples that are a photo with no leg (scikit-image's bundled photos, not the "
                    "quality gate's controls), target no leg anywhere.")
+@click.option("--shoe-target", default="not_leg", show_default=True, type=click.Choice(["not_leg", "ignore"]),
+              help="Painted shoes in training: not leg (clothing), or left out of the loss.")
 @overwrite_option()
 def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
-                    negative_share, overwrite):
+                    negative_share, shoe_target, overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
     import json
 
@@ -1181,7 +1183,8 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
     except OutputExistsError as exc:
         _fail(str(exc))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
-                      negative_p=negative_share, time_budget_s=minutes * 60 if minutes else None,
+                      negative_p=negative_share, shoe_target=shoe_target,
+                      time_budget_s=minutes * 60 if minutes else None,
                       init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}
     with RunRecord(out_dir, "segmenter train", config, seed) as rec:

@@ -16,7 +16,7 @@ photographed leg when a ``wild`` camera turned round looks at its inside; :attr:
 0 on every leg pixel of a back or front view, learned on leg pixels only and not at all on
 scenes whose camera is turned half-way (the legs half behind each other), so that the far leg's
 visible sliver is not taken into the near one. Pixels under
-a painted shoe (below) are left out of every loss (:data:`IGNORE`).
+a painted shoe (below) are not leg, or left out of every loss (:data:`IGNORE`).
 
 Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own generator):
 
@@ -34,8 +34,9 @@ Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own gen
   photo without a leg, so a network trained only on them finds the most leg-like thing in any photo;
 * footwear: with probability ``shoe_p`` the feet (the lowest 6-14 % of each leg's rows,
   widened) are painted as a shoe of one random colour with shading, sometimes with a heel
-  below; those pixels are :data:`IGNORE` (the real photos' footwear is left out of their
-  score, and a bare foot stays leg in the other scenes).
+  below; those pixels become clothing (label 3, not leg: a shoe is not the leg, as the
+  renderer's own shoes are labelled; ``shoe_target="not_leg"``) or, with ``"ignore"``,
+  :data:`IGNORE` (left out of every loss; a bare foot stays leg in the other scenes).
 
 Loss: binary cross-entropy plus soft Dice on the leg channel (Milletari et al. 2016),
 binary cross-entropy with ``split_pos_weight`` on the split channel. AdamW, cosine
@@ -60,6 +61,8 @@ SPLIT_PX = 2
 PHOTO_THIGH = 6
 #: Label (training only) of pixels left out of the loss: painted footwear.
 IGNORE = 255
+#: Label of painted shoes when they count as not leg (clothing, as in :mod:`smi_data.phantom.scene`).
+SHOE_LABEL = 3
 
 
 @dataclass(frozen=True)
@@ -75,6 +78,9 @@ class TrainConfig:
     load_long_px: int = 256
     crop_p: float = 0.75
     shoe_p: float = 0.35
+    #: What a painted shoe is to the loss: ``"not_leg"`` (clothing, label 3, as the renderer labels its own
+    #: shoes) or ``"ignore"`` (left out of every loss: how the weights of branch seg2 were trained).
+    shoe_target: str = "not_leg"
     #: Share of samples that are a photo with no leg at all (:data:`NEGATIVE_PHOTOS`), target 0 everywhere.
     negative_p: float = 0.1
     rotate_deg: float = 10.0
@@ -277,7 +283,8 @@ class SceneAugmenter:
         return self.photometric(img), lab
 
     def shoes(self, img: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Paint both feet as shoes of one colour (see the module docstring); their pixels become IGNORE."""
+        """Paint both feet as shoes of one colour (see the module docstring); their pixels become clothing
+        (``shoe_target="not_leg"``) or IGNORE."""
         import cv2
 
         r = self.rng
@@ -308,7 +315,7 @@ class SceneAugmenter:
         img = img.copy()
         img[shoe] = paint[shoe].astype(np.uint8)
         lab = lab.copy()
-        lab[shoe] = IGNORE
+        lab[shoe] = IGNORE if self.c.shoe_target == "ignore" else SHOE_LABEL
         return img, lab
 
     def photometric(self, img: np.ndarray) -> np.ndarray:
@@ -486,6 +493,8 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     from .nets import TinyUNet
 
     c = config
+    if c.shoe_target not in ("not_leg", "ignore"):
+        raise ValueError(f"shoe_target must be 'not_leg' or 'ignore', got {c.shoe_target!r}")
     torch.manual_seed(c.seed)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(c.threads)))

@@ -175,3 +175,22 @@ def test_negative_samples_are_leg_free_windows_of_other_photos():
     assert img.shape == (32, 24, 3) and leg.max() == 0 and split.max() == 0 and valid.min() == 1
     img, leg, *_ = SceneAugmenter(TrainConfig(negative_p=0.0, input_hw=(32, 24)), seed=0)(scene, photos)
     assert leg.max() == 1  # without negatives the scene itself
+
+
+@pytest.mark.parametrize("shoe_target,label", [("not_leg", 3), ("ignore", 255)])
+def test_painted_shoes_are_not_leg_or_left_out(shoe_target, label):
+    from smi_image.train import Scene, SceneAugmenter, TrainConfig, targets
+
+    lab = np.zeros((80, 60), np.uint8)
+    lab[5:75, 20:32] = 1
+    scene = Scene(np.full((80, 60, 3), 90, np.uint8), lab, "P001_posterior")
+    aug = SceneAugmenter(TrainConfig(shoe_p=1.0, crop_p=0.0, rotate_deg=0.0, shoe_target=shoe_target,
+                                     input_hw=(80, 60)), seed=1)
+    _img, out = aug.sample(scene)
+    assert (out == label).any() and not (out == (255 if label == 3 else 3)).any()
+    leg, _split, _behind, valid, _bv = targets(out, "none")
+    assert leg[out == label].max() == 0 and (valid[out == label].max() == (1 if label == 3 else 0))
+    with pytest.raises(ValueError, match="shoe_target"):
+        from smi_image.train import train_segmenter
+
+        train_segmenter("/nonexistent", "/tmp/x", TrainConfig(shoe_target="shoe"))
