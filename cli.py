@@ -1166,9 +1166,14 @@ def segmenter():
               help="Peak learning rate (AdamW; warm-up, then cosine).")
 @click.option("--init", "init_weights", default=None, type=click.Path(dir_okay=False, exists=True),
               help="Continue from this segmenter.pt (a previous run's) instead of a random start.")
+@click.option("--negative-share", default=0.1, show_default=True, type=click.FloatRange(0, 0.9),
+              help="Share of samples that are a photo with no leg (scikit-image's bundled photos, not the "
+                   "quality gate's controls), target no leg anywhere.")
+@click.option("--shoe-target", default="not_leg", show_default=True, type=click.Choice(["not_leg", "ignore"]),
+              help="Painted shoes in training: not leg (clothing), or left out of the loss.")
 @overwrite_option()
 def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
-                    overwrite):
+                    negative_share, shoe_target, overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
     import json
 
@@ -1180,6 +1185,7 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
     except OutputExistsError as exc:
         _fail(str(exc))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
+                      negative_p=negative_share, shoe_target=shoe_target,
                       time_budget_s=minutes * 60 if minutes else None,
                       init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}

@@ -1,6 +1,8 @@
 """``legsmi segment`` (masks of photos) and ``legsmi segeval`` (scores against hand-made masks).
 
-:func:`segment_photo` runs the image layer on one photo file and says ``ok`` or
+:func:`segment_photo` runs the image layer on one photo file (the mask's row edges placed on
+the photo's own edges, as the features measure them:
+:func:`smi_image.silhouette.edge_refined_mask`) and says ``ok`` or
 ``refused``: refused only where the leg itself cannot be found (``no_leg``,
 ``legs_merged``, ``unsure``); photo and protocol problems (exposure, blur, the leg cut
 by the frame, tilt) are warnings in ``reason`` with status ``ok``, for ``features`` and
@@ -34,7 +36,7 @@ def segment_array(img: np.ndarray, *, view: str | None = None, side: str | None 
     from .marker import find_marker
     from .segment import segment_leg
     from .settings import SilhouetteSettings
-    from .silhouette import axis_angle_deg
+    from .silhouette import axis_angle_deg, edge_refined_mask
 
     s = settings or SilhouetteSettings()
     marker = find_marker(img)
@@ -45,7 +47,7 @@ def segment_array(img: np.ndarray, *, view: str | None = None, side: str | None 
         if exc.code in SEGMENT_REFUSALS:
             return None, "refused", str(exc)
         raise
-    mask = seg.full_mask()
+    mask = edge_refined_mask(img, seg, settings=s)
     verdict = check_photo(seg.work_image, seg.work, marker_found=marker is not None)
     warnings = [msg for _, msg in verdict.refused] + list(seg.notes)
     tilt = axis_angle_deg(seg.work, s.axis_band)

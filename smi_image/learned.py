@@ -174,10 +174,29 @@ TWO_RUN_MIN_PX = 2
 TWO_LEG_OVERLAP = 0.25
 
 
-def _row_runs(row: np.ndarray) -> list[tuple[int, int]]:
-    """``(start, end)`` (end exclusive) of the runs of True in a 1-D bool array."""
-    d = np.diff(np.concatenate([[0], row.astype(np.int8), [0]]))
-    return list(zip(np.flatnonzero(d == 1), np.flatnonzero(d == -1)))
+def _two_run_seeds(region: np.ndarray) -> tuple[np.ndarray, int]:
+    """The two widest runs (at least :data:`TWO_RUN_MIN_PX` wide; the leftmost first among equals) of every
+    row that crosses ``region`` as two or more such runs, painted 1; and the number of those rows."""
+    h, w = region.shape
+    d = np.diff(np.pad(region.astype(np.int8), ((0, 0), (1, 1))), axis=1)
+    ys, starts = np.nonzero(d == 1)
+    _, ends = np.nonzero(d == -1)  # row-major order: the i-th end closes the i-th start
+    keep = ends - starts >= TWO_RUN_MIN_PX
+    ys, starts, ends = ys[keep], starts[keep], ends[keep]
+    counts = np.bincount(ys, minlength=h)
+    two = counts[ys] >= 2
+    ys, starts, ends = ys[two], starts[two], ends[two]
+    order = np.lexsort((starts, starts - ends, ys))  # per row: widest first, then leftmost
+    ys, starts, ends = ys[order], starts[order], ends[order]
+    first = np.r_[True, ys[1:] != ys[:-1]]
+    rank = np.arange(ys.size) - np.maximum.accumulate(np.where(first, np.arange(ys.size), 0))
+    top = rank < 2
+    ys, starts, ends = ys[top], starts[top], ends[top]
+    paint = np.zeros((h, w + 1), np.int32)
+    np.add.at(paint, (ys, starts), 1)
+    np.add.at(paint, (ys, ends), -1)
+    seeds = (np.cumsum(paint, axis=1)[:, :w] > 0).astype(np.uint8)
+    return seeds, int((counts >= 2).sum())
 
 
 def separate_touching_legs(region: np.ndarray, p_leg: np.ndarray) -> np.ndarray:
@@ -193,15 +212,7 @@ def separate_touching_legs(region: np.ndarray, p_leg: np.ndarray) -> np.ndarray:
     import cv2
 
     rows = np.flatnonzero(region.any(axis=1))
-    seeds = np.zeros(region.shape, np.uint8)
-    n_two = 0
-    for y in rows:
-        runs = [(a, b) for a, b in _row_runs(region[y]) if b - a >= TWO_RUN_MIN_PX]
-        if len(runs) >= 2:
-            n_two += 1
-            runs = sorted(runs, key=lambda ab: ab[0] - ab[1])[:2]  # the two widest
-            for a, b in runs:
-                seeds[y, a:b] = 1
+    seeds, n_two = _two_run_seeds(region)
     out = region.astype(np.int32)
     if n_two < max(TWO_RUN_MIN_ROWS, TWO_RUN_SHARE * rows.size):
         return out
@@ -326,7 +337,9 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
     p = np.stack([cv2.resize(c, (ws, hs), interpolation=cv2.INTER_LINEAR) for c in probs])
     if exclude is not None:
         p[0][exclude] = 0.0
-    inst = leg_instances(p[0], p[1], p[2] if len(p) > 2 else None)
+    # The behind map cuts the far leg off a side view only: it was trained on side views, and a front or back
+    # view (or one whose view is not known) has no leg behind the other to cut, only two legs side by side.
+    inst = leg_instances(p[0], p[1], p[2] if len(p) > 2 and view == "lateral" else None)
     n_legs = int(inst.max())
     # A leg seen behind the photographed one (a side view's far leg) is a leg in the photo too.
     n_behind = int(((p[0] >= 0.5) & (p[2] >= 0.5)).sum()) if len(p) > 2 else 0

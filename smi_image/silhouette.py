@@ -268,17 +268,54 @@ def upright_silhouette(img: np.ndarray, seg: LegSegmentation, *, settings: Silho
         angle = 0.0
     to_image = cv2.invertAffineTransform(rotate)
     left, right = row_extents(full)
-    coarse = seg.coarse_px if np.isfinite(seg.coarse_px) else 1.0 / min(fx, fy)
-    if method == "learned" and s.refine_px > 0 and coarse > 2:
-        # The network's pixel is several photo px: move each row's edge to the photo's own edge first.
-        left, right = snap_edges(img, left, right, int(np.ceil(1.5 * coarse)), to_image if rotated else None)
-    k = max(s.refine_px, int(np.ceil(0.5 * coarse)) + 2) if s.refine_px > 0 else 0
-    if k:
-        left_sub, right_sub = refine_edges(img, left, right, k, to_image if rotated else None)
-    else:
-        left_sub, right_sub = left - 0.5, right + 0.5
+    left_sub, right_sub = photo_edges(img, seg, left, right, s, to_image if rotated else None)
     return Silhouette(mask=full, left=left_sub, right=right_sub, method=method, roll_deg=float(angle),
                       to_image=to_image, canny_thresholds=thresholds, notes=notes)
+
+
+def photo_edges(img: np.ndarray, seg: LegSegmentation, left: np.ndarray, right: np.ndarray,
+                s: SilhouetteSettings, to_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+    """Sub-pixel left and right edge of every row, placed on the full-resolution photo.
+
+    ``left``, ``right``: integer columns of the mask scaled up to the photo (NaN for empty
+    rows). For a learned mask whose network pixel is more than 2 photo px, each edge first
+    moves to the photo's strongest colour step within 1.5 network px (:func:`snap_edges`);
+    then :func:`refine_edges`, its window covering the coarse pixel, places it.
+    """
+    coarse = seg.coarse_px if np.isfinite(seg.coarse_px) else 1.0 / min(seg.fx, seg.fy)
+    if seg.method == "learned" and s.refine_px > 0 and coarse > 2:
+        # The network's pixel is several photo px: move each row's edge to the photo's own edge first.
+        left, right = snap_edges(img, left, right, int(np.ceil(1.5 * coarse)), to_image)
+    k = max(s.refine_px, int(np.ceil(0.5 * coarse)) + 2) if s.refine_px > 0 else 0
+    if k:
+        return refine_edges(img, left, right, k, to_image)
+    return left - 0.5, right + 0.5
+
+
+def edge_refined_mask(img: np.ndarray, seg: LegSegmentation, *, settings: SilhouetteSettings | None = None
+                      ) -> np.ndarray:
+    """The leg at the photo's size (bool) with every row's outer edges on the photo's own edges.
+
+    The mask scaled up from the working resolution (:meth:`LegSegmentation.full_mask`) keeps
+    the network's coarse outline; here each row's leftmost and rightmost leg pixel are moved
+    to the edges :func:`photo_edges` places (the same as the features measure, without
+    turning the leg upright): a pixel whose centre lies between them is leg, and the rest of
+    the row (a row with two runs, such as heel and toes) keeps the coarse mask inside them.
+    """
+    s = settings or SilhouetteSettings()
+    img = to_uint8(img)
+    mask = seg.full_mask()
+    left, right = row_extents(mask)
+    left_sub, right_sub = photo_edges(img, seg, left, right, s)
+    rows = np.isfinite(left) & np.isfinite(left_sub) & np.isfinite(right_sub) & (right_sub > left_sub)
+    xs = np.arange(mask.shape[1])[None, :]
+    lo = np.where(rows, left_sub, -1.0)[:, None]
+    hi = np.where(rows, right_sub, -2.0)[:, None]
+    inside = (xs >= lo) & (xs <= hi)
+    coarse_span = (xs >= np.nan_to_num(left, nan=0)[:, None]) & (xs <= np.nan_to_num(right, nan=-1)[:, None])
+    out = (mask | (inside & ~coarse_span)) & inside
+    out[~rows] = mask[~rows]
+    return out
 
 
 def _gather(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, to_image: np.ndarray | None) -> np.ndarray:

@@ -10,10 +10,13 @@ Targets, at the network's resolution: **leg** = labels 1, 2 or 6 (the bare skin 
 leg, as a person would outline it, and as the real photos' masks do); **split** = leg
 pixels within :data:`SPLIT_PX` of the other leg (where the two meet or overlap), so that
 the two legs can be cut apart and the photographed one chosen (:mod:`smi_image.learned`);
-**behind** = the other leg (label 2) in a lateral scene, where the photographed leg stands
-in front of it and hides part of it (0 on every other leg pixel, learned on leg pixels
-only), so that the far leg's visible sliver is not taken into the near one. Pixels under
-a painted shoe (below) are left out of every loss (:data:`IGNORE`).
+**behind** = the leg farther from the camera in a side view, where the nearer one hides part of
+it (the other leg, label 2, when the camera looks at the outside of the photographed leg; the
+photographed leg when a ``wild`` camera turned round looks at its inside; :attr:`Scene.behind`),
+0 on every leg pixel of a back or front view, learned on leg pixels only and not at all on
+scenes whose camera is turned half-way (the legs half behind each other), so that the far leg's
+visible sliver is not taken into the near one. Pixels under
+a painted shoe (below) are not leg, or left out of every loss (:data:`IGNORE`).
 
 Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own generator):
 
@@ -24,10 +27,16 @@ Each scene gives one random view per epoch (:class:`SceneAugmenter`, its own gen
 * geometry: rotation (±``rotate_deg``), horizontal flip;
 * photometric: gain and offset, per-channel gain (white balance), saturation, gamma;
 * degradation: downscale and back (small photos), Gaussian blur, noise, JPEG;
+* no leg: with probability ``negative_p`` the sample is a random window of one of scikit-image's
+  bundled photos that show no leg (:data:`NEGATIVE_PHOTOS`: a cat, a rocket, coins, a clock, ...;
+  never ``astronaut``, ``coffee`` or ``text``, the controls the quality gate is tested on), with
+  the same photometric changes and a target of no leg anywhere: the scenes alone never show a
+  photo without a leg, so a network trained only on them finds the most leg-like thing in any photo;
 * footwear: with probability ``shoe_p`` the feet (the lowest 6-14 % of each leg's rows,
   widened) are painted as a shoe of one random colour with shading, sometimes with a heel
-  below; those pixels are :data:`IGNORE` (the real photos' footwear is left out of their
-  score, and a bare foot stays leg in the other scenes).
+  below; those pixels become clothing (label 3, not leg: a shoe is not the leg, as the
+  renderer's own shoes are labelled; ``shoe_target="not_leg"``) or, with ``"ignore"``,
+  :data:`IGNORE` (left out of every loss; a bare foot stays leg in the other scenes).
 
 Loss: binary cross-entropy plus soft Dice on the leg channel (Milletari et al. 2016),
 binary cross-entropy with ``split_pos_weight`` on the split channel. AdamW, cosine
@@ -52,6 +61,8 @@ SPLIT_PX = 2
 PHOTO_THIGH = 6
 #: Label (training only) of pixels left out of the loss: painted footwear.
 IGNORE = 255
+#: Label of painted shoes when they count as not leg (clothing, as in :mod:`smi_data.phantom.scene`).
+SHOE_LABEL = 3
 
 
 @dataclass(frozen=True)
@@ -67,6 +78,11 @@ class TrainConfig:
     load_long_px: int = 256
     crop_p: float = 0.75
     shoe_p: float = 0.35
+    #: What a painted shoe is to the loss: ``"not_leg"`` (clothing, label 3, as the renderer labels its own
+    #: shoes) or ``"ignore"`` (left out of every loss: how the weights of branch seg2 were trained).
+    shoe_target: str = "not_leg"
+    #: Share of samples that are a photo with no leg at all (:data:`NEGATIVE_PHOTOS`), target 0 everywhere.
+    negative_p: float = 0.1
     rotate_deg: float = 10.0
     split_pos_weight: float = 5.0
     behind_weight: float = 1.0
@@ -90,8 +106,24 @@ class Scene:
 
     @property
     def lateral(self) -> bool:
-        """A side view (the other leg behind the photographed one), from the rendered file's name."""
+        """A side view, from the rendered file's name."""
         return "lateral" in self.name
+
+    @property
+    def behind(self) -> str:
+        """Which leg stands behind the other as the camera sees it: ``"other"`` (label 2), ``"photo"``
+        (labels 1 and 6), ``"none"`` (side by side) or ``"unknown"`` (the behind map is not trained here).
+
+        The renderer turns ``wild`` cameras around the subject (``turn_deg`` in its truth.csv): a side
+        view turned by about 180 degrees looks at the inside of the photographed leg, with the other
+        leg in front of it; one turned 20-140 degrees (or a back view turned 20-150) sees the legs
+        half behind each other. A render without ``turn_deg`` (older renderer) was not turned.
+        """
+        turn = self.meta.get("turn_deg")
+        t = 0.0 if turn is None or not np.isfinite(turn) else (float(turn) + 180.0) % 360.0 - 180.0
+        if self.lateral:
+            return "other" if abs(t) < 20 else ("photo" if abs(t) > 140 else "unknown")
+        return "none" if abs(t) < 20 or abs(t) > 150 else "unknown"
 
 
 def find_scenes(data_dir) -> list[tuple[Path, Path]]:
@@ -112,9 +144,27 @@ def find_scenes(data_dir) -> list[tuple[Path, Path]]:
     return out
 
 
+def scene_meta(pairs) -> dict:
+    """``{image stem: {"turn_deg": ...}}`` from the ``truth.csv`` beside each pair's ``images/`` (where present)."""
+    import pandas as pd
+
+    meta = {}
+    for root in sorted({img.parent.parent if img.parent.name == "images" else img.parent for img, _ in pairs}):
+        truth = root / "truth.csv"
+        if not truth.is_file():
+            continue
+        t = pd.read_csv(truth)
+        if "image" not in t.columns or "turn_deg" not in t.columns:
+            continue
+        for image, turn in zip(t["image"], t["turn_deg"]):
+            meta[Path(str(image)).stem] = {"turn_deg": float(turn)}
+    return meta
+
+
 def load_scenes(pairs, long_px: int) -> list[Scene]:
     import cv2
 
+    meta = scene_meta(pairs)
     scenes = []
     for img_p, lab_p in pairs:
         img = cv2.imread(str(img_p), cv2.IMREAD_COLOR)
@@ -130,23 +180,29 @@ def load_scenes(pairs, long_px: int) -> list[Scene]:
             size = (max(1, int(round(img.shape[1] * f))), max(1, int(round(img.shape[0] * f))))
             img = cv2.resize(img, size, interpolation=cv2.INTER_AREA)
             lab = cv2.resize(lab, size, interpolation=cv2.INTER_NEAREST)
-        scenes.append(Scene(img, lab, img_p.stem))
+        scenes.append(Scene(img, lab, img_p.stem, meta.get(img_p.stem, {})))
     return scenes
 
 
-def targets(labels: np.ndarray, lateral: bool = False) -> tuple[np.ndarray, ...]:
-    """(leg, split, behind, valid) float32 targets of a label map at the network's resolution.
+def targets(labels: np.ndarray, behind: str = "none") -> tuple[np.ndarray, ...]:
+    """(leg, split, behind, valid, behind_valid) float32 targets of a label map at the network's resolution.
 
-    ``valid`` is 0 on :data:`IGNORE` pixels; ``behind`` is the other leg in a lateral scene.
+    ``valid`` is 0 on :data:`IGNORE` pixels; ``behind`` is the leg :attr:`Scene.behind` names
+    (``"other"``: label 2, ``"photo"``: labels 1 and 6, ``"none"``: neither); with ``"unknown"``
+    ``behind_valid`` is 0 everywhere (that scene does not train the behind map).
     """
     import cv2
 
+    if behind not in ("other", "photo", "none", "unknown"):
+        raise ValueError(f"behind must be other, photo, none or unknown, got {behind!r}")
     one, two = ((labels == 1) | (labels == PHOTO_THIGH)).astype(np.uint8), (labels == 2).astype(np.uint8)
     k = cv2.getStructuringElement(cv2.MORPH_ELLIPSE, (2 * SPLIT_PX + 1, 2 * SPLIT_PX + 1))
     split = (cv2.dilate(two, k) & one) | (cv2.dilate(one, k) & two)
-    behind = two if lateral else np.zeros_like(two)
+    far = {"other": two, "photo": one}.get(behind, np.zeros_like(two))
     valid = (labels != IGNORE).astype(np.float32)
-    return (one | two).astype(np.float32), split.astype(np.float32), behind.astype(np.float32), valid
+    behind_valid = valid * (0.0 if behind == "unknown" else 1.0)
+    return ((one | two).astype(np.float32), split.astype(np.float32), far.astype(np.float32), valid,
+            behind_valid)
 
 
 class SceneAugmenter:
@@ -178,9 +234,29 @@ class SceneAugmenter:
         cy = r.uniform(bh / 2, max(bh / 2, h - bh / 2))
         return cx, cy, bw, bh
 
-    def __call__(self, scene: Scene) -> tuple[np.ndarray, ...]:
+    def __call__(self, scene: Scene, negatives: list | None = None) -> tuple[np.ndarray, ...]:
+        if negatives and self.rng.random() < self.c.negative_p:
+            img = self.negative(negatives[int(self.rng.integers(len(negatives)))])
+            return (img, *targets(np.zeros(img.shape[:2], np.uint8), "none"))
         img, lab = self.sample(scene)
-        return (img, *targets(lab, scene.lateral))
+        return (img, *targets(lab, scene.behind))
+
+    def negative(self, photo: np.ndarray) -> np.ndarray:
+        """A random window (30-100 % of the shorter side, any place, half the time flipped) of a photo
+        without a leg, at ``input_hw``, with the photometric changes."""
+        import cv2
+
+        r = self.rng
+        oh, ow = self.c.input_hw
+        h, w = photo.shape[:2]
+        bh = r.uniform(0.3, 1.0) * min(h, w * oh / ow)
+        bw = bh * ow / oh
+        y0, x0 = r.uniform(0, h - bh), r.uniform(0, w - bw)
+        win = photo[int(y0):int(y0 + bh), int(x0):int(x0 + bw)]
+        img = cv2.resize(win, (ow, oh), interpolation=cv2.INTER_AREA)
+        if r.random() < 0.5:
+            img = np.ascontiguousarray(img[:, ::-1])
+        return self.photometric(img)
 
     def sample(self, scene: Scene) -> tuple[np.ndarray, np.ndarray]:
         """One augmented (BGR uint8 image, label map) at ``input_hw``."""
@@ -207,7 +283,8 @@ class SceneAugmenter:
         return self.photometric(img), lab
 
     def shoes(self, img: np.ndarray, lab: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-        """Paint both feet as shoes of one colour (see the module docstring); their pixels become IGNORE."""
+        """Paint both feet as shoes of one colour (see the module docstring); their pixels become clothing
+        (``shoe_target="not_leg"``) or IGNORE."""
         import cv2
 
         r = self.rng
@@ -238,7 +315,7 @@ class SceneAugmenter:
         img = img.copy()
         img[shoe] = paint[shoe].astype(np.uint8)
         lab = lab.copy()
-        lab[shoe] = IGNORE
+        lab[shoe] = IGNORE if self.c.shoe_target == "ignore" else SHOE_LABEL
         return img, lab
 
     def photometric(self, img: np.ndarray) -> np.ndarray:
@@ -273,20 +350,47 @@ class SceneAugmenter:
         return out
 
 
-def batch(aug: SceneAugmenter, scenes: list[Scene], idx) -> tuple:
+#: scikit-image's bundled photos that show no leg, used as "no leg anywhere" samples (``negative_p``).
+#: ``astronaut``, ``coffee`` and ``text`` are left out: they are the quality gate's test controls.
+NEGATIVE_PHOTOS = ("chelsea", "rocket", "camera", "coins", "moon", "clock", "immunohistochemistry",
+                   "hubble_deep_field", "retina", "colorwheel", "cell")
+
+
+def negative_photos(names=NEGATIVE_PHOTOS, long_px: int = 256) -> list[np.ndarray]:
+    """The :data:`NEGATIVE_PHOTOS` as BGR uint8, longest side at most ``long_px``."""
+    import cv2
+    from skimage import data
+
+    out = []
+    for name in names:
+        img = np.asarray(getattr(data, name)())
+        if img.dtype != np.uint8:
+            img = (255 * (img.astype(np.float64) / max(1e-9, float(img.max())))).astype(np.uint8)
+        img = cv2.cvtColor(img, cv2.COLOR_GRAY2BGR) if img.ndim == 2 else np.ascontiguousarray(img[..., 2::-1])
+        f = long_px / max(img.shape[:2])
+        if f < 1:
+            img = cv2.resize(img, (max(1, round(img.shape[1] * f)), max(1, round(img.shape[0] * f))),
+                             interpolation=cv2.INTER_AREA)
+        out.append(img)
+    return out
+
+
+def batch(aug: SceneAugmenter, scenes: list[Scene], idx, negatives: list | None = None) -> tuple:
     import torch
 
     xs, maps = [], []
     for i in idx:
-        img, *t = aug(scenes[i])
+        img, *t = aug(scenes[i], negatives)
         xs.append(_to_input(img))
         maps.append(np.stack(t))
-    t = torch.from_numpy(np.stack(maps))  # (n, 4, h, w): leg, split, behind, valid
-    return (torch.from_numpy(np.stack(xs)), *(t[:, j:j + 1] for j in range(4)))
+    t = torch.from_numpy(np.stack(maps))  # (n, 5, h, w): leg, split, behind, valid, behind_valid
+    return (torch.from_numpy(np.stack(xs)), *(t[:, j:j + 1] for j in range(t.shape[1])))
 
 
-def loss_fn(logits, leg, split, behind=None, valid=None, pos_weight: float = 5.0, behind_weight: float = 1.0):
-    """BCE + soft Dice (leg), weighted BCE (split), BCE on leg pixels (behind); IGNORE pixels left out."""
+def loss_fn(logits, leg, split, behind=None, valid=None, pos_weight: float = 5.0, behind_weight: float = 1.0,
+            behind_valid=None):
+    """BCE + soft Dice (leg), weighted BCE (split), BCE on leg pixels (behind, where ``behind_valid``);
+    IGNORE pixels left out."""
     import torch
     import torch.nn.functional as F
 
@@ -302,7 +406,7 @@ def loss_fn(logits, leg, split, behind=None, valid=None, pos_weight: float = 5.0
     sp = (sp * valid).sum() / n_valid
     total = bce + dice.mean() + sp
     if behind is not None and logits.shape[1] > 2:
-        on_leg = leg * valid
+        on_leg = leg * (valid if behind_valid is None else behind_valid)
         bh = F.binary_cross_entropy_with_logits(logits[:, 2:3], behind, reduction="none")
         total = total + behind_weight * (bh * on_leg).sum() / on_leg.sum().clamp(min=1)
     return total
@@ -389,6 +493,8 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     from .nets import TinyUNet
 
     c = config
+    if c.shoe_target not in ("not_leg", "ignore"):
+        raise ValueError(f"shoe_target must be 'not_leg' or 'ignore', got {c.shoe_target!r}")
     torch.manual_seed(c.seed)
     old_threads = torch.get_num_threads()
     torch.set_num_threads(max(1, int(c.threads)))
@@ -417,6 +523,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         steps_per_epoch = max(1, int(np.ceil(len(train) / c.batch_size)))
         total = steps_per_epoch * c.epochs
         aug = SceneAugmenter(c, c.seed + 1)
+        negatives = negative_photos(long_px=c.load_long_px) if c.negative_p > 0 else None
         log = ["epoch,loss,val_leg_iou,val_target_iou,seconds"]
         t_start = time.perf_counter()
         step = 0
@@ -429,10 +536,11 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                 idx = perm[b * c.batch_size:(b + 1) * c.batch_size]
                 if len(idx) < 2:
                     continue
-                x, leg, split, behind, valid = batch(aug, train, idx)
+                x, leg, split, behind, valid, behind_valid = batch(aug, train, idx, negatives)
                 for group in opt.param_groups:
                     group["lr"] = learning_rate(c, step / total, time.perf_counter() - t_start)
-                loss = loss_fn(model(x), leg, split, behind, valid, c.split_pos_weight, c.behind_weight)
+                loss = loss_fn(model(x), leg, split, behind, valid, c.split_pos_weight, c.behind_weight,
+                               behind_valid)
                 opt.zero_grad()
                 loss.backward()
                 opt.step()

@@ -197,7 +197,7 @@ def _non_leg_images():
 _COFFEE_TAKEN = pytest.mark.xfail(
     strict=True, reason="issue 9 regression with the weights of branch seg2: the segmenter sees the red saucer's "
     "rim on the wooden table as a leg (outline certainty 0.76, inside 0.71, 2.9 x as long as wide), above every "
-    "threshold; docs/segmentation.md")
+    "threshold; weights trained with no-leg samples refuse it but are not shipped (branch seg3); docs/segmentation.md")
 
 
 @pytest.mark.parametrize("name", [pytest.param(n, marks=_COFFEE_TAKEN) if n == "coffee" else n

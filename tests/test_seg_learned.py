@@ -133,3 +133,64 @@ def test_shipped_weights_are_small_and_fast():
         torch.set_num_threads(old)
     assert p.shape[0] == model.head.out_channels in (2, 3) and p.shape[1] == meta["input_long_px"]
     assert ms < 200  # the 20 ms target is a benchmark (legsmi speed), not a timed test; this catches a blow-up
+
+
+def test_behind_target_follows_the_camera_turn():
+    """The far leg of a side view is the behind target: the other leg from outside, the photographed leg from
+    inside (a wild camera turned round); none in a back view; not trained where the camera is turned half-way."""
+    from smi_image.train import Scene, targets
+
+    lab = np.zeros((40, 30), np.uint8)
+    lab[5:35, 5:12], lab[5:35, 18:25], lab[2:5, 5:12] = 1, 2, 6
+    photo, other = (lab == 1) | (lab == 6), lab == 2
+    cases = {("P001_lateral", None): ("other", other), ("P001_lateral", 3.0): ("other", other),
+             ("P001_lateral", 185.0): ("photo", photo), ("P001_lateral", -170.0): ("photo", photo),
+             ("P001_lateral", 45.0): ("unknown", None), ("P001_posterior", 170.0): ("none", np.zeros_like(photo)),
+             ("P001_posterior", 0.0): ("none", np.zeros_like(photo)), ("P001_posterior", 40.0): ("unknown", None)}
+    for (name, turn), (want, far) in cases.items():
+        scene = Scene(np.zeros((40, 30, 3), np.uint8), lab, name, {} if turn is None else {"turn_deg": turn})
+        assert scene.behind == want, (name, turn)
+        leg, _split, behind, valid, behind_valid = targets(lab, scene.behind)
+        if want == "unknown":
+            assert behind_valid.max() == 0 and valid.min() == 1
+        else:
+            assert behind_valid.min() == 1 and ((behind > 0) == far).all()
+    with pytest.raises(ValueError, match="behind"):
+        targets(lab, "lateral")
+
+
+def test_negative_samples_are_leg_free_windows_of_other_photos():
+    from smi_image.train import NEGATIVE_PHOTOS, SceneAugmenter, TrainConfig, negative_photos
+
+    assert not {"astronaut", "coffee", "text"} & set(NEGATIVE_PHOTOS)  # the quality gate's controls stay unseen
+    photos = negative_photos(("chelsea", "camera"), long_px=128)
+    assert all(p.dtype == np.uint8 and p.ndim == 3 and max(p.shape[:2]) <= 128 for p in photos)
+    lab = np.zeros((40, 30), np.uint8)
+    lab[5:35, 10:18] = 1
+    from smi_image.train import Scene
+
+    scene = Scene(np.full((40, 30, 3), 90, np.uint8), lab, "P001_lateral")
+    aug = SceneAugmenter(TrainConfig(negative_p=1.0, input_hw=(32, 24)), seed=0)
+    img, leg, split, behind, valid, behind_valid = aug(scene, photos)
+    assert img.shape == (32, 24, 3) and leg.max() == 0 and split.max() == 0 and valid.min() == 1
+    img, leg, *_ = SceneAugmenter(TrainConfig(negative_p=0.0, input_hw=(32, 24)), seed=0)(scene, photos)
+    assert leg.max() == 1  # without negatives the scene itself
+
+
+@pytest.mark.parametrize("shoe_target,label", [("not_leg", 3), ("ignore", 255)])
+def test_painted_shoes_are_not_leg_or_left_out(shoe_target, label):
+    from smi_image.train import Scene, SceneAugmenter, TrainConfig, targets
+
+    lab = np.zeros((80, 60), np.uint8)
+    lab[5:75, 20:32] = 1
+    scene = Scene(np.full((80, 60, 3), 90, np.uint8), lab, "P001_posterior")
+    aug = SceneAugmenter(TrainConfig(shoe_p=1.0, crop_p=0.0, rotate_deg=0.0, shoe_target=shoe_target,
+                                     input_hw=(80, 60)), seed=1)
+    _img, out = aug.sample(scene)
+    assert (out == label).any() and not (out == (255 if label == 3 else 3)).any()
+    leg, _split, _behind, valid, _bv = targets(out, "none")
+    assert leg[out == label].max() == 0 and (valid[out == label].max() == (1 if label == 3 else 0))
+    with pytest.raises(ValueError, match="shoe_target"):
+        from smi_image.train import train_segmenter
+
+        train_segmenter("/nonexistent", "/tmp/x", TrainConfig(shoe_target="shoe"))

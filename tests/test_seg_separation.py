@@ -132,3 +132,44 @@ def test_two_runs_only_at_the_feet_are_one_leg():
     region[108:112, 58:61] = True  # ...touching at the sole
     parts = separate_touching_legs(region, region.astype(np.float32))
     assert parts.max() == 1
+
+
+@pytest.mark.parametrize("view,cut", [("lateral", True), ("posterior", False), (None, False)])
+def test_the_behind_map_cuts_the_leg_in_a_side_view_only(monkeypatch, view, cut):
+    """A front or back view has two legs side by side, none behind: there the behind map cuts nothing."""
+    import smi_image.learned as learned
+    from smi_image.segment import segment_leg
+
+    p = np.zeros((128, 96), np.float32)
+    p[10:120, 36:60] = 0.99  # the near leg (36-54) with the far leg's sliver (54-60) beside it
+    behind = np.zeros_like(p)
+    behind[10:120, 54:60] = 0.95
+    monkeypatch.setattr(learned, "leg_probabilities",
+                        lambda im, weights=None: np.stack([p, np.zeros_like(p), behind]))
+    img = np.full((400, 300, 3), 128, np.uint8)
+    seg = segment_leg(img, method="learned", view=view)
+    cols = np.flatnonzero(seg.work.any(axis=0)) / seg.work.shape[1] * 96  # network columns
+    assert (cols.max() < 55) == cut
+
+
+def test_segment_masks_take_the_photos_own_edges():
+    """A coarse learned mask (4 photo px a pixel, edges 2-3 px off) gets the photo's edges row by row."""
+    import cv2
+
+    from smi_image.segment import LegSegmentation
+    from smi_image.silhouette import edge_refined_mask
+
+    truth = np.zeros((400, 300), bool)
+    truth[40:360, 119:182] = True  # a leg 63 px wide
+    img = np.full((400, 300, 3), 60, np.uint8)
+    img[truth] = (200, 170, 150)
+    img = cv2.GaussianBlur(img, (0, 0), 0.8)
+    work = np.zeros((100, 75), bool)
+    work[10:90, 29:46] = True  # the leg as a coarse network saw it, 4 photo px a pixel: 3 px too wide each side
+    seg = LegSegmentation(work=work, photo_shape=(400, 300), method="learned", coarse_px=4.0)
+    coarse, fine = seg.full_mask(), edge_refined_mask(img, seg)
+    assert _iou(fine, truth) > _iou(coarse, truth) + 0.05 and _iou(fine, truth) > 0.97
+    rows = np.arange(60, 340)
+    width = lambda m: m[rows].sum(axis=1)  # noqa: E731
+    assert np.abs(width(coarse) - width(truth)).min() >= 5 and np.abs(width(fine) - width(truth)).max() <= 1
+    assert not (fine & ~coarse.any(axis=1)[:, None]).any()  # no row the coarse mask does not have
