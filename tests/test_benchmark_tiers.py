@@ -207,6 +207,27 @@ def test_ceiling_iterates_the_saved_folds(tmp_path):
     assert other["fold_subjects"] != c["fold_subjects"]
 
 
+def test_ceiling_inputs_are_not_functions_of_each_other(tmp_path):
+    """No covariate of the ceiling is computed from others it also gets (BMI beside height and weight):
+    in log space such a column is a linear combination of the others plus a constant."""
+    from smi_data.phantom.ceiling import GEOMETRY, compute_ceiling, subject_table
+
+    ds = _phantom_like(tmp_path / "ph")
+    table = subject_table(ds)
+    for tier, covs in (("basic", ["male", "age", "height_cm"]), ("weight", ["male", "age", "height_cm", "weight_kg"])):
+        c = compute_ceiling(ds, folds=4, seed=0, tier=tier)
+        assert c["covariates_only"]["features"] == covs
+        for view in ("lateral", "posterior", "both"):
+            assert c[view]["features"] == covs + list(GEOMETRY[view])
+        positive = [f for f in covs if f != "male"]
+        logs = np.column_stack([np.ones(len(table))] + [np.log(table[f].to_numpy(float)) for f in positive])
+        assert np.linalg.matrix_rank(logs) == logs.shape[1], f"{tier}: a covariate is a power product of others"
+    # the check has teeth: BMI beside height and weight is rank-deficient in log space
+    bmi = table["weight_kg"] / (table["height_cm"] / 100) ** 2
+    logs = np.column_stack([np.ones(len(table)), np.log(table["height_cm"]), np.log(table["weight_kg"]), np.log(bmi)])
+    assert np.linalg.matrix_rank(logs) < logs.shape[1]
+
+
 def test_ceiling_refuses_folds_of_another_dataset(tmp_path):
     from smi_data.phantom.ceiling import compute_ceiling
 

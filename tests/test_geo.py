@@ -112,7 +112,7 @@ def test_pretraining_subjects_are_not_benchmark_or_test_subjects():
     body = set(rec["body_fingerprints"])
     sample = set(rec["sample_fingerprints"])
     n = sum(c["n_subjects"] for c in rec["cohorts"])
-    assert len(sample) == n >= 500 and len(body) >= 0.9 * n  # 500 shipped; the issue asks 2,000 (docs/cnn-geo.md)
+    assert len(sample) == n >= 2000 and len(body) >= 0.9 * n  # the issue asks for at least 2,000 (docs/cnn-geo.md)
     # the stored fingerprints are those of the recorded seeds (so the seeds are the record)
     assert sample == {f for c in rec["cohorts"] for f in pretrain.seed_fingerprints(c["seed"], c["n_subjects"])}
     # the trunks name the same cohorts

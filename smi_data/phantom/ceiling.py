@@ -6,8 +6,10 @@ age, height and weight. A cross-validated regression of the label on exactly the
 on the phantom cohort. Needs only numpy, pandas and scikit-learn (no anny).
 
 The ceiling is computed at an information tier (:mod:`smi_data.tiers`): ``photo`` (the true
-geometry alone: all a photo can show), ``basic`` (+ sex, age, height) or ``weight`` (+ weight
-and BMI, the default). ``folds`` is either a number (a seeded shuffle of the subjects, as
+geometry alone: all a photo can show), ``basic`` (+ sex, age, height) or ``weight`` (+ body weight,
+the default). BMI is not among the covariates: it is a function of height and weight, which the
+regression already has (issue 10: no input beside the inputs it is computed from; the log-linear
+candidate spans log BMI). ``folds`` is either a number (a seeded shuffle of the subjects, as
 before) or the benchmark's own folds, ``[(repeat, fold, test_subjects), ...]`` from the saved
 ``splits.json``, so the ceiling and the models are scored on the same people per fold; the
 metrics are those of :mod:`smi_data.metrics`.
@@ -21,9 +23,9 @@ from pathlib import Path
 import numpy as np
 import pandas as pd
 
-#: Covariates every model receives (sex coded 1 = male; BMI derived from height and weight).
-COVARIATES = ("male", "age", "height_cm", "weight_kg", "bmi")
-#: Covariates of the ceiling at each information tier (BMI is harmless here: no SHAP is read).
+#: Covariates every model receives (sex coded 1 = male). No BMI: it is a function of height and weight.
+COVARIATES = ("male", "age", "height_cm", "weight_kg")
+#: Covariates of the ceiling at each information tier.
 TIER_COVARIATES = {"photo": (), "basic": ("male", "age", "height_cm"), "weight": COVARIATES}
 #: True geometry a photo of each view can show (``both``: everything from both views).
 GEOMETRY = {
@@ -68,7 +70,6 @@ def subject_table(dataset_dir: str | os.PathLike) -> pd.DataFrame:
     subj = man.drop_duplicates("subject_id").set_index("subject_id")[["sex", "age", "height_cm", "weight_kg", "smi"]]
     df = subj.join(geo, how="inner")
     df["male"] = (df["sex"] == "M").astype(float)
-    df["bmi"] = df["weight_kg"] / (df["height_cm"] / 100.0) ** 2
     # calf-to-ankle width ratios: the shape each view shows
     df["ratio_lateral"] = df["calf_width_lateral_cm"] / df["ankle_width_lateral_cm"]
     df["ratio_posterior"] = df["calf_width_posterior_cm"] / df["ankle_width_posterior_cm"]
