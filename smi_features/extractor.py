@@ -478,7 +478,8 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
 #: Records this process read from or wrote to a feature cache, by :func:`_seen_key` (most recent last).
 #: A model that transforms the same photos in every inner fit (the features model's cross-conformal
 #: refits, the tape baseline's folds) then neither hashes the files nor reads the JSON again. Keyed by
-#: the file's path and ``stat`` (as the CNN crop cache is), so a changed file is looked up afresh.
+#: the file's path and ``stat`` (inode, mtime, ctime, size; the CNN crop cache uses path, mtime and
+#: size), so a rewritten file is looked up afresh by its content hash.
 _SEEN: "OrderedDict[tuple, dict]" = OrderedDict()
 SEEN_ITEMS = 20_000
 
@@ -488,7 +489,8 @@ def _seen_key(store: FeatureCache, path: str, settings_blob: str, ctx: tuple) ->
         st = os.stat(path)
     except OSError:
         return None
-    return (str(store.dir), os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_size, settings_blob, ctx)
+    return (str(store.dir), os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, settings_blob,
+            ctx)
 
 
 def _remember(key: tuple | None, rec: dict) -> None:
