@@ -554,10 +554,32 @@ def warm_crops(store: str, items: list[tuple], jobs: int) -> None:
     Parallel(n_jobs=int(jobs))(delayed(warm)(store, items[k::n]) for k in range(n))
 
 
+#: A joblib (loky) worker whose memory grew by more than this since its first task is replaced.
+#: loky's own limit (300 MB) is below what one CNN fit keeps (torch's allocator, the crops): it
+#: replaced a worker every few CNN fits, and each new one imports torch, OpenCV and scikit-learn again.
+WORKER_MEMORY_GROWTH_BYTES = 2 * 1024**3
+
+
+def keep_worker_alive(limit_bytes: int = WORKER_MEMORY_GROWTH_BYTES) -> None:
+    """Raise loky's memory-growth guard in this worker process to ``limit_bytes`` (never lowers it).
+
+    loky reads the module-level limit after every task, so setting it inside the worker takes
+    effect from the next check; a joblib without that attribute is left alone.
+    """
+    try:
+        from joblib.externals.loky import process_executor
+    except ImportError:  # pragma: no cover - joblib without loky
+        return
+    current = getattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", None)
+    if isinstance(current, int) and current < limit_bytes:
+        process_executor._MAX_MEMORY_LEAK_SIZE = int(limit_bytes)
+
+
 def _run_task_in_store(store: str, *args) -> FoldResult:
     """:func:`run_task` in a worker process, CNN crops read from (and added to) the run's crop store."""
     from smi_deep.cropstore import using
 
+    keep_worker_alive()
     with using(store):
         return run_task(*args)
 

@@ -34,6 +34,7 @@ import json
 import os
 import tempfile
 import time
+from collections import OrderedDict
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -431,9 +432,17 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
     keys: dict = {}
     hashes: dict = {}
     todo = []
+    settings_blob = json.dumps(s.as_dict(), sort_keys=True) if store is not None else ""
+    seen: dict = {}
     for item in items:
         p, ctx = item
         if store is not None:
+            seen[item] = _seen_key(store, p, settings_blob, ctx)
+            rec = _SEEN.get(seen[item]) if seen[item] else None
+            if rec is not None:  # read from (or written to) this cache by this process before
+                _SEEN.move_to_end(seen[item])
+                records[item] = rec
+                continue
             try:
                 if p not in hashes:
                     hashes[p] = file_sha256(p)
@@ -443,6 +452,7 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
             rec = store.get(keys[item]) if keys[item] else None
             if rec is not None:
                 records[item] = rec
+                _remember(seen[item], rec)
                 continue
         todo.append(item)
     if todo:
@@ -461,7 +471,35 @@ def measure_files(paths: list[str], *, settings: ExtractionSettings | None = Non
             records[item] = rec
             if store is not None and keys.get(item) and not rec.get("read_error"):
                 store.put(keys[item], rec)
+                _remember(seen.get(item), rec)
     return [records[(str(p), c)] for p, c in zip(paths, ctxs)]
+
+
+#: Records this process read from or wrote to a feature cache, by :func:`_seen_key` (most recent last).
+#: A model that transforms the same photos in every inner fit (the features model's cross-conformal
+#: refits, the tape baseline's folds) then neither hashes the files nor reads the JSON again. Keyed by
+#: the file's path and ``stat`` (inode, mtime, ctime, size; the CNN crop cache uses path, mtime and
+#: size), so a rewritten file is looked up afresh by its content hash.
+_SEEN: "OrderedDict[tuple, dict]" = OrderedDict()
+SEEN_ITEMS = 20_000
+
+
+def _seen_key(store: FeatureCache, path: str, settings_blob: str, ctx: tuple) -> tuple | None:
+    try:
+        st = os.stat(path)
+    except OSError:
+        return None
+    return (str(store.dir), os.path.abspath(path), st.st_ino, st.st_mtime_ns, st.st_ctime_ns, st.st_size, settings_blob,
+            ctx)
+
+
+def _remember(key: tuple | None, rec: dict) -> None:
+    if key is None:
+        return
+    _SEEN[key] = rec
+    _SEEN.move_to_end(key)
+    while len(_SEEN) > SEEN_ITEMS:
+        _SEEN.popitem(last=False)
 
 
 def _context(c) -> tuple:
@@ -548,7 +586,7 @@ def feature_table(samples: pd.DataFrame, records: dict[str, dict], *,
     docs = all_feature_docs(lv)
     pair_cols = {name: column_name("", name, d) for name, d in paired.FEATURES.items()}
     rows, failures = [], {}
-    for _, srow in samples.iterrows():
+    for srow in samples.to_dict("records"):  # plain dicts: what iterrows gave, without a Series per row
         row: dict = {"sample_id": srow.get("sample_id")}
         dense: dict = {}
         present = []

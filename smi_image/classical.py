@@ -209,8 +209,8 @@ def _without(fg: np.ndarray, exclude: np.ndarray | None) -> np.ndarray:
     return fg
 
 
-def classical_leg_mask(small: np.ndarray, settings: SilhouetteSettings, exclude: np.ndarray | None = None
-                       ) -> tuple[np.ndarray, str, tuple, list]:
+def classical_leg_mask(small: np.ndarray, settings: SilhouetteSettings, exclude: np.ndarray | None = None,
+                       *, dist: np.ndarray | None = None) -> tuple[np.ndarray, str, tuple, list]:
     """The leg in a working-resolution uint8 photo by steps 1-5 of the module docstring.
 
     Parameters
@@ -220,6 +220,8 @@ def classical_leg_mask(small: np.ndarray, settings: SilhouetteSettings, exclude:
     settings : SilhouetteSettings
     exclude : ndarray of bool, (h, w), optional
         Pixels that are not leg (the marker card), True there.
+    dist : ndarray, (h, w) float32, optional, keyword-only
+        ``background_distance(small, exclude)`` when the caller has it already (not modified).
 
     Returns
     -------
@@ -238,7 +240,8 @@ def classical_leg_mask(small: np.ndarray, settings: SilhouetteSettings, exclude:
 
     s = settings
     notes: list[str] = []
-    dist = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
+    if dist is None:
+        dist = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
     # Canny on the background distance: a leg that matches the wall in brightness on
     # its lit side still differs from it in colour. Optionally also on the photo itself.
     d8 = cv2.convertScaleAbs(dist, alpha=s.distance_gain)

@@ -169,10 +169,15 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
             seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
         except SegmentationError as exc:
             learned_error = exc
-        if requested == "auto" and (seg is None or seg.n_legs == 1) and plain_background(small, exclude):
-            # Studio look, one leg: the classical finder is exact there.
+        dist = None
+        if requested == "auto" and (seg is None or seg.n_legs == 1):
+            from .classical import background_distance
+
+            dist = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
+        if dist is not None and plain_background(small, exclude, dist=dist):
+            # Studio look, one leg: the classical finder is exact there (same background model, made once).
             try:
-                plain = _plain_classical(img, small, s, exclude)
+                plain = _plain_classical(img, small, s, exclude, dist)
             except SegmentationError as exc:
                 if seg is None:  # a plain photo with nothing on it: "no leg", not "unsure"
                     raise exc from None
@@ -193,21 +198,21 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     return seg
 
 
-def _plain_classical(img, small, s, exclude) -> LegSegmentation | None:
+def _plain_classical(img, small, s, exclude, dist=None) -> LegSegmentation | None:
     """The classical mask of a plain-background photo if it is a whole leg inside the frame, else None."""
     from .quality import protocol_problems
 
-    seg = _classical(img, small, s, exclude)
+    seg = _classical(img, small, s, exclude, dist)
     if leg_aspect(seg.work) < MIN_LEG_ASPECT or protocol_problems(seg.work):
         return None
     seg.notes.append("plain background: used the classical finder")
     return seg
 
 
-def _classical(img, small, s, exclude) -> LegSegmentation:
+def _classical(img, small, s, exclude, dist=None) -> LegSegmentation:
     from .classical import classical_leg_mask
 
-    leg, how, thresholds, notes = classical_leg_mask(small, s, exclude)
+    leg, how, thresholds, notes = classical_leg_mask(small, s, exclude, dist=dist)
     return LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
 
 
@@ -220,16 +225,17 @@ def leg_aspect(mask: np.ndarray) -> float:
     return rows.size / max(1.0, float(widths.max()))
 
 
-def plain_background(small: np.ndarray, exclude: np.ndarray | None = None) -> bool:
+def plain_background(small: np.ndarray, exclude: np.ndarray | None = None, *, dist: np.ndarray | None = None) -> bool:
     """True for a studio-like photo: the left and right border strips follow one smooth background.
 
     The classical background model (:func:`smi_image.classical.background_distance`) is
     built from those strips; on a plain wall and floor their own pixels stay within
     :data:`PLAIN_BACKGROUND_DE` of it (noise, texture, clutter and people do not).
+    ``dist``: that model's distance map when the caller has made it already.
     """
     from .classical import background_distance
 
-    d = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
+    d = dist if dist is not None else background_distance(small, None if exclude is None else exclude.astype(np.uint8))
     k = max(2, int(round(0.04 * d.shape[1])))
     strips = np.concatenate([d[:, :k].ravel(), d[:, -k:].ravel()])
     return float(np.percentile(strips, 90)) < PLAIN_BACKGROUND_DE

@@ -178,3 +178,16 @@ def test_chunked_mapper_keeps_the_order(monkeypatch):
     monkeypatch.setattr(bc, "_import_distributed", lambda: FakeDistributed)
     out = chunked_mapper(FakeClient(), chunk=3)(lambda a, b: a * b, [(i, 2) for i in range(10)])
     assert out == [2 * i for i in range(10)]
+
+
+def test_keep_worker_alive_raises_lokys_memory_guard_and_never_lowers_it(monkeypatch):
+    from joblib.externals.loky import process_executor
+
+    from benchmarks.harness import WORKER_MEMORY_GROWTH_BYTES, keep_worker_alive
+
+    monkeypatch.setattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", int(3e8))
+    keep_worker_alive()
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == WORKER_MEMORY_GROWTH_BYTES > 3e8
+    monkeypatch.setattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", 8 * 1024**3)
+    keep_worker_alive()
+    assert process_executor._MAX_MEMORY_LEAK_SIZE == 8 * 1024**3

@@ -168,3 +168,38 @@ def test_extractor_refuses_a_mirrored_photo_as_read_image_does(tmp_path):
     assert not rec["ok"] and rec["read_error"] and rec["reason"] == str(exc.value)
     assert "mirrored" in rec["reason"]
     assert images.photo_problem(img[:, ::-1], marker_found=True) is None  # the caller found it straight
+
+
+def test_feature_records_kept_in_memory_and_a_rewritten_photo_looked_up_again(tmp_path, monkeypatch):
+    from test_features_draw import drawn_leg
+
+    from smi_features import extractor
+
+    p = str(tmp_path / "leg.png")
+    cv2.imwrite(p, drawn_leg()[0])
+    store = extractor.FeatureCache(tmp_path / "c")
+    first = extractor.measure_files([p], cache=store, contexts=[(2.5, 170.0)])[0]
+    assert first["ok"]
+    with monkeypatch.context() as mp:  # the second time neither hashes the file nor reads the cache
+        mp.setattr(extractor, "file_sha256", lambda *a: pytest.fail("hashed again"))
+        mp.setattr(extractor.FeatureCache, "get", lambda *a: pytest.fail("read from disk again"))
+        assert extractor.measure_files([p], cache=store, contexts=[(2.5, 170.0)])[0] is first
+    cv2.imwrite(p, drawn_leg(calf_cm=14.0)[0])  # same path, new content: measured afresh
+    again = extractor.measure_files([p], cache=store, contexts=[(2.5, 170.0)])[0]
+    assert again["features_px"] != first["features_px"]
+    fresh = extractor.measure_files([p], cache=False, contexts=[(2.5, 170.0)])[0]
+    assert again["features_px"] == fresh["features_px"]
+
+
+def test_plain_background_photo_models_its_background_once(monkeypatch):
+    from test_features_draw import drawn_leg
+
+    from smi_image import classical
+    from smi_image.segment import segment_leg
+
+    calls = []
+    real = classical.background_distance
+    monkeypatch.setattr(classical, "background_distance", lambda *a, **k: calls.append(1) or real(*a, **k))
+    seg = segment_leg(drawn_leg()[0], method="auto")
+    assert seg.method in ("canny", "otsu") and "plain background" in " ".join(seg.notes)
+    assert len(calls) == 1
