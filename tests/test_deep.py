@@ -355,9 +355,12 @@ def test_scale_crop_uses_the_table_scale_when_there_is_no_marker(fitted, tmp_pat
     d = make_toy_dataset(tmp_path / "nomarker", n_subjects=2, seed=1, size=256, marker=False,
                          views=("lateral",))
     X = to_samples(read_manifest(d), "lateral")
-    p = fitted.predict(X)
-    assert np.isnan(p).all()
-    assert all("no scale" in why for why in fitted.failures_.values())
+    keys, fit_failures = set(fitted.__dict__), dict(fitted.failures_)
+    p, reasons = fitted.predict_with_reasons(X)
+    assert set(fitted.__dict__) == keys and fitted.failures_ == fit_failures  # predict sets no attribute
+    assert np.isnan(p).all() and len(reasons) == len(X)
+    assert all("no scale" in why for why in reasons.values())
     truth = pd.read_csv(d / "truth.csv")
     X["px_per_cm_lateral"] = truth["px_per_cm_true"].to_numpy()
-    assert np.isfinite(fitted.predict(X)).all() and fitted.failures_ == {}
+    p, reasons = fitted.predict_with_reasons(X)
+    assert np.isfinite(p).all() and reasons == {}
