@@ -193,11 +193,12 @@ def test_predict_shape_and_failures(fitted, lateral, tmp_path):
     cv2.imwrite(str(blank), np.full((80, 80, 3), 200, np.uint8))
     bad.loc[bad.index[0], "image_lateral"] = str(broken)
     bad.loc[bad.index[1], "image_lateral"] = str(blank)
-    p = fitted.predict(bad)
+    p, reasons = fitted.predict_with_reasons(bad)
     assert np.isnan(p[:2]).all() and np.isfinite(p[2])
     ids = bad["sample_id"].tolist()
-    assert set(fitted.failures_) == set(ids[:2])
-    assert "broken.jpg" in fitted.failures_[ids[0]] and "no leg" in fitted.failures_[ids[1]]
+    assert set(reasons) == set(ids[:2])
+    assert "broken.jpg" in reasons[ids[0]] and "no leg" in reasons[ids[1]]
+    np.testing.assert_array_equal(fitted.predict(bad), p)
 
 
 def test_training_learns(lateral):
