@@ -531,6 +531,7 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
                          if isinstance(v, (int, float, str, bool, type(None), list, tuple))},
               "intervals": interval_method}
     from benchmarks.calibration import plan_intervals
+    from smi_data.reasons import predict_with_reasons
     from smi_data.runs import stage_output
 
     wrapper, interval_note = plan_intervals(model, spec.calibration_family, samples, seed, interval_method)
@@ -552,9 +553,8 @@ def train(dataset, model_name, view, out, seed, epochs, torch_device, jobs, sets
                     interval_note = f"no prediction intervals: {wrapper.calibration_error_}"
             else:
                 model.fit(X, y)
-            fitted = model.predict(X)
+            fitted, failures = predict_with_reasons(model, X)
             ok = np.isfinite(fitted)
-            failures = dict(getattr(model, "failures_", {}) or {})
             rec.data["results"] = {
                 "n_samples": int(len(samples)), "n_failed": int((~ok).sum()), "failures": failures,
                 "training_mape": float(mape(y[ok], fitted[ok])) if ok.sum() > 1 else None,

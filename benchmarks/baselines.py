@@ -87,8 +87,10 @@ class MeanRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
-        self.failures_ = {}
         return np.full(len(X), self.mean_, dtype=float)
+
+    def predict_with_reasons(self, X):
+        return self.predict(X), {}
 
 
 class CovariatesRegressor(RegressorMixin, BaseEstimator):
@@ -145,13 +147,16 @@ class CovariatesRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X):
+        return self.predict_with_reasons(X)[0]
+
+    def predict_with_reasons(self, X):
+        """``(SMI per sample, {sample_id: reason})`` of the samples predicted NaN; the estimator is left unchanged."""
         A = self._design(X)
         ok = np.all(np.isfinite(A), axis=1)
         pred = np.full(len(X), np.nan)
         pred[ok] = self.intercept_ + A[ok] @ self.coef_
-        self.failures_ = {sid: "missing covariate (sex, age or height)"
-                          for sid, good in zip(_sample_ids(X), ok) if not good}
-        return pred
+        reasons = {sid: "missing covariate (sex, age or height)" for sid, good in zip(_sample_ids(X), ok) if not good}
+        return pred, reasons
 
 
 def _default_extractor():
@@ -180,14 +185,15 @@ def circumference_cm(X: pd.DataFrame, extractor=None) -> tuple[np.ndarray, dict[
         ``{sample_id: reason}`` for the NaN rows.
     """
     extractor = _default_extractor() if extractor is None else extractor
-    feats = extractor.transform(X)
+    transform = getattr(extractor, "transform_with_reasons", None)
+    feats, known = transform(X) if transform is not None else (extractor.transform(X), {})
     if CIRCUMFERENCE_COLUMN not in feats.columns:
         raise ValueError(f"the feature extractor gave no '{CIRCUMFERENCE_COLUMN}' column; "
                          f"columns were: {', '.join(map(str, feats.columns[:20]))}")
     if len(feats) != len(X):
         raise ValueError(f"the feature extractor returned {len(feats)} rows for {len(X)} samples")
     circ = pd.to_numeric(feats[CIRCUMFERENCE_COLUMN], errors="coerce").to_numpy(dtype=float)
-    known = {str(k): str(v) for k, v in (getattr(extractor, "failures_", None) or {}).items()}
+    known = {str(k): str(v) for k, v in (known or {}).items()}
     reasons = {sid: known.get(sid, "calf circumference not measured")
                for sid, value in zip(_sample_ids(X), circ) if not np.isfinite(value)}
     return circ, reasons
@@ -249,10 +255,12 @@ class TapeRegressor(RegressorMixin, BaseEstimator):
         return out
 
     def predict(self, X):
+        return self.predict_with_reasons(X)[0]
+
+    def predict_with_reasons(self, X):
+        """``(SMI per sample, {sample_id: reason})`` of the samples predicted NaN; the estimator is left unchanged."""
         circ, reasons = circumference_cm(X, self.extractor)
-        pred = self.predict_from_circumference(circ, X["sex"])
-        self.failures_ = dict(reasons)
-        return pred
+        return self.predict_from_circumference(circ, X["sex"]), dict(reasons)
 
 
 BASELINES = {"mean": MeanRegressor, "covariates": CovariatesRegressor, "tape": TapeRegressor}

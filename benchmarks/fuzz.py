@@ -426,8 +426,10 @@ def _load_predictor(model_dir: str, bare: bool = False):
 
     def run_bare(path, item):
         v = item["view"]
-        smi = float(np.asarray(model.predict(_sample_row(path, item)), float)[0])
-        fail = (getattr(model, "failures_", {}) or {}).get("x:" + v)
+        from smi_data.reasons import predict_with_reasons
+
+        pred, reasons = predict_with_reasons(model, _sample_row(path, item))
+        smi, fail = float(pred[0]), reasons.get("x:" + v)
         if not np.isfinite(smi):
             return None, "refused", fail or "no estimate", None, None
         return smi, "ok", None, None, None

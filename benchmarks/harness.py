@@ -47,6 +47,7 @@ from typing import Any, Iterable
 import numpy as np
 import pandas as pd
 
+from smi_data.reasons import predict_with_reasons
 from smi_data.tiers import TIERS, parse_tiers
 
 from . import registry
@@ -336,12 +337,11 @@ def run_task(task: Task, samples: pd.DataFrame, train_subjects: list[str], test_
             estimator.fit(X_train, y_train)
         fit_s = time.perf_counter() - t0
         t0 = time.perf_counter()
-        out = np.asarray(estimator.predict(X_test), dtype=float).ravel()
+        out, reasons = predict_with_reasons(estimator, X_test)
         predict_s = time.perf_counter() - t0
         if out.shape[0] != len(X_test):
             raise ValueError(f"predict returned {out.shape[0]} values for {len(X_test)} samples")
         pred = out
-        reasons = {str(k): str(v) for k, v in (getattr(estimator, "failures_", None) or {}).items()}
     except (KeyboardInterrupt, SystemExit, MemoryError):
         raise
     except Exception as exc:  # a failing model is reported, never fatal

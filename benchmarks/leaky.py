@@ -176,10 +176,14 @@ class SubjectGridSearch(RegressorMixin, BaseEstimator):
         self.failures_ = dict(getattr(self.estimator_, "failures_", {}) or {})
         return self
 
-    def predict(self, X: pd.DataFrame):
-        out = self.estimator_.predict(X)
-        self.failures_ = dict(getattr(self.estimator_, "failures_", {}) or {})
-        return out
+    def predict(self, X: pd.DataFrame) -> np.ndarray:
+        return self.estimator_.predict(X)
+
+    def predict_with_reasons(self, X: pd.DataFrame) -> tuple[np.ndarray, dict]:
+        """The wrapped model's predictions and reasons (:mod:`smi_data.reasons`)."""
+        from smi_data.reasons import predict_with_reasons
+
+        return predict_with_reasons(self.estimator_, X)
 
 
 def nested_spec(model: str, grid: dict, specs=None) -> registry.ModelSpec:

@@ -50,6 +50,7 @@ import numpy as np
 import pandas as pd
 
 from smi_data.manifest import RANGES, VIEWS
+from smi_data.reasons import predict_with_reasons
 
 logger = logging.getLogger(__name__)
 
@@ -421,7 +422,7 @@ class Predictor:
         self.name = self.meta.get("model_name", self.meta.get("model"))
         self.training_range = training_smi_range(self.meta)
         self.calibration = _load_calibration(self.model_dir, self.meta)
-        # predict() sets the estimator's failures_: one request at a time reads its own
+        # the model's caches (feature records, crops) are shared: one request at a time
         self._lock = threading.Lock()
 
     def info(self) -> dict:
@@ -507,8 +508,7 @@ class Predictor:
         with _kept_measurements(out_dir is not None and annotate):
             if len(good):
                 with self._lock:
-                    pred = np.asarray(self.model.predict(self.model_inputs(good)), dtype=float)
-                    failures = {str(k): str(v) for k, v in (getattr(self.model, "failures_", {}) or {}).items()}
+                    pred, failures = predict_with_reasons(self.model, self.model_inputs(good))
             else:
                 pred, failures = np.array([]), {}
             return self._results(samples, good, is_bad, pred, failures | bad, out_dir=out_dir, annotate=annotate,

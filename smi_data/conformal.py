@@ -466,9 +466,13 @@ class IntervalRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        out = self.estimator_.predict(X)
-        self.failures_ = dict(getattr(self.estimator_, "failures_", {}) or {})
-        return out
+        return self.estimator_.predict(X)
+
+    def predict_with_reasons(self, X: pd.DataFrame) -> tuple[np.ndarray, dict]:
+        """The wrapped model's predictions and reasons (:mod:`smi_data.reasons`)."""
+        from smi_data.reasons import predict_with_reasons
+
+        return predict_with_reasons(self.estimator_, X)
 
     def predict_table(self, X: pd.DataFrame) -> pd.DataFrame:
         """``smi_pred`` and the columns of :meth:`Calibration.table` for each row of ``X``."""

@@ -288,7 +288,8 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         The penalty the training fold's leave-one-out cross-validation chose.
     x_mean_, x_scale_ : ndarray (k,)
     failures_ : dict
-        ``{sample_id: reason}`` of samples skipped by the last fit or predict.
+        ``{sample_id: reason}`` of training samples ``fit`` skipped (``predict_with_reasons``
+        gives a prediction's).
     fit_seconds_ : float
     """
 
@@ -392,14 +393,17 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         return self
 
     def predict(self, X: pd.DataFrame) -> np.ndarray:
-        """SMI (kg/m²) per sample; NaN where the photo or a covariate failed (reason in ``failures_``)."""
+        """SMI (kg/m²) per sample; NaN where the photo or a covariate failed."""
+        return self.predict_with_reasons(X)[0]
+
+    def predict_with_reasons(self, X: pd.DataFrame) -> tuple[np.ndarray, dict]:
+        """``(SMI per sample, {sample_id: reason})`` of the samples predicted NaN; the estimator is left unchanged."""
         if not hasattr(self, "coef_"):
             from sklearn.exceptions import NotFittedError
 
             raise NotFittedError("this GeoCNNRegressor is not fitted yet; call fit() first")
         if len(X) == 0:
-            self.failures_ = {}
-            return np.empty(0, dtype=float)
+            return np.empty(0, dtype=float), {}
         from .regressor import sample_views
 
         views = sample_views(X)
@@ -413,8 +417,7 @@ class GeoCNNRegressor(RegressorMixin, BaseEstimator):
         out = np.full(len(X), np.nan)
         if ok.any():
             out[ok] = np.exp(self.intercept_ + ((Z[ok] - self.x_mean_) / self.x_scale_) @ self.coef_)
-        self.failures_ = failures
-        return out
+        return out, failures
 
 
 # --------------------------------------------------------------------------- model folders

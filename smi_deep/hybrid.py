@@ -180,22 +180,24 @@ class HybridCNNRegressor(CNNRegressor):
 
     def predict_residual(self, X: pd.DataFrame, batch_size: int = 64) -> np.ndarray:
         """The CNN's residual (kg/m², unscaled by ``residual_scale``); NaN where the photo failed."""
-        return CNNRegressor.predict(self, X, batch_size=batch_size)
+        return CNNRegressor.predict_with_reasons(self, X, batch_size=batch_size)[0]
 
     def predict(self, X: pd.DataFrame, batch_size: int = 64) -> np.ndarray:
         """SMI (kg/m²): ridge + ``residual_scale`` × CNN residual; NaN where the photo or a covariate failed."""
+        return self.predict_with_reasons(X, batch_size=batch_size)[0]
+
+    def predict_with_reasons(self, X: pd.DataFrame, batch_size: int = 64) -> tuple[np.ndarray, dict]:
+        """``(SMI per sample, {sample_id: reason})`` of the samples predicted NaN; the estimator is left unchanged."""
         self._check_fitted()
         if isinstance(X, pd.DataFrame) and len(X) == 0:
-            self.failures_ = {}
-            return np.empty(0, dtype=float)
-        resid = self.predict_residual(X, batch_size=batch_size)
-        failures = dict(self.failures_)
+            return np.empty(0, dtype=float), {}
+        resid, failures = CNNRegressor.predict_with_reasons(self, X, batch_size=batch_size)
+        failures = dict(failures)
         base = self.predict_base(X)
         ids = X["sample_id"].astype(str).tolist() if "sample_id" in X.columns else [str(i) for i in range(len(X))]
         for i in np.flatnonzero(~np.isfinite(base)):
             failures.setdefault(ids[i], f"missing or invalid covariate(s) ({', '.join(self.base_columns_)})")
-        self.failures_ = failures
-        return base + float(self.residual_scale) * resid
+        return base + float(self.residual_scale) * resid, failures
 
     def hybrid_meta(self) -> dict:
         """The ridge as plain numbers, for model.json."""

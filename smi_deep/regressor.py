@@ -2,7 +2,7 @@
 
 ``fit(X, y)`` takes the sample table of :func:`smi_data.manifest.to_samples` and SMI in
 kg/m²; ``predict(X)`` returns a 1-D float array, NaN for a sample whose image cannot be
-read or has no leg (the reason is in ``failures_``). ``clone``, ``get_params`` and
+read or has no leg (the reason from ``predict_with_reasons``, :mod:`smi_data.reasons`). ``clone``, ``get_params`` and
 ``set_params`` work as for any scikit-learn estimator, so the benchmark harness
 cross-validates it like the features model.
 
@@ -279,7 +279,8 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
     history_ : list of dict
         Per epoch: ``epoch``, ``train_loss`` (standardised MSE), ``val_loss`` (or None), ``lr``.
     failures_ : dict
-        ``{sample_id: reason}`` of samples skipped by the last ``fit`` or ``predict``.
+        ``{sample_id: reason}`` of training samples ``fit`` skipped (``predict`` leaves the
+        estimator unchanged; :meth:`predict_with_reasons` gives its reasons).
     fit_seconds_ : float
         Wall time of the last ``fit`` (preprocessing included).
     """
@@ -622,12 +623,15 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X: pd.DataFrame, batch_size: int = 64) -> np.ndarray:
         """SMI (kg/m²) per sample, 1-D float array of ``len(X)``; NaN where the image failed."""
+        return self.predict_with_reasons(X, batch_size=batch_size)[0]
+
+    def predict_with_reasons(self, X: pd.DataFrame, batch_size: int = 64) -> tuple[np.ndarray, dict]:
+        """``(SMI per sample, {sample_id: reason})`` of the samples predicted NaN; the estimator is left unchanged."""
         import torch
 
         self._check_fitted()
         if isinstance(X, pd.DataFrame) and len(X) == 0:
-            self.failures_ = {}
-            return np.empty(0, dtype=float)
+            return np.empty(0, dtype=float), {}
         views = sample_views(X)
         if tuple(views) != tuple(self.views_):
             raise ValueError(f"model trained on view(s) {'+'.join(self.views_)}, got samples of "
@@ -655,8 +659,7 @@ class CNNRegressor(RegressorMixin, BaseEstimator):
                 cb = torch.from_numpy(cov[sel]).to(device) if cov is not None else None
                 pred = self.net_(xb, cb)[:, 0].double().cpu().numpy()
                 out[sel] = pred * self.y_std_ + self.y_mean_
-        self.failures_ = failures
-        return out
+        return out, failures
 
 
 def make_cnn(name: str, **params) -> CNNRegressor:

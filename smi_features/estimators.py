@@ -6,7 +6,7 @@ every image, then fits :func:`features_pipeline` on the numeric feature table of
 samples that could be measured: a ``Pipeline`` of :class:`FeatureSelector` (the columns
 of the switched-on feature groups, as numbers) and :class:`LogLinearBoostRegressor`
 (the linear base, then an ``xgboost.XGBRegressor`` from its margin). ``predict`` gives
-NaN for samples whose images failed, with the reason in ``failures_``. The two pipeline
+NaN for samples whose images failed; ``predict_with_reasons`` also says why. The two pipeline
 steps pass scikit-learn's estimator checks (tests/test_estimator_checks.py).
 
 Feature groups (``feature_groups``), for the ablation "width only; + area;
@@ -505,7 +505,8 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
     base_ : LogLinearBase or None
         The fitted linear base (None with ``linear_base=False``; the pipeline's).
     failures_ : dict
-        ``{sample_id: reason}`` of samples that could not be processed (set by fit and predict).
+        ``{sample_id: reason}`` of training samples that could not be processed (``predict``
+        leaves the estimator unchanged: its reasons come from :meth:`predict_with_reasons`).
     n_train_ : int
         Samples used for training.
     """
@@ -656,14 +657,19 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
 
     def predict(self, X):
         """SMI (kg/m^2) per sample; NaN where the sample's images could not be measured."""
+        return self.predict_with_reasons(X)[0]
+
+    def predict_with_reasons(self, X) -> tuple[np.ndarray, dict]:
+        """``(SMI per sample, {sample_id: reason})`` of the samples predicted NaN (:mod:`smi_data.reasons`)."""
         table, failures = self.transform_features(X)
-        return self.predict_table(table, failures)
+        return self.predict_table_with_reasons(table, failures)
 
     def predict_table(self, table: pd.DataFrame, failures: dict | None = None) -> np.ndarray:
-        """Predict from an already extracted feature table.
+        """Predict from an already extracted feature table (NaN for the ``failures``' rows)."""
+        return self.predict_table_with_reasons(table, failures)[0]
 
-        Sets ``failures_`` (``{sample_id: reason}`` of this call's samples), which the
-        benchmark and ``predict`` read; the fitted pipeline is left unchanged."""
+    def predict_table_with_reasons(self, table: pd.DataFrame, failures: dict | None = None) -> tuple[np.ndarray, dict]:
+        """:meth:`predict_table` and the reasons of this call's NaN rows; the estimator is left unchanged."""
         if "pipeline_" not in self.__dict__:
             from sklearn.exceptions import NotFittedError
 
@@ -680,8 +686,7 @@ class XGBFeaturesRegressor(RegressorMixin, BaseEstimator):
         out = np.full(len(table), np.nan)
         if (~bad).any():
             out[~bad] = self.pipeline_.predict(table.loc[~bad])
-        self.failures_ = failures
-        return out
+        return out, failures
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

@@ -685,7 +685,8 @@ class LegFeatureExtractor(TransformerMixin, BaseEstimator):
     Attributes
     ----------
     failures_ : dict
-        ``{sample_id: reason}`` from the last ``transform``.
+        Empty after ``fit``; ``transform`` leaves the transformer unchanged, and
+        :meth:`transform_with_reasons` gives ``{sample_id: reason}`` of the samples not measured.
     """
 
     def __init__(self, silhouette_settings=None, level_settings=None, use_marker=True, n_jobs=1, cache=True,
@@ -708,10 +709,15 @@ class LegFeatureExtractor(TransformerMixin, BaseEstimator):
     def transform(self, X: pd.DataFrame) -> pd.DataFrame:
         if not isinstance(X, pd.DataFrame):
             raise TypeError("X must be a sample table (pandas DataFrame from smi_data.manifest.to_samples)")
+        return self.transform_with_reasons(X)[0]
+
+    def transform_with_reasons(self, X: pd.DataFrame) -> tuple[pd.DataFrame, dict]:
+        """The feature table and ``{sample_id: reason}`` of the samples not measured; the transformer is left
+        unchanged."""
+        if not isinstance(X, pd.DataFrame):
+            raise TypeError("X must be a sample table (pandas DataFrame from smi_data.manifest.to_samples)")
         cache = FeatureCache(self.cache_dir) if (self.cache and self.cache_dir) else bool(self.cache)
-        table, failures = sample_features(X, settings=self.settings(), n_jobs=self.n_jobs, cache=cache)
-        self.failures_ = failures
-        return table
+        return sample_features(X, settings=self.settings(), n_jobs=self.n_jobs, cache=cache)
 
 
 def image_features(manifest: pd.DataFrame, *, settings: ExtractionSettings | None = None, n_jobs: int = 1,

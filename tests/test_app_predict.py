@@ -102,7 +102,7 @@ def test_refused_photos_carry_reason_and_advice(model_dir, toy, tmp_path):
 def test_implausible_output_is_refused_and_extrapolation_flagged(model_dir, toy, tmp_path, monkeypatch):
     pred = load_predictor(model_dir)
     photo = {"lateral": toy / "images" / "T002_lateral.jpg"}
-    monkeypatch.setattr(pred.model, "predict", lambda X: np.full(len(X), 31.0))
+    monkeypatch.setattr(pred.model, "predict_with_reasons", lambda X: (np.full(len(X), 31.0), {}))
     est = pred.estimate(photo, sex="F", age=70, height_cm=158)
     assert not est.ok and "plausible range" in est.reason and est.photos[0].status == "refused"
     samples = samples_from_photos(list(photo.items()), "lateral", sex="F", age=70, height_cm=158)
@@ -110,7 +110,7 @@ def test_implausible_output_is_refused_and_extrapolation_flagged(model_dir, toy,
     assert np.isnan(res.table.loc[0, "smi_pred"]) and "plausible range" in res.table.loc[0, "failure"]
 
     hi = pred.training_range[1]
-    monkeypatch.setattr(pred.model, "predict", lambda X: np.full(len(X), hi + 2.0))
+    monkeypatch.setattr(pred.model, "predict_with_reasons", lambda X: (np.full(len(X), hi + 2.0), {}))
     est = pred.estimate(photo, sex="F", age=70, height_cm=158)
     assert est.ok and est.outside_training_range is True and "caution" in est.summary()
     res = pred.predict(samples)

@@ -193,11 +193,12 @@ def test_predict_shape_and_failures(fitted, lateral, tmp_path):
     cv2.imwrite(str(blank), np.full((80, 80, 3), 200, np.uint8))
     bad.loc[bad.index[0], "image_lateral"] = str(broken)
     bad.loc[bad.index[1], "image_lateral"] = str(blank)
-    p = fitted.predict(bad)
+    p, reasons = fitted.predict_with_reasons(bad)
     assert np.isnan(p[:2]).all() and np.isfinite(p[2])
     ids = bad["sample_id"].tolist()
-    assert set(fitted.failures_) == set(ids[:2])
-    assert "broken.jpg" in fitted.failures_[ids[0]] and "no leg" in fitted.failures_[ids[1]]
+    assert set(reasons) == set(ids[:2])
+    assert "broken.jpg" in reasons[ids[0]] and "no leg" in reasons[ids[1]]
+    np.testing.assert_array_equal(fitted.predict(bad), p)
 
 
 def test_training_learns(lateral):
@@ -355,9 +356,12 @@ def test_scale_crop_uses_the_table_scale_when_there_is_no_marker(fitted, tmp_pat
     d = make_toy_dataset(tmp_path / "nomarker", n_subjects=2, seed=1, size=256, marker=False,
                          views=("lateral",))
     X = to_samples(read_manifest(d), "lateral")
-    p = fitted.predict(X)
-    assert np.isnan(p).all()
-    assert all("no scale" in why for why in fitted.failures_.values())
+    keys, fit_failures = set(fitted.__dict__), dict(fitted.failures_)
+    p, reasons = fitted.predict_with_reasons(X)
+    assert set(fitted.__dict__) == keys and fitted.failures_ == fit_failures  # predict sets no attribute
+    assert np.isnan(p).all() and len(reasons) == len(X)
+    assert all("no scale" in why for why in reasons.values())
     truth = pd.read_csv(d / "truth.csv")
     X["px_per_cm_lateral"] = truth["px_per_cm_true"].to_numpy()
-    assert np.isfinite(fitted.predict(X)).all() and fitted.failures_ == {}
+    p, reasons = fitted.predict_with_reasons(X)
+    assert np.isfinite(p).all() and reasons == {}

@@ -86,9 +86,9 @@ def test_missing_covariate_gives_nan_and_reason(fitted, lateral):
     X, _ = lateral
     X = X.copy()
     X.loc[X.index[0], "age"] = np.nan
-    pred = fitted.predict(X)
+    pred, reasons = fitted.predict_with_reasons(X)
     assert np.isnan(pred[0]) and np.all(np.isfinite(pred[1:]))
-    assert "covariate" in fitted.failures_[str(X["sample_id"].iloc[0])]
+    assert "covariate" in reasons[str(X["sample_id"].iloc[0])]
 
 
 def test_registered_and_in_the_cli_list():

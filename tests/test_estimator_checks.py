@@ -116,3 +116,14 @@ def test_make_pipeline_from_photos_equals_the_features_model(tmp_path, monkeypat
     est = XGBFeaturesRegressor(**SMALL).fit(X, y)
     assert est.failures_ == {} and np.isfinite(p).all()
     np.testing.assert_array_equal(p, est.predict(X))
+    # predict leaves the fitted estimator alone (scikit-learn's check_dict_unchanged), also where it
+    # refuses a sample: the reason comes back from predict_with_reasons
+    import joblib
+
+    before = joblib.hash(est.__dict__)
+    Xb = X.copy()
+    Xb.loc[Xb.index[0], "image_lateral"] = str(tmp_path / "missing.jpg")
+    pred, reasons = est.predict_with_reasons(Xb)
+    assert np.isnan(pred[0]) and list(reasons) == [str(Xb["sample_id"].iloc[0])]
+    np.testing.assert_array_equal(est.predict(Xb), pred)
+    assert joblib.hash(est.__dict__) == before and est.failures_ == {}

@@ -130,13 +130,13 @@ def test_train_records_the_tier_and_predict_gives_a_photo_model_no_covariates(to
     pred = load_predictor(photo_dir)
     assert pred.tier == "photo"
     seen = []
-    real = pred.model.predict
+    real = pred.model.predict_with_reasons
 
     def spy(X):
         seen.append(set(X.columns))
         return real(X)
 
-    monkeypatch.setattr(pred.model, "predict", spy)
+    monkeypatch.setattr(pred.model, "predict_with_reasons", spy)
     lateral = toy / "images" / "T001_lateral.jpg"
     est = pred.estimate({"lateral": lateral}, sex="F", age=None, height_cm=None)  # a photo model needs sex only
     assert est.ok, est.reason

@@ -140,19 +140,19 @@ def test_failed_photo_gives_nan_and_a_reason(both, fitted, tmp_path):
     cv2.imwrite(str(blank), np.full((256, 256, 3), 200, np.uint8))
     Xb = X.copy()
     Xb.loc[Xb.index[0], "image_lateral"] = str(blank)
-    pred = fitted.predict(Xb)
+    pred, reasons = fitted.predict_with_reasons(Xb)
     sid = Xb.loc[Xb.index[0], "sample_id"]
     assert np.isnan(pred[0]) and np.all(np.isfinite(pred[1:]))
-    assert "no leg-shaped region" in fitted.failures_[sid]
+    assert "no leg-shaped region" in reasons[sid]
 
 
 def test_two_view_model_refuses_a_sample_without_its_posterior_photo(both, fitted):
     X, _ = both
     lateral_only = X.copy()
     lateral_only["image_posterior"] = None
-    pred = fitted.predict(lateral_only)
+    pred, reasons = fitted.predict_with_reasons(lateral_only)
     assert np.all(np.isnan(pred))
-    assert all("no posterior photo" in why for why in fitted.failures_.values())
+    assert all("no posterior photo" in why for why in reasons.values())
 
 
 def test_single_view_model(toy):
