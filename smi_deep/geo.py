@@ -189,21 +189,31 @@ def load_trunk(view: str, weights_dir: str | os.PathLike | None = None, *, path:
 _EMBED: dict[tuple, np.ndarray | str] = {}
 
 
-def trunk_outputs(net, meta: dict, inputs: np.ndarray, batch_size: int = 128) -> np.ndarray:
+def trunk_outputs(net, meta: dict, inputs: np.ndarray, batch_size: int | None = None) -> np.ndarray:
     """The trunk's geometry (in the targets' units) and its embedding for ``(N, S, S)`` inputs.
 
     Returns ``(N, len(GEO_TARGETS) + hidden)``: the geometry first, then the hidden layer.
+    Each image is passed through alone on one thread, so its result does not depend on which
+    other images a process happens to embed with it, nor on the process's thread count (in
+    batches, oneDNN's kernels change the last bits with the batch's size). ``batch_size`` (None:
+    one image at a time) trades that for speed.
     """
     import torch
 
     mean = np.asarray(meta["target_mean"], dtype=np.float64)
     sd = np.asarray(meta["target_std"], dtype=np.float64)
+    step = 1 if batch_size is None else int(batch_size)
     out = []
-    with torch.no_grad():
-        for s in range(0, len(inputs), batch_size):
-            xb = torch.from_numpy(np.ascontiguousarray(inputs[s:s + batch_size], dtype=np.float32)[:, None])
-            h = net.embed(xb)
-            out.append(np.concatenate([net.out(h).double().numpy() * sd + mean, h.double().numpy()], axis=1))
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    try:
+        with torch.no_grad():
+            for s in range(0, len(inputs), step):
+                xb = torch.from_numpy(np.ascontiguousarray(inputs[s:s + step], dtype=np.float32)[:, None])
+                h = net.embed(xb)
+                out.append(np.concatenate([net.out(h).double().numpy() * sd + mean, h.double().numpy()], axis=1))
+    finally:
+        torch.set_num_threads(threads)
     return np.concatenate(out) if out else np.empty((0, len(GEO_TARGETS) + net.out.in_features))
 
 

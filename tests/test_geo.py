@@ -226,3 +226,23 @@ def test_save_load_round_trip_checks_the_trunk(toy, tmp_path):
     (tmp_path / "m" / "model.json").write_text(json.dumps(meta))
     with pytest.raises(ModelFileError, match="retrain"):
         load_model(tmp_path / "m")
+
+
+def test_trunk_outputs_do_not_depend_on_the_company_or_the_threads():
+    """An image's embedding is the same whichever images a process embeds with it and whatever its
+    thread count (two runs of one seed give byte-identical cnn-geo predictions)."""
+    import torch
+
+    from smi_deep.geo import GEO_SIZE, load_trunk, trunk_outputs
+
+    net, meta = load_trunk("lateral")
+    x = (np.random.default_rng(0).random((6, GEO_SIZE, GEO_SIZE)) > 0.5).astype(np.float32)
+    alone = np.concatenate([trunk_outputs(net, meta, x[i:i + 1]) for i in range(len(x))])
+    saved = torch.get_num_threads()
+    torch.set_num_threads(2)
+    try:
+        together = trunk_outputs(net, meta, x)
+        assert torch.get_num_threads() == 2  # restored after the call
+    finally:
+        torch.set_num_threads(saved)
+    np.testing.assert_array_equal(alone, together)
