@@ -54,15 +54,14 @@ class OrientationRuleError(LegsmiError, ValueError):
     """The orientation rule's file is missing, from elsewhere or damaged."""
 
 
-def width_profile(mask: np.ndarray, levels: int = LEVELS) -> np.ndarray | None:
-    """The mask's width (pixels per row) at ``levels`` bands from its top row to its bottom row, over its median.
-
-    None when the mask has fewer rows than ``levels`` or no width.
-    """
+def _row_widths(mask: np.ndarray) -> np.ndarray:
     m = np.asarray(mask, dtype=bool)
     if m.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {m.shape}")
-    per_row = m.sum(axis=1).astype(np.float64)
+    return m.sum(axis=1).astype(np.float64)
+
+
+def _profile(per_row: np.ndarray, levels: int) -> np.ndarray | None:
     rows = np.nonzero(per_row)[0]
     if rows.size < levels:
         return None
@@ -75,16 +74,26 @@ def width_profile(mask: np.ndarray, levels: int = LEVELS) -> np.ndarray | None:
     return prof / med
 
 
-def usable(mask: np.ndarray) -> bool:
-    """True when the mask is tall enough to tell its ends apart: it spans at least 35 % of the
-    image's height and at least 2.5 times its median width (a leg, not a scrap of one)."""
-    m = np.asarray(mask, dtype=bool)
-    per_row = m.sum(axis=1)
+def _usable(per_row: np.ndarray) -> bool:
     rows = np.nonzero(per_row)[0]
     if rows.size < LEVELS:
         return False
     span = rows[-1] - rows[0] + 1
-    return bool(span >= 0.35 * m.shape[0] and span >= 2.5 * float(np.median(per_row[rows])))
+    return bool(span >= 0.35 * per_row.size and span >= 2.5 * float(np.median(per_row[rows])))
+
+
+def width_profile(mask: np.ndarray, levels: int = LEVELS) -> np.ndarray | None:
+    """The mask's width (pixels per row) at ``levels`` bands from its top row to its bottom row, over its median.
+
+    None when the mask has fewer rows than ``levels`` or no width.
+    """
+    return _profile(_row_widths(mask), levels)
+
+
+def usable(mask: np.ndarray) -> bool:
+    """True when the mask is tall enough to tell its ends apart: it spans at least 35 % of the
+    image's height and at least 2.5 times its median width (a leg, not a scrap of one)."""
+    return _usable(_row_widths(mask))
 
 
 # --------------------------------------------------------------------------- fitting
@@ -121,7 +130,8 @@ def orientation_examples(folders, *, echo=None) -> tuple[np.ndarray, np.ndarray,
                     sil = leg_silhouette(im, view=row.view, settings=settings)
                 except SilhouetteError:
                     continue
-                prof = width_profile(sil.mask) if usable(sil.mask) else None
+                per_row = _row_widths(sil.mask)
+                prof = _profile(per_row, LEVELS) if _usable(per_row) else None
                 if prof is not None:
                     profiles.append(prof)
                     labels.append(label)
@@ -176,9 +186,8 @@ def _symmetric(booster, P: np.ndarray) -> np.ndarray:
     import xgboost as xgb
 
     P = np.atleast_2d(np.asarray(P, dtype=np.float64))
-    fwd = booster.predict(xgb.DMatrix(P))
-    back = booster.predict(xgb.DMatrix(P[:, ::-1].copy()))
-    return 0.5 * (fwd + 1.0 - back)
+    both = booster.predict(xgb.DMatrix(np.vstack([P, P[:, ::-1]])))  # each profile and itself read backwards
+    return 0.5 * (both[:len(P)] + 1.0 - both[len(P):])
 
 
 # --------------------------------------------------------------------------- use
@@ -230,9 +239,10 @@ def load_orientation(path: str | Path | None = None) -> dict:
 def upside_down_probability(mask: np.ndarray, rule: dict | None = None) -> float:
     """P(the leg in an upright mask stands upside down); NaN when the mask is not :func:`usable`."""
     rule = rule or load_orientation()
-    if not usable(mask):
+    per_row = _row_widths(mask)
+    if not _usable(per_row):
         return float("nan")
-    prof = width_profile(mask, int(rule["levels"]))
+    prof = _profile(per_row, int(rule["levels"]))
     if prof is None:
         return float("nan")
     return float(_symmetric(rule["booster"], prof)[0])
