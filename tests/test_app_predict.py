@@ -12,9 +12,7 @@ from benchmarks.predict import (PLAUSIBLE_SMI_KG_M2, Estimate, PredictInputError
 from smi_data.toy import make_toy_dataset
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 @pytest.fixture(scope="module")
@@ -23,10 +21,9 @@ def toy(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def model_dir(toy, tmp_path_factory):
+def model_dir(toy, tmp_path_factory, cache_env):
     out = tmp_path_factory.mktemp("model") / "xgb"
-    with pytest.MonkeyPatch.context() as mp:
-        mp.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+    with cache_env():
         res = CliRunner().invoke(cli.main, ["train", str(toy), "--model", "xgb-features", "--out", str(out)])
     assert res.exit_code == 0, res.output
     return out

@@ -25,9 +25,7 @@ def toy(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("toy") / "ds", n_subjects=12, seed=1, size=160)
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "legsmi-cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 def available(*names):

@@ -43,9 +43,7 @@ def toy(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("toy") / "ds", 16, seed=5, size=256)
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 def test_train_then_predict_single_photos(toy, tmp_path):

@@ -100,9 +100,7 @@ def toy(tmp_path_factory):
     return make_toy_dataset(tmp_path_factory.mktemp("toy") / "ds", 16, seed=7, size=256)
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 def test_train_records_the_tier_and_predict_gives_a_photo_model_no_covariates(toy, tmp_path, monkeypatch):

@@ -17,9 +17,7 @@ from smi_features.modelio import BOOSTER_FILE, load_model, save_model
 SMALL = {"n_estimators": 60}
 
 
-@pytest.fixture(autouse=True)
-def _private_cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "legsmi-cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 @pytest.fixture(scope="module")
@@ -40,12 +38,10 @@ def both(toy):
 
 
 @pytest.fixture(scope="module")
-def fitted(both, tmp_path_factory):
-    import os
-
-    os.environ.setdefault("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "legsmi-cache"))
+def fitted(both, cache_env):
     X, y = both
-    return XGBFeaturesRegressor(random_state=0, **SMALL).fit(X, y)
+    with cache_env():
+        return XGBFeaturesRegressor(random_state=0, **SMALL).fit(X, y)
 
 
 def test_is_a_scikit_learn_regressor(fitted):

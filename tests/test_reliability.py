@@ -60,9 +60,7 @@ def retakes(tmp_path_factory):
                             max_roll_deg=2)
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 def test_toy_retakes_share_the_body_and_differ_in_the_camera(retakes):

@@ -29,9 +29,7 @@ PHOTO = STUDIO_COHORT / "images" / "P001_lateral.jpg"
 HEADER = "subject_id,view,image,sex,age,height_cm,smi\n"
 
 
-@pytest.fixture(autouse=True)
-def _cache(tmp_path_factory, monkeypatch):
-    monkeypatch.setenv("LEGSMI_CACHE_DIR", str(tmp_path_factory.getbasetemp() / "cache"))
+pytestmark = pytest.mark.usefixtures("shared_cache")
 
 
 @pytest.fixture(scope="module")
