@@ -16,11 +16,12 @@ Two stages (docs/cnn-geo.md):
 
 The input (:func:`geo_input`) is what the image layer gives for any photo, real or
 rendered: the shared segmentation's leg mask (:func:`smi_image.segment.segment_leg`
-through :func:`smi_deep.preprocess.prepare_crop`, quality gate included), in a fixed
-:data:`WINDOW_CM` square standing on the sole at the marker's (else the manifest's) pixels
-per cm, made at :data:`CROP_PX` px and area-averaged to :data:`GEO_SIZE` px, so the mask's
-border carries sub-pixel coverage. No colour, no texture, no Canny edges of the photo
-(where renders and real photos differ most); the mask's outline is its own edge.
+through :func:`smi_deep.preprocess.prepare_crop`, quality gate included), its outline on the
+photo's own edges (the features' edge step), in a fixed :data:`WINDOW_CM` square standing on the
+sole at the marker's (else the manifest's) pixels per cm, area-averaged to :data:`CROP_PX` px and
+then :data:`GEO_SIZE` px without thresholding, so the mask's border carries sub-pixel coverage.
+No colour, no texture, no Canny edges of the photo (where renders and real photos differ most);
+the mask's outline is its own edge.
 """
 
 from __future__ import annotations
@@ -44,6 +45,9 @@ GEO_SIZE = 96
 CROP_PX = 192
 #: Side of the window in cm (the CNNs' ``crop='scale'`` window).
 WINDOW_CM = 60.0
+#: The mask's outline (:attr:`smi_deep.preprocess.CropSettings.outline`): each row's edges on the
+#: photo's own edges, as the features measure them, kept as area coverage down to the input's size.
+OUTLINE = "photo"
 #: Width profile levels: fractions of the knee → ankle distance (truth rows of the label map).
 PROFILE_FRACS = tuple(round(0.05 + 0.1 * i, 2) for i in range(10))
 #: The trunk's regression targets (cm, or litres for the volume), in output order.
@@ -70,20 +74,20 @@ class GeoTrunkError(LegsmiError, ValueError):
 def input_spec() -> dict:
     """What the trunk's input is: part of every trunk file and checked before use."""
     return {"size": GEO_SIZE, "crop_px": CROP_PX, "window_cm": WINDOW_CM, "crop": "scale", "channels": ["mask"],
-            "targets": list(GEO_TARGETS)}
+            "outline": OUTLINE, "coverage": "sub-pixel", "targets": list(GEO_TARGETS)}
 
 
 def crop_settings() -> CropSettings:
-    return CropSettings(size=CROP_PX, crop="scale", window_cm=WINDOW_CM)
+    return CropSettings(size=CROP_PX, crop="scale", window_cm=WINDOW_CM, outline=OUTLINE, soft_mask=True)
 
 
 def mask_to_input(mask: np.ndarray) -> np.ndarray:
-    """A ``(CROP_PX, CROP_PX)`` 0/255 mask → ``(GEO_SIZE, GEO_SIZE)`` float32 leg coverage in [0, 1]."""
+    """A ``(CROP_PX, CROP_PX)`` uint8 leg coverage (0–255) → ``(GEO_SIZE, GEO_SIZE)`` float32 coverage in [0, 1]."""
     import cv2
 
     if mask.ndim != 2:
         raise ValueError(f"expected a 2-D mask, got shape {mask.shape}")
-    m = (np.asarray(mask) > 0).astype(np.float32)
+    m = np.asarray(mask, dtype=np.float32) / 255.0
     return cv2.resize(m, (GEO_SIZE, GEO_SIZE), interpolation=cv2.INTER_AREA)
 
 

@@ -70,6 +70,8 @@ from smi_data.errors import LegsmiError
 
 INPUT_MODES = ("canny", "grey", "rgb", "mask", "canny+grey")
 CROP_MODES = ("leg", "scale")
+#: Where the crop's mask takes its outline from (:attr:`CropSettings.outline`).
+OUTLINES = ("coarse", "photo")
 #: Channels each input mode gives per view.
 MODE_CHANNELS = {"canny": 1, "grey": 1, "rgb": 3, "mask": 1, "canny+grey": 2}
 CACHE_ITEMS = int(os.environ.get("LEGSMI_DEEP_CACHE_ITEMS", "1024"))
@@ -105,6 +107,13 @@ class CropSettings:
     allow_unscaled : bool
         ``'scale'`` crop of a photo with no marker and no ``px_per_cm``: fall back to the
         ``'leg'`` crop (True) or fail that sample (False, default).
+    outline : {'coarse', 'photo'}
+        The mask's outline: ``'coarse'`` (default) the segmentation's working-resolution mask
+        scaled up to the photo; ``'photo'`` every row's outer edges placed on the photo's own
+        edges, as the features measure them (:func:`smi_image.silhouette.edge_refined_mask`).
+    soft_mask : bool
+        Return the mask resized to ``size`` as leg coverage (0–255, area-averaged, so a border
+        pixel carries the share of it the leg covers) instead of thresholding it at half.
     """
 
     size: int = 224
@@ -113,8 +122,12 @@ class CropSettings:
     window_cm: float = 60.0
     remove_marker: bool = True
     allow_unscaled: bool = False
+    outline: str = "coarse"
+    soft_mask: bool = False
 
     def __post_init__(self):
+        if self.outline not in OUTLINES:
+            raise ValueError(f"outline must be one of {', '.join(OUTLINES)}, got {self.outline!r}")
         if int(self.size) < 16:
             raise ValueError(f"size must be at least 16 px, got {self.size}")
         if self.crop not in CROP_MODES:
@@ -243,7 +256,7 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
     crop : ndarray, (size, size, 3) uint8
         BGR crop.
     mask : ndarray, (size, size) uint8
-        Leg mask of the crop, 0/255.
+        Leg mask of the crop, 0/255 (with ``soft_mask``: leg coverage, 0–255).
 
     Raises
     ------
@@ -267,7 +280,13 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
     verdict = check_photo(seg.work_image, seg.work, marker_found=found is not None)
     if not verdict.accepted:
         raise PreprocessError(f"refused: {verdict.reason}")
-    mask = seg.full_mask().astype(np.uint8) * 255
+    if settings.outline == "photo":
+        from smi_image.silhouette import edge_refined_mask
+
+        # with soft_mask the pixels an edge crosses keep their share of leg, so the sub-pixel edge survives
+        mask = edge_refined_mask(image, seg, coverage=settings.soft_mask) * np.float32(255)
+    else:
+        mask = seg.full_mask().astype(np.uint8) * 255
     if settings.remove_marker and found is not None:
         image = paint_out_marker(image, found)[0]
     if settings.crop == "scale":
@@ -285,7 +304,8 @@ def prepare_crop(image: np.ndarray, settings: CropSettings = CropSettings(), *,
     interp = cv2.INTER_AREA if crop.shape[0] >= size else cv2.INTER_LINEAR
     crop = cv2.resize(crop, (size, size), interpolation=interp)
     mcrop = cv2.resize(mcrop, (size, size), interpolation=interp)
-    return np.ascontiguousarray(crop), np.where(mcrop >= 128, 255, 0).astype(np.uint8)
+    mcrop = np.round(mcrop).astype(np.uint8) if settings.soft_mask else np.where(mcrop >= 128, 255, 0).astype(np.uint8)
+    return np.ascontiguousarray(crop), np.ascontiguousarray(mcrop)
 
 
 def canny_thresholds(blurred: np.ndarray, *, min_high: float = 12.0) -> tuple[float, float]:

@@ -28,7 +28,7 @@ import numpy as np
 import pandas as pd
 from smi_data.errors import LegsmiError
 
-from .geo import GEO_SIZE, GEO_TARGETS, GEO_VIEWS, PROFILE_FRACS
+from .geo import GEO_SIZE, GEO_TARGETS, GEO_VIEWS, PROFILE_FRACS, input_spec
 
 SUBJECTS_FILE = "geo-pretrain-subjects.json"
 #: Columns of truth.csv / the sampled subject that fix a body (the Anny fit's inputs and results).
@@ -129,8 +129,8 @@ def cohort_arrays(dataset: str | os.PathLike, view: str, cache_dir: str | os.Pat
 
     dataset = Path(dataset)
     manifest, truth, run = _read_cohort(dataset)
-    key = _hash(json.dumps([run.get("config"), run.get("seed"), view, weights_digest(), GEO_SIZE,
-                            list(GEO_TARGETS)], sort_keys=True, default=str))
+    key = _hash(json.dumps([run.get("config"), run.get("seed"), view, weights_digest(), input_spec()],
+                           sort_keys=True, default=str))
     cache = Path(cache_dir) / f"{dataset.name}-{view}-{key}.npz" if cache_dir else None
     if cache is not None and cache.is_file():
         z = np.load(cache, allow_pickle=False)

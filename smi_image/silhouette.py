@@ -292,8 +292,8 @@ def photo_edges(img: np.ndarray, seg: LegSegmentation, left: np.ndarray, right: 
     return left - 0.5, right + 0.5
 
 
-def edge_refined_mask(img: np.ndarray, seg: LegSegmentation, *, settings: SilhouetteSettings | None = None
-                      ) -> np.ndarray:
+def edge_refined_mask(img: np.ndarray, seg: LegSegmentation, *, settings: SilhouetteSettings | None = None,
+                      coverage: bool = False) -> np.ndarray:
     """The leg at the photo's size (bool) with every row's outer edges on the photo's own edges.
 
     The mask scaled up from the working resolution (:meth:`LegSegmentation.full_mask`) keeps
@@ -301,6 +301,8 @@ def edge_refined_mask(img: np.ndarray, seg: LegSegmentation, *, settings: Silhou
     to the edges :func:`photo_edges` places (the same as the features measure, without
     turning the leg upright): a pixel whose centre lies between them is leg, and the rest of
     the row (a row with two runs, such as heel and toes) keeps the coarse mask inside them.
+    With ``coverage``: float32 in [0, 1], each pixel that an outer edge crosses carrying the
+    share of it that lies between the edges (sub-pixel width survives resampling).
     """
     s = settings or SilhouetteSettings()
     img = to_uint8(img)
@@ -315,7 +317,11 @@ def edge_refined_mask(img: np.ndarray, seg: LegSegmentation, *, settings: Silhou
     coarse_span = (xs >= np.nan_to_num(left, nan=0)[:, None]) & (xs <= np.nan_to_num(right, nan=-1)[:, None])
     out = (mask | (inside & ~coarse_span)) & inside
     out[~rows] = mask[~rows]
-    return out
+    if not coverage:
+        return out
+    share = np.clip(np.minimum(xs + 0.5, hi) - np.maximum(xs - 0.5, lo), 0.0, 1.0)
+    border = rows[:, None] & (share > 0) & (share < 1)
+    return np.where(border, share, out).astype(np.float32)
 
 
 def _gather(img: np.ndarray, rows: np.ndarray, cols: np.ndarray, to_image: np.ndarray | None) -> np.ndarray:

@@ -86,6 +86,38 @@ def test_scale_crop_keeps_absolute_width(ppc):
     assert abs(mask_leg[50].astype(bool).sum() - 100 * 10 / (30 * 1.1)) <= 2
 
 
+def _soft_rectangle_photo(x0: float, x1: float, ppc: float, size: int = 400) -> np.ndarray:
+    """A 30 cm tall dark band from x0 to x1 (photo px, sub-pixel) on a light wall, its edges anti-aliased."""
+    xs = np.arange(size) + 0.5
+    cover = np.clip(np.minimum(xs, x1) - np.maximum(xs - 1, x0), 0, 1)  # share of each pixel column inside
+    h = int(round(30 * ppc))
+    y0 = size // 2 - h // 2
+    img = np.full((size, size, 3), 220.0)
+    img[y0:y0 + h] = 220.0 + cover[None, :, None] * (np.array([60.0, 90.0, 140.0]) - 220.0)
+    return np.round(img).astype(np.uint8)
+
+
+def test_photo_outline_with_soft_mask_keeps_the_sub_pixel_width():
+    # 10.3 cm at 6 px/cm is 61.8 photo px, 41.2 px of a 50 cm window drawn at 200 px
+    ppc, width_cm = 6.0, 10.3
+    img = _soft_rectangle_photo(170.35, 170.35 + width_cm * ppc, ppc)
+    hard = pp.CropSettings(size=200, crop="scale", window_cm=50.0)
+    soft = pp.CropSettings(size=200, crop="scale", window_cm=50.0, outline="photo", soft_mask=True)
+    _, m_hard = pp.prepare_crop(img, hard, px_per_cm=ppc)
+    _, m_soft = pp.prepare_crop(img, soft, px_per_cm=ppc)
+    assert set(np.unique(m_hard)) <= {0, 255}
+    rows = np.flatnonzero(m_soft.max(axis=1) == 255)
+    mid = rows[len(rows) // 4: 3 * len(rows) // 4]
+    partial = ((m_soft[mid] > 0) & (m_soft[mid] < 255)).any(axis=1)
+    assert partial.all()  # every row's border pixels carry the leg's share of them
+    truth = width_cm * 200 / 50.0
+    err_soft = np.abs(m_soft[mid].sum(axis=1) / 255.0 - truth).mean()
+    err_hard = np.abs(m_hard[mid].sum(axis=1) / 255.0 - truth).mean()
+    assert err_soft < 0.05 and err_soft < err_hard, (err_soft, err_hard)
+    with pytest.raises(ValueError, match="outline"):
+        pp.CropSettings(outline="sharp")
+
+
 def test_scale_crop_without_scale_fails_clearly():
     with pytest.raises(pp.PreprocessError, match="no scale"):
         pp.prepare_crop(_rectangle_photo(10.0, 5.0), pp.CropSettings(size=64, crop="scale"))
