@@ -289,10 +289,10 @@ def leg_instances(p_leg: np.ndarray, p_split: np.ndarray, p_behind: np.ndarray |
     if p_behind is not None:
         leg &= p_behind < 0.5
     core = (leg & (p_split < 0.5)).astype(np.uint8)
-    n, labels = cv2.connectedComponents(core, connectivity=4)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=4)
     if n <= 1:
         return np.zeros(p_leg.shape, np.int32)
-    labels, n = _split_touching(labels, n, p_leg)
+    labels, n = _split_touching(labels, n, p_leg, stats)
     areas = np.bincount(labels.ravel(), minlength=n)[1:]
     keep = np.flatnonzero(areas >= MIN_INSTANCE_SHARE * areas.max()) + 1
     lut = np.zeros(n, np.int32)
@@ -310,20 +310,26 @@ def leg_instances(p_leg: np.ndarray, p_split: np.ndarray, p_behind: np.ndarray |
     return inst
 
 
-def _split_touching(labels: np.ndarray, n: int, p_leg: np.ndarray) -> tuple[np.ndarray, int]:
+def _split_touching(labels: np.ndarray, n: int, p_leg: np.ndarray, stats: np.ndarray) -> tuple[np.ndarray, int]:
     """Each connected component that is two legs touching becomes two (:func:`separate_touching_legs`).
 
     Holes are not filled first: the gap between legs that touch at the knees and the feet is one.
+    ``stats``: OpenCV's statistics of the components (``connectedComponentsWithStats``); each
+    component is looked at inside its bounding box only, which holds all the split looks at.
     """
+    import cv2
+
     out = labels.copy()
     nxt = n
     for k in range(1, n):
-        region = labels == k
-        if region.sum() < 50:
+        if stats[k, cv2.CC_STAT_AREA] < 50:
             continue
-        parts = separate_touching_legs(region, p_leg)
+        x, y, w, h = (int(v) for v in stats[k, :4])
+        box = (slice(y, y + h), slice(x, x + w))
+        region = labels[box] == k
+        parts = separate_touching_legs(region, p_leg[box])
         if parts.max() >= 2:
-            out[(parts == 2) & region] = nxt
+            out[box][(parts == 2) & region] = nxt
             nxt += 1
     return out, nxt
 

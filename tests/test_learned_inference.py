@@ -61,3 +61,41 @@ def test_shipped_weights_probabilities_match_the_unfused_network():
     got = learned.leg_probabilities(img)
     assert got.shape == ref.shape and got.dtype == np.float32 and got.flags.c_contiguous
     assert float(np.abs(got - ref).max()) < 1e-5
+
+
+def _split_on_whole_image(labels, n, p_leg):
+    """The split as it was before the bounding boxes: each component's region over the whole image."""
+    out = labels.copy()
+    nxt = n
+    for k in range(1, n):
+        region = labels == k
+        if region.sum() < 50:
+            continue
+        parts = learned.separate_touching_legs(region, p_leg)
+        if parts.max() >= 2:
+            out[(parts == 2) & region] = nxt
+            nxt += 1
+    return out, nxt
+
+
+def test_split_inside_bounding_boxes_equals_the_whole_image_split():
+    import cv2
+
+    rng = np.random.default_rng(2)
+    h, w = 200, 160
+    yy, xx = np.mgrid[:h, :w]
+    p = np.zeros((h, w))
+    # two legs touching at the feet (one component), a single leg, and specks
+    for cx in (50, 78):
+        p = np.maximum(p, np.exp(-((xx - cx) / 9.0) ** 2) * ((yy > 30) & (yy < 170)))
+    p[160:172, 40:90] = np.maximum(p[160:172, 40:90], 0.9)
+    p = np.maximum(p, np.exp(-((xx - 135) / 8.0) ** 2) * ((yy > 20) & (yy < 190)))
+    p = np.clip(p + rng.normal(0, 0.05, p.shape), 0, 1)
+    p[5:8, 5:8] = 0.9
+    core = (p >= 0.5).astype(np.uint8)
+    n, labels, stats, _ = cv2.connectedComponentsWithStats(core, connectivity=4)
+    assert n >= 4
+    got, n_got = learned._split_touching(labels, n, p, stats)
+    ref, n_ref = _split_on_whole_image(labels, n, p)
+    assert n_got == n_ref == n + 1  # the touching pair was split
+    np.testing.assert_array_equal(got, ref)
