@@ -153,7 +153,14 @@ def _rotate_mask(mask: np.ndarray, angle_deg: float) -> tuple[np.ndarray, np.nda
     h, w = mask.shape
     rot = cv2.warpAffine(mask.astype(np.uint8) * 255, fwd, (w, h), flags=cv2.INTER_LINEAR,
                          borderMode=cv2.BORDER_CONSTANT, borderValue=0)
-    return rot >= 128, fwd, inv
+    return _at_least_128(rot), fwd, inv
+
+
+def _at_least_128(u8: np.ndarray) -> np.ndarray:
+    """``u8 >= 128`` (bool) by OpenCV's threshold, several times faster on a full photo."""
+    import cv2
+
+    return cv2.threshold(u8, 127, 1, cv2.THRESH_BINARY)[1].view(bool)
 
 
 def leg_silhouette(
@@ -252,8 +259,8 @@ def upright_silhouette(img: np.ndarray, seg: LegSegmentation, *, settings: Silho
     centre = ((mom["m10"] / mom["m00"] + 0.5) / fx - 0.5, (mom["m01"] / mom["m00"] + 0.5) / fy - 0.5)
     rotate = cv2.getRotationMatrix2D(centre, angle if abs(angle) >= 0.25 else 0.0, 1.0)
     to_upright = rotate @ up
-    full = cv2.warpAffine(leg.astype(np.uint8) * 255, to_upright, (w, h), flags=cv2.INTER_LINEAR,
-                          borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 128
+    full = _at_least_128(cv2.warpAffine(leg.astype(np.uint8) * 255, to_upright, (w, h), flags=cv2.INTER_LINEAR,
+                                        borderMode=cv2.BORDER_CONSTANT, borderValue=0))
     if s.check_upright:
         from .orientation import load_orientation, upside_down_probability
 
