@@ -122,7 +122,7 @@ def stage_speed(dataset: str | os.PathLike, *, limit: int | None = 50, echo=prin
             c1 = time.process_time()
             marker = find_marker(img) if settings.use_marker else None
             c2 = time.process_time()
-            problem = photo_problem(img, marker_found=marker is not None)
+            problem = photo_problem(img, marker_found=(marker is not None) if settings.use_marker else None)
             totals["decode"] += (c1 - c0) + (time.process_time() - c2)
             totals["marker"] += c2 - c1
             if problem:

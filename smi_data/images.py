@@ -381,7 +381,10 @@ def photo_problem(img: np.ndarray, *, marker_found: bool | None = None) -> str |
     side, in colour (a greyscale photo loses the skin/background contrast the
     silhouette needs), and not mirrored (a mirrored ArUco marker is not found, so the
     scale silently falls back). Each refusal says what to do. ``marker_found=True``
-    (the caller found the marker the right way round) skips the mirror search.
+    (the caller found the marker the right way round) skips the mirror search;
+    ``marker_found=False`` says that :func:`smi_data.scale.detect_marker_px_per_cm` searched
+    this very photo and found no marker, so the mirror search does not repeat the detector's
+    quick pass (the same pass on the same pixels, which found nothing); None: not searched.
     """
     h, w = img.shape[:2]
     if min(h, w) < MIN_PHOTO_SIDE:
@@ -389,7 +392,7 @@ def photo_problem(img: np.ndarray, *, marker_found: bool | None = None) -> str |
                 "use the original photo, not a thumbnail")
     if img.ndim == 3 and img.shape[2] >= 3 and is_greyscale(img):
         return "photo is greyscale; the leg outline needs a colour photo, take or export it in colour"
-    if img.ndim == 3 and not marker_found and is_mirrored(img):
+    if img.ndim == 3 and not marker_found and is_mirrored(img, quick_pass=marker_found is None):
         return ("photo is mirrored (the scale marker reads as its mirror image, as with a selfie camera); "
                 "flip it back or take it with the rear camera")
     return None
@@ -412,14 +415,15 @@ def is_greyscale(img: np.ndarray) -> bool:
     return chroma / b.size < GREY_CHROMA_LIMIT
 
 
-def is_mirrored(img: np.ndarray) -> bool:
+def is_mirrored(img: np.ndarray, *, quick_pass: bool = True) -> bool:
     """True when the scale marker is found in the left-right mirrored photo (so the photo is mirrored).
 
     A photo without a marker, or with a marker the right way round, gives False. First
     one quick pass for the marker the right way round (a half-size copy, one threshold
     window: the marker detector's own first pass, which finds the card in most photos);
     only if that finds nothing, one ArUco pass on the mirrored copy at most 800 pixels
-    wide and, if the mirror shows the marker, one on the straight copy.
+    wide and, if the mirror shows the marker, one on the straight copy. ``quick_pass=False``
+    leaves out the first pass (the caller's marker search has just run it and found nothing).
     """
     import cv2
 
@@ -428,7 +432,7 @@ def is_mirrored(img: np.ndarray) -> bool:
     grey = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY) if img.ndim == 3 else img
     dic = cv2.aruco.getPredefinedDictionary(getattr(cv2.aruco, MARKER_DICTIONARY))
     h, w = grey.shape[:2]
-    if max(h, w) >= 400:
+    if quick_pass and max(h, w) >= 400:
         quick = cv2.aruco.DetectorParameters()
         quick.adaptiveThreshWinSizeMin = quick.adaptiveThreshWinSizeMax = 13
         half = cv2.resize(grey, (w // 2, h // 2), interpolation=cv2.INTER_AREA)

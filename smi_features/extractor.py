@@ -235,7 +235,7 @@ def measure_image_file(path: str | os.PathLike, settings: ExtractionSettings | N
         # the photo rule after the marker search: a marker found the right way round
         # answers the mirror question, so the rule need not look for it again
         marker = find_marker(img) if s.use_marker else None
-        problem = photo_problem(img, marker_found=marker is not None)
+        problem = photo_problem(img, marker_found=(marker is not None) if s.use_marker else None)
         if problem:
             raise ImageError(f"{Path(path)}: {problem}")
     except ImageError as exc:

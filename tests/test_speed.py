@@ -85,6 +85,41 @@ def test_mirrored_photo_refused_and_straight_one_kept():
     assert images.is_mirrored(np.ascontiguousarray(img[:, ::-1]))
 
 
+def test_mirror_search_after_a_failed_marker_search_gives_the_same_answer(monkeypatch):
+    """marker_found=False (the detector searched and found none) skips only the detector's quick pass."""
+    import cv2
+
+    from smi_data.scale import detect_marker_px_per_cm, marker_image
+
+    straight = np.full((600, 500, 3), 235, np.uint8)
+    straight[100:160, 80:140] = marker_image(60)[..., None]
+    straight[200:560, 220:300] = (90, 120, 170)  # a leg-coloured bar: a colour photo
+    mirrored = np.ascontiguousarray(straight[:, ::-1])
+    plain = _photo(600, 500)
+    assert detect_marker_px_per_cm(mirrored) is None and detect_marker_px_per_cm(plain) is None
+    for img in (mirrored, plain):
+        assert images.is_mirrored(img, quick_pass=False) == images.is_mirrored(img)
+        assert images.photo_problem(img, marker_found=False) == images.photo_problem(img)
+    assert "mirrored" in images.photo_problem(mirrored, marker_found=False)
+    calls = []
+    real = cv2.aruco.ArucoDetector
+
+    class Counting:
+        def __init__(self, *a):
+            self.d = real(*a)
+
+        def detectMarkers(self, im):
+            calls.append(im.shape)
+            return self.d.detectMarkers(im)
+
+    monkeypatch.setattr(cv2.aruco, "ArucoDetector", Counting)
+    images.photo_problem(plain)
+    with_quick = len(calls)
+    calls.clear()
+    images.photo_problem(plain, marker_found=False)
+    assert len(calls) == with_quick - 1  # the half-size quick pass is not run again
+
+
 def test_one_thread_restores_thread_counts():
     from smi_features.extractor import one_thread
 
