@@ -51,7 +51,7 @@ PLAIN_BACKGROUND_DE = 6.0
 #: working px (of 256 on the photo's long side) outside the learned one, and its sole may reach at most
 #: ``AGREE_PX`` rows below. Chosen on fresh renders, never on the bundled cohorts (docs/segmentation.md,
 #: "The classical finder only where it follows the learned outline").
-AGREE_PX = 5
+AGREE_PX = 6
 AGREE_SHARE = 0.01
 AGREE_BAND = (0.1, 0.8)
 
