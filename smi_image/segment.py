@@ -240,7 +240,7 @@ def classical_agrees(classical: np.ndarray, learned: np.ndarray) -> bool:
 def outline_excess(classical: np.ndarray, learned: np.ndarray, *, margin_px: int | None = None) -> tuple[float, int]:
     """Where the classical mask reaches beyond the learned one: (share of row sides, rows below the sole).
 
-    In every row of the learned mask's 10-80 % (below the hem or the photo's top, above the
+    In every row of the learned mask's :data:`AGREE_BAND` (below the hem or the photo's top, above the
     foot), the classical mask's runs that overlap the learned row's span give its left and
     right edge there; a side counts when that edge lies more than ``margin_px`` (default
     :data:`AGREE_PX`) working px outside the learned one's, or when no classical run
@@ -249,7 +249,7 @@ def outline_excess(classical: np.ndarray, learned: np.ndarray, *, margin_px: int
     below the learned sole (floor taken in). Both masks bool, (h, w), at working resolution.
     """
     m = AGREE_PX if margin_px is None else margin_px
-    h, w = learned.shape
+    w = learned.shape[1]
     rows = np.flatnonzero(learned.any(axis=1))
     if rows.size == 0:
         return 0.0, 0
