@@ -11,9 +11,13 @@ Two segmenters behind one signature:
 ``'auto'`` (the default): the learned one when its weights are present. On a studio-like
 photo (one plain background, :func:`plain_background`) where the learned one sees a single
 leg (or none), the classical finder's mask is taken instead, which is exact on that look
-(the studio cohort, drawn test photos), if it is leg-shaped and inside the frame. Where the
-learned one sees two legs (both in frame, or one behind the other in a side view) the
-classical finder, which takes every foreground region, is not used. Without weights
+(the studio cohort, drawn test photos), if it is leg-shaped, inside the frame and follows
+the learned leg's outline (:func:`classical_agrees`: above the foot no more than a few
+row sides reach more than :data:`AGREE_PX` px outside it, and no floor below its sole);
+where it reaches out (a skirting strip, floor, the far leg behind in a side view, which
+the classical finder takes with the near one) the learned mask stays. Where the learned
+one sees two legs (both in frame, or one behind the other in a side view) the classical
+finder, which takes every foreground region, is not used. Without weights
 ``'auto'`` is the classical one. Whatever the method, a region
 that is not leg-shaped (:func:`leg_shaped`) is "no leg found". Both return the leg at a
 working resolution (``work_px`` on the longest side); the upright, sub-pixel silhouette
@@ -41,6 +45,15 @@ MIN_LEG_ASPECT_LEARNED = 2.5
 #: Plain background: the 90th percentile of the border strips' colour distance from their own
 #: row model stays under this (CIELAB units).
 PLAIN_BACKGROUND_DE = 6.0
+#: The classical mask is taken instead of the learned one only where it follows the learned outline
+#: (:func:`outline_excess`): in the rows ``AGREE_BAND`` of the learned mask (fractions from its top: above
+#: the foot), at most ``AGREE_SHARE`` of the row sides may have the classical edge more than ``AGREE_PX``
+#: working px (of 256 on the photo's long side) outside the learned one, and its sole may reach at most
+#: ``AGREE_PX`` rows below. Chosen on fresh renders, never on the bundled cohorts (docs/segmentation.md,
+#: "The classical finder only where it follows the learned outline").
+AGREE_PX = 6
+AGREE_SHARE = 0.01
+AGREE_BAND = (0.1, 0.8)
 
 
 @dataclass
@@ -182,6 +195,8 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
                 if seg is None:  # a plain photo with nothing on it: "no leg", not "unsure"
                     raise exc from None
                 plain = None
+            if plain is not None and seg is not None and not classical_agrees(plain.work, seg.work):
+                plain = None  # it took in more than the learned leg: floor, skirting, the far leg
             if plain is not None:
                 seg = plain
         if seg is None:
@@ -214,6 +229,57 @@ def _classical(img, small, s, exclude, dist=None) -> LegSegmentation:
 
     leg, how, thresholds, notes = classical_leg_mask(small, s, exclude, dist=dist)
     return LegSegmentation(work=leg, photo_shape=img.shape[:2], method=how, thresholds=thresholds, notes=notes)
+
+
+def classical_agrees(classical: np.ndarray, learned: np.ndarray) -> bool:
+    """True if the classical mask follows the learned one's outline (see :func:`outline_excess`)."""
+    share, below = outline_excess(classical, learned)
+    return share <= AGREE_SHARE and below <= AGREE_PX
+
+
+def outline_excess(classical: np.ndarray, learned: np.ndarray, *, margin_px: int | None = None) -> tuple[float, int]:
+    """Where the classical mask reaches beyond the learned one: (share of row sides, rows below the sole).
+
+    In every row of the learned mask's :data:`AGREE_BAND` (below the hem or the photo's top, above the
+    foot), the classical mask's runs that overlap the learned row's span give its left and
+    right edge there; a side counts when that edge lies more than ``margin_px`` (default
+    :data:`AGREE_PX`) working px outside the learned one's, or when no classical run
+    overlaps the learned row. Runs that do not touch the learned leg (the far foot, a
+    distractor) are left out. The second value is how many rows the classical mask reaches
+    below the learned sole (floor taken in). Both masks bool, (h, w), at working resolution.
+    """
+    m = AGREE_PX if margin_px is None else margin_px
+    w = learned.shape[1]
+    rows = np.flatnonzero(learned.any(axis=1))
+    if rows.size == 0:
+        return 0.0, 0
+    c_rows = np.flatnonzero(classical.any(axis=1))
+    below = int(max(0, c_rows[-1] - rows[-1])) if c_rows.size else 0
+    n = rows[-1] - rows[0] + 1
+    band = np.arange(rows[0] + int(AGREE_BAND[0] * n), rows[0] + int(AGREE_BAND[1] * n))
+    L = learned[band]
+    band, L = band[L.any(axis=1)], L[L.any(axis=1)]
+    if band.size == 0:
+        return 0.0, below
+    lo = L.argmax(axis=1)
+    hi = w - 1 - L[:, ::-1].argmax(axis=1)
+    C = classical[band]
+    # Each row's classical runs numbered from 1; a run is kept when one of its pixels lies in [lo, hi].
+    starts = C & ~np.concatenate([np.zeros((C.shape[0], 1), bool), C[:, :-1]], axis=1)
+    run = np.cumsum(starts, axis=1) * C
+    cols = np.arange(w)[None, :]
+    span = (cols >= lo[:, None]) & (cols <= hi[:, None]) & C
+    touching = np.zeros((C.shape[0], w + 1), bool)
+    r_idx, c_idx = np.nonzero(span)
+    touching[r_idx, run[r_idx, c_idx]] = True
+    touching[:, 0] = False
+    keep = np.take_along_axis(touching, run, axis=1)
+    has = keep.any(axis=1)
+    c_lo = np.where(has, keep.argmax(axis=1), -1)
+    c_hi = np.where(has, w - 1 - keep[:, ::-1].argmax(axis=1), -1)
+    out_left = ~has | (lo - c_lo > m)
+    out_right = ~has | (c_hi - hi > m)
+    return float((out_left.sum() + out_right.sum()) / (2 * band.size)), below
 
 
 def leg_aspect(mask: np.ndarray) -> float:
