@@ -1171,21 +1171,28 @@ def segmenter():
                    "quality gate's controls), target no leg anywhere.")
 @click.option("--shoe-target", default="not_leg", show_default=True, type=click.Choice(["not_leg", "ignore"]),
               help="Painted shoes in training: not leg (clothing), or left out of the loss.")
+@click.option("--input-px", default=128, show_default=True, type=click.IntRange(32, 512),
+              help="Network input on a photo's longest side (a multiple of 16; --init weights of another "
+                   "input size are continued at this one: the network is fully convolutional).")
 @overwrite_option()
 def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
-                    negative_share, shoe_target, overwrite):
+                    negative_share, shoe_target, input_px, overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
     import json
 
     from smi_data.runs import OutputExistsError, RunRecord, prepare_output_dir
-    from smi_image.train import TrainConfig, render_wild_scenes, train_segmenter
+    from smi_image.train import TrainConfig, input_size, render_wild_scenes, train_segmenter
 
     try:
         out_dir = prepare_output_dir(out, overwrite=overwrite, protect=(data_dir,))
     except OutputExistsError as exc:
         _fail(str(exc))
+    try:
+        size = input_size(input_px)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input-px") from None
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
-                      negative_p=negative_share, shoe_target=shoe_target,
+                      negative_p=negative_share, shoe_target=shoe_target, **size,
                       time_budget_s=minutes * 60 if minutes else None,
                       init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}

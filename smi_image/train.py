@@ -97,6 +97,20 @@ class TrainConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
+def input_size(long_px: int, stride: int = 16) -> dict:
+    """``input_hw`` and ``load_long_px`` of a network that sees ``long_px`` on a photo's longest side.
+
+    The input is portrait, 0.75 as wide as tall (the real crops' shape), both sides rounded up to a
+    multiple of ``stride``; the scenes are loaded at twice ``long_px`` (at least 256), so that a crop of
+    the leg is shrunk to the input, as a photo is at inference, not enlarged.
+    """
+    long_px = int(long_px)
+    if long_px < stride or long_px % stride:
+        raise ValueError(f"input size must be a multiple of {stride} px, got {long_px}")
+    width = -(-int(round(0.75 * long_px)) // stride) * stride
+    return {"input_hw": (long_px, width), "load_long_px": max(256, 2 * long_px)}
+
+
 @dataclass
 class Scene:
     image: np.ndarray   # BGR uint8, longest side <= load_long_px
