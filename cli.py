@@ -1159,7 +1159,11 @@ def segmenter():
 @seed_option(detail="Here: scene rendering (seed + 1000), split, initialisation, augmentation.")
 @click.option("--epochs", default=30, show_default=True, type=click.IntRange(1, 10000), help="Passes over the scenes.")
 @click.option("--minutes", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="Stop after the epoch that passes this much training time.")
+              help="Stop after the epoch that passes this much training time (wall clock; the cosine "
+                   "schedule anneals over it).")
+@click.option("--cpu-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
+              help="As --minutes, in CPU time of the process (user + sys): the same budget buys about the "
+                   "same training on a loaded machine as on an idle one.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 1024), help="Scenes per step.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="Torch CPU threads.")
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -1171,22 +1175,32 @@ def segmenter():
                    "quality gate's controls), target no leg anywhere.")
 @click.option("--shoe-target", default="not_leg", show_default=True, type=click.Choice(["not_leg", "ignore"]),
               help="Painted shoes in training: not leg (clothing), or left out of the loss.")
+@click.option("--input-px", default=128, show_default=True, type=click.IntRange(32, 512),
+              help="Network input on a photo's longest side (a multiple of 16; --init weights of another "
+                   "input size are continued at this one: the network is fully convolutional).")
 @overwrite_option()
 def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
-                    negative_share, shoe_target, overwrite):
+                    negative_share, shoe_target, input_px, cpu_minutes, overwrite):
     """Train the U-Net segmenter on wild scenes; copy DIR/segmenter.pt to smi_image/weights/ to ship it."""
     import json
 
     from smi_data.runs import OutputExistsError, RunRecord, prepare_output_dir
-    from smi_image.train import TrainConfig, render_wild_scenes, train_segmenter
+    from smi_image.train import TrainConfig, input_size, render_wild_scenes, train_segmenter
 
+    if minutes and cpu_minutes:
+        raise click.UsageError("give --minutes or --cpu-minutes, not both")
+    try:
+        size = input_size(input_px)
+    except ValueError as exc:
+        raise click.BadParameter(str(exc), param_hint="--input-px") from None
     try:
         out_dir = prepare_output_dir(out, overwrite=overwrite, protect=(data_dir,))
     except OutputExistsError as exc:
         _fail(str(exc))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
-                      negative_p=negative_share, shoe_target=shoe_target,
-                      time_budget_s=minutes * 60 if minutes else None,
+                      negative_p=negative_share, shoe_target=shoe_target, **size,
+                      time_budget_s=(minutes or cpu_minutes) * 60 if (minutes or cpu_minutes) else None,
+                      budget_clock="cpu" if cpu_minutes else "wall",
                       init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}
     with RunRecord(out_dir, "segmenter train", config, seed) as rec:

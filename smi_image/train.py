@@ -90,11 +90,28 @@ class TrainConfig:
     seed: int = 0
     threads: int = 2
     time_budget_s: float | None = None
+    #: What ``time_budget_s`` counts: ``"wall"`` seconds, or ``"cpu"`` seconds of this process (user + sys:
+    #: on a shared machine the same budget then buys about the same number of steps whatever the load).
+    budget_clock: str = "wall"
     #: Start from these weights (a previous run's segmenter.pt) instead of a random initialisation.
     init_weights: str | None = None
 
     def to_dict(self) -> dict:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
+
+
+def input_size(long_px: int, stride: int = 16) -> dict:
+    """``input_hw`` and ``load_long_px`` of a network that sees ``long_px`` on a photo's longest side.
+
+    The input is portrait, 0.75 as wide as tall (the real crops' shape), both sides rounded up to a
+    multiple of ``stride``; the scenes are loaded at twice ``long_px`` (at least 256), so that a crop of
+    the leg is shrunk to the input, as a photo is at inference, not enlarged.
+    """
+    long_px = int(long_px)
+    if long_px < stride or long_px % stride:
+        raise ValueError(f"input size must be a multiple of {stride} px, got {long_px}")
+    width = -(-int(round(0.75 * long_px)) // stride) * stride
+    return {"input_hw": (long_px, width), "load_long_px": max(256, 2 * long_px)}
 
 
 @dataclass
@@ -493,6 +510,8 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
     from .nets import TinyUNet
 
     c = config
+    if c.budget_clock not in ("wall", "cpu"):
+        raise ValueError(f"budget_clock must be 'wall' or 'cpu', got {c.budget_clock!r}")
     if c.shoe_target not in ("not_leg", "ignore"):
         raise ValueError(f"shoe_target must be 'not_leg' or 'ignore', got {c.shoe_target!r}")
     torch.manual_seed(c.seed)
@@ -525,7 +544,8 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         aug = SceneAugmenter(c, c.seed + 1)
         negatives = negative_photos(long_px=c.load_long_px) if c.negative_p > 0 else None
         log = ["epoch,loss,val_leg_iou,val_target_iou,seconds"]
-        t_start = time.perf_counter()
+        clock = time.process_time if c.budget_clock == "cpu" else time.perf_counter
+        t_start = clock()
         step = 0
         epochs_done = 0
         for epoch in range(c.epochs):
@@ -538,7 +558,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                     continue
                 x, leg, split, behind, valid, behind_valid = batch(aug, train, idx, negatives)
                 for group in opt.param_groups:
-                    group["lr"] = learning_rate(c, step / total, time.perf_counter() - t_start)
+                    group["lr"] = learning_rate(c, step / total, clock() - t_start)
                 loss = loss_fn(model(x), leg, split, behind, valid, c.split_pos_weight, c.behind_weight,
                                behind_valid)
                 opt.zero_grad()
@@ -548,16 +568,17 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                 losses.append(float(loss.detach()))
             epochs_done = epoch + 1
             ev = evaluate(model, val, c, c.seed + 1000)
-            secs = time.perf_counter() - t_start
+            secs = clock() - t_start
             log.append(f"{epoch + 1},{np.mean(losses):.4f},{ev['val_leg_iou']:.4f},{ev['val_target_iou']:.4f},"
                        f"{secs:.1f}")
             echo(f"epoch {epoch + 1}/{c.epochs}: loss {np.mean(losses):.4f}, held-out IoU leg "
                  f"{ev['val_leg_iou']:.3f}, photographed leg {ev['val_target_iou']:.3f} ({secs:.0f} s)")
             if c.time_budget_s and secs >= c.time_budget_s and epoch + 1 < c.epochs:
-                echo(f"time budget of {c.time_budget_s:.0f} s spent: stopping after epoch {epoch + 1}")
+                echo(f"time budget of {c.time_budget_s:.0f} s ({c.budget_clock}) spent: stopping after epoch "
+                     f"{epoch + 1}")
                 break
         model.eval()
-        results = {"epochs_done": epochs_done, "train_s": round(time.perf_counter() - t_start, 1),
+        results = {"epochs_done": epochs_done, "train_s": round(clock() - t_start, 1), "clock": c.budget_clock,
                    "n_train": len(train), "n_val": len(val), **evaluate(model, val, c, c.seed + 1000),
                    "val_scenes": [p.stem for p, _ in val_pairs]}
         meta = {"config": c.to_dict(), "data": str(Path(scenes_dir).resolve()), "data_command": data_command,

@@ -194,3 +194,48 @@ def test_painted_shoes_are_not_leg_or_left_out(shoe_target, label):
         from smi_image.train import train_segmenter
 
         train_segmenter("/nonexistent", "/tmp/x", TrainConfig(shoe_target="shoe"))
+
+
+def test_input_size_is_portrait_a_multiple_of_the_stride_and_loaded_finer():
+    from smi_image.nets import TinyUNet
+    from smi_image.train import TrainConfig, input_size
+
+    c = TrainConfig()
+    assert input_size(128) == {"input_hw": tuple(c.input_hw), "load_long_px": c.load_long_px}  # the default
+    assert input_size(160) == {"input_hw": (160, 128), "load_long_px": 320}
+    assert input_size(192) == {"input_hw": (192, 144), "load_long_px": 384}
+    stride = TinyUNet(TrainConfig().widths).stride
+    for px in (64, 160, 176, 192, 256):
+        h, w = input_size(px)["input_hw"]
+        assert h == px and h % stride == 0 and w % stride == 0 and 0.7 <= w / h <= 0.85
+    with pytest.raises(ValueError, match="multiple of 16"):
+        input_size(150)
+
+
+def test_segmenter_train_rejects_an_input_size_off_the_stride(tmp_path):
+    res = CliRunner().invoke(cli.main, ["segmenter", "train", "--out", str(tmp_path / "run"), "--data", str(tmp_path),
+                                        "--input-px", "150"])
+    assert res.exit_code != 0 and "multiple of 16" in res.output and not (tmp_path / "run").exists()
+
+
+def test_a_cpu_time_budget_stops_training_and_is_recorded(tmp_path):
+    from smi_image.train import TrainConfig, input_size, train_segmenter
+
+    for sub in ("images", "labels"):
+        (tmp_path / "scenes" / sub).mkdir(parents=True)
+    rng = np.random.default_rng(0)
+    for i in range(4):  # drawn scenes: a leg (label 1) and the other leg (2) on a noisy wall
+        lab = np.zeros((80, 60), np.uint8)
+        lab[10:75, 18 + i:28 + i], lab[12:75, 36:44] = 1, 2
+        img = rng.integers(60, 120, (80, 60, 3), dtype=np.uint8)
+        img[lab > 0] = (120, 150, 200)
+        cv2.imwrite(str(tmp_path / "scenes" / "images" / f"P00{i}_posterior.png"), img)
+        cv2.imwrite(str(tmp_path / "scenes" / "labels" / f"P00{i}_posterior.png"), lab)
+    cfg = TrainConfig(epochs=50, batch_size=2, threads=1, negative_p=0.0, time_budget_s=1e-3, budget_clock="cpu",
+                      **input_size(32))
+    res = train_segmenter(tmp_path / "scenes", tmp_path / "run", cfg, echo=lambda s: None)
+    assert res["epochs_done"] == 1 and res["clock"] == "cpu"
+    _model, meta = load_segmenter(str(tmp_path / "run" / "segmenter.pt"))
+    assert meta["input_long_px"] == 32 and meta["config"]["budget_clock"] == "cpu"
+    with pytest.raises(ValueError, match="budget_clock"):
+        train_segmenter(tmp_path / "scenes", tmp_path / "run2", TrainConfig(budget_clock="gpu"))
