@@ -1162,8 +1162,9 @@ def segmenter():
               help="Stop after the epoch that passes this much training time (wall clock; the cosine "
                    "schedule anneals over it).")
 @click.option("--cpu-minutes", default=None, type=click.FloatRange(min=0, min_open=True),
-              help="As --minutes, in CPU time of the process (user + sys): the same budget buys about the "
-                   "same training on a loaded machine as on an idle one.")
+              help="As --minutes, in CPU time of the process (user + sys, summed over its threads: about "
+                   "--threads times the wall time on an idle machine); the same budget buys about the same "
+                   "training on a loaded machine as on an idle one. log.csv records both clocks.")
 @click.option("--batch-size", default=32, show_default=True, type=click.IntRange(2, 1024), help="Scenes per step.")
 @click.option("--threads", default=2, show_default=True, type=click.IntRange(1, 64), help="Torch CPU threads.")
 @click.option("--lr", default=3e-3, show_default=True, type=click.FloatRange(min=0, min_open=True),
@@ -1177,7 +1178,8 @@ def segmenter():
               help="Painted shoes in training: not leg (clothing), or left out of the loss.")
 @click.option("--input-px", default=128, show_default=True, type=click.IntRange(32, 512),
               help="Network input on a photo's longest side (a multiple of 16; --init weights of another "
-                   "input size are continued at this one: the network is fully convolutional).")
+                   "input size are continued at this one: the network is fully convolutional). Scenes are "
+                   "cut at twice it: the default 300 x 400 renders serve up to 192.")
 @overwrite_option()
 def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, threads, lr, init_weights,
                     negative_share, shoe_target, input_px, cpu_minutes, overwrite):

@@ -245,9 +245,15 @@ def outline_excess(classical: np.ndarray, learned: np.ndarray, *, margin_px: int
     right edge there; a side counts when that edge lies more than ``margin_px`` (default
     :data:`AGREE_PX`) working px outside the learned one's, or when no classical run
     overlaps the learned row. Runs that do not touch the learned leg (the far foot, a
-    distractor) are left out. The second value is how many rows the classical mask reaches
-    below the learned sole (floor taken in). Both masks bool, (h, w), at working resolution.
+    distractor) are left out of the first value. The second is how many rows any classical
+    pixel lies below the learned sole (floor taken in, whether joined to the leg or not: the
+    classical finder's mask is one region, so a piece down there is part of what it measured).
+    Both masks (h, w) of the same shape, at working resolution; any dtype, nonzero is True.
     """
+    classical, learned = np.asarray(classical) != 0, np.asarray(learned) != 0
+    if classical.shape != learned.shape or classical.ndim != 2:
+        raise ValueError(f"outline_excess needs two 2-D masks of the same shape, got {classical.shape} "
+                         f"and {learned.shape}")
     m = AGREE_PX if margin_px is None else margin_px
     w = learned.shape[1]
     rows = np.flatnonzero(learned.any(axis=1))

@@ -100,16 +100,19 @@ class TrainConfig:
         return {k: (list(v) if isinstance(v, tuple) else v) for k, v in asdict(self).items()}
 
 
-def input_size(long_px: int, stride: int = 16) -> dict:
+def input_size(long_px: int, stride: int | None = None) -> dict:
     """``input_hw`` and ``load_long_px`` of a network that sees ``long_px`` on a photo's longest side.
 
     The input is portrait, 0.75 as wide as tall (the real crops' shape), both sides rounded up to a
     multiple of ``stride``; the scenes are loaded at twice ``long_px`` (at least 256), so that a crop of
     the leg is shrunk to the input, as a photo is at inference, not enlarged.
     """
+    if stride is None:
+        stride = 2 ** (len(TrainConfig.widths) - 1)  # TinyUNet.stride of the default widths
     long_px = int(long_px)
     if long_px < stride or long_px % stride:
-        raise ValueError(f"input size must be a multiple of {stride} px, got {long_px}")
+        lo = max(stride, long_px // stride * stride)
+        raise ValueError(f"input size must be a multiple of {stride} px, got {long_px} (use {lo} or {lo + stride})")
     width = -(-int(round(0.75 * long_px)) // stride) * stride
     return {"input_hw": (long_px, width), "load_long_px": max(256, 2 * long_px)}
 
@@ -529,6 +532,12 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         val = load_scenes(val_pairs, c.load_long_px)
         if not train:
             raise ValueError(f"{scenes_dir}: no scene with a photographed leg (label 1) to train on")
+        longest = max(max(sc.image.shape[:2]) for sc in train)
+        if longest < c.load_long_px:
+            echo(f"warning: the scenes are at most {longest} px on the long side, less than the {c.load_long_px} px "
+                 f"an input of {c.input_hw[0]} px is meant to be cut from: crops are enlarged to the input, not "
+                 "shrunk as a photo is at inference; render larger scenes (legsmi phantom --size) or use a "
+                 "smaller --input-px")
         echo(f"{len(train)} training and {len(val)} held-out scenes loaded in {time.perf_counter() - t0:.1f} s")
         model = TinyUNet(c.widths)
         if c.init_weights:
@@ -543,9 +552,9 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         total = steps_per_epoch * c.epochs
         aug = SceneAugmenter(c, c.seed + 1)
         negatives = negative_photos(long_px=c.load_long_px) if c.negative_p > 0 else None
-        log = ["epoch,loss,val_leg_iou,val_target_iou,seconds"]
+        log = ["epoch,loss,val_leg_iou,val_target_iou,wall_s,cpu_s"]
         clock = time.process_time if c.budget_clock == "cpu" else time.perf_counter
-        t_start = clock()
+        t_start, wall0, cpu0 = clock(), time.perf_counter(), time.process_time()
         step = 0
         epochs_done = 0
         for epoch in range(c.epochs):
@@ -570,7 +579,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
             ev = evaluate(model, val, c, c.seed + 1000)
             secs = clock() - t_start
             log.append(f"{epoch + 1},{np.mean(losses):.4f},{ev['val_leg_iou']:.4f},{ev['val_target_iou']:.4f},"
-                       f"{secs:.1f}")
+                       f"{time.perf_counter() - wall0:.1f},{time.process_time() - cpu0:.1f}")
             echo(f"epoch {epoch + 1}/{c.epochs}: loss {np.mean(losses):.4f}, held-out IoU leg "
                  f"{ev['val_leg_iou']:.3f}, photographed leg {ev['val_target_iou']:.3f} ({secs:.0f} s)")
             if c.time_budget_s and secs >= c.time_budget_s and epoch + 1 < c.epochs:
@@ -579,6 +588,8 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                 break
         model.eval()
         results = {"epochs_done": epochs_done, "train_s": round(clock() - t_start, 1), "clock": c.budget_clock,
+                   "train_wall_s": round(time.perf_counter() - wall0, 1),
+                   "train_cpu_s": round(time.process_time() - cpu0, 1),
                    "n_train": len(train), "n_val": len(val), **evaluate(model, val, c, c.seed + 1000),
                    "val_scenes": [p.stem for p, _ in val_pairs]}
         meta = {"config": c.to_dict(), "data": str(Path(scenes_dir).resolve()), "data_command": data_command,
@@ -593,7 +604,8 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         torch.set_num_threads(old_threads)
 
 
-#: Photo size of the rendered training scenes (width, height): the network sees 96 x 128.
+#: Photo size of the rendered training scenes (width, height): enough for inputs up to 200 px on the long
+#: side (:func:`input_size` loads scenes at twice the input).
 TRAIN_SCENE_SIZE = (300, 400)
 
 

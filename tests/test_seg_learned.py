@@ -218,7 +218,14 @@ def test_segmenter_train_rejects_an_input_size_off_the_stride(tmp_path):
     assert res.exit_code != 0 and "multiple of 16" in res.output and not (tmp_path / "run").exists()
 
 
-def test_a_cpu_time_budget_stops_training_and_is_recorded(tmp_path):
+def test_segmenter_train_takes_one_time_budget_not_two(tmp_path):
+    res = CliRunner().invoke(cli.main, ["segmenter", "train", "--out", str(tmp_path / "run"), "--data", str(tmp_path),
+                                        "--minutes", "1", "--cpu-minutes", "1"])
+    assert res.exit_code == 2 and "not both" in res.output and not (tmp_path / "run").exists()
+
+
+def test_a_cpu_time_budget_stops_training_and_is_recorded(tmp_path, monkeypatch):
+    import smi_image.train as train_mod
     from smi_image.train import TrainConfig, input_size, train_segmenter
 
     for sub in ("images", "labels"):
@@ -231,10 +238,33 @@ def test_a_cpu_time_budget_stops_training_and_is_recorded(tmp_path):
         img[lab > 0] = (120, 150, 200)
         cv2.imwrite(str(tmp_path / "scenes" / "images" / f"P00{i}_posterior.png"), img)
         cv2.imwrite(str(tmp_path / "scenes" / "labels" / f"P00{i}_posterior.png"), lab)
-    cfg = TrainConfig(epochs=50, batch_size=2, threads=1, negative_p=0.0, time_budget_s=1e-3, budget_clock="cpu",
+    # The budget is read off the CPU clock, not the wall clock: a CPU clock that runs 100 s a call spends
+    # a 150 s budget after the first epoch; the wall clock alone would never spend it.
+    ticks = iter(range(0, 10**6, 100))
+
+    class Clock:
+        perf_counter = staticmethod(train_mod.time.perf_counter)
+        strftime, gmtime = staticmethod(train_mod.time.strftime), staticmethod(train_mod.time.gmtime)
+
+        @staticmethod
+        def process_time():
+            return float(next(ticks))
+
+    monkeypatch.setattr(train_mod, "time", Clock)
+    cfg = TrainConfig(epochs=5, batch_size=2, threads=1, negative_p=0.0, time_budget_s=150, budget_clock="cpu",
                       **input_size(32))
-    res = train_segmenter(tmp_path / "scenes", tmp_path / "run", cfg, echo=lambda s: None)
-    assert res["epochs_done"] == 1 and res["clock"] == "cpu"
+    lines = []
+    res = train_segmenter(tmp_path / "scenes", tmp_path / "run", cfg, echo=lines.append)
+    assert res["epochs_done"] < 5 and res["clock"] == "cpu" and "train_wall_s" in res and "train_cpu_s" in res
+    assert any("time budget of 150 s (cpu) spent" in ln for ln in lines)
+    assert any(ln.startswith("warning: the scenes are at most 80 px") for ln in lines)  # 32 px input, 80 px scenes
+    log = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert log[0].endswith("wall_s,cpu_s") and len(log) == 1 + res["epochs_done"]
+    monkeypatch.undo()
+    wall = train_segmenter(tmp_path / "scenes", tmp_path / "run_wall",
+                           TrainConfig(epochs=2, batch_size=2, threads=1, negative_p=0.0, time_budget_s=1e6,
+                                       budget_clock="wall", **input_size(32)), echo=lambda s: None)
+    assert wall["epochs_done"] == 2 and wall["clock"] == "wall"
     _model, meta = load_segmenter(str(tmp_path / "run" / "segmenter.pt"))
     assert meta["input_long_px"] == 32 and meta["config"]["budget_clock"] == "cpu"
     with pytest.raises(ValueError, match="budget_clock"):

@@ -100,3 +100,9 @@ def test_outline_excess_counts_only_what_reaches_outside_the_learned_leg():
     assert outline_excess(floor, learned)[1] == 8
     assert not classical_agrees(floor, learned)
     assert outline_excess(learned, np.zeros_like(learned)) == (0.0, 0)
+    # 0/255 masks are masks; masks of different shapes are refused, not broadcast.
+    assert outline_excess(strip.astype(np.uint8) * 255, learned.astype(np.uint8) * 255) == (share, 0)
+    with pytest.raises(ValueError, match="same shape"):
+        outline_excess(learned[:, :100], learned)
+    with pytest.raises(ValueError, match="same shape"):
+        outline_excess(np.vstack([learned, learned]), learned)

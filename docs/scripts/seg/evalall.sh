@@ -7,7 +7,7 @@
 set -u
 T=$1; W=$(realpath "$2"); H=$(realpath "$3"); E=/tmp/segeval-$T; L=/tmp/segeval-$T.out
 S=$(cd "$(dirname "$0")" && pwd)
-rm -rf "$E"; mkdir -p "$E" "$L"
+rm -rf "$E" "$L"; mkdir -p "$E" "$L"
 git ls-files -z | xargs -0 cp --parents -t "$E"
 cp "$W" "$E/smi_image/weights/segmenter.pt"
 cd "$E"; export OMP_NUM_THREADS=1
