@@ -1,7 +1,7 @@
 """The learned segmenter: shipped weights, inference, the split into two legs, which leg.
 
 Inference (:func:`leg_probabilities`): the photo is shrunk (area averaging) so that its
-longest side is the network's ``input_long_px`` (160), padded by replicating its edge
+longest side is the network's ``input_long_px`` (128), padded by replicating its edge
 to a multiple of the network's stride, and run through :class:`~smi_image.nets.TinyUNet`,
 which gives per pixel the probability of *a leg* (either leg, knee down, foot included),
 of *the line where the two legs meet* and (three-output weights) of *a leg seen behind the
