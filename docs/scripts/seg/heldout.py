@@ -18,6 +18,7 @@ from smi_image.segment import segment_leg  # noqa: E402
 
 torch.set_num_threads(1)
 d = sys.argv[1]
+MIN_LEG_PX = 200
 rows = []
 for r in pd.read_csv(f"{d}/manifest.csv").itertuples():
     img = cv2.imread(f"{d}/{r.image}")
@@ -25,10 +26,14 @@ for r in pd.read_csv(f"{d}/manifest.csv").itertuples():
     lab = cv2.imread(f"{d}/labels/{stem}.png", 0)
     photo = (lab == 1) | (lab == 6)
     ys, xs = np.nonzero(photo)
+    if len(ys) < MIN_LEG_PX:  # the photographed leg hidden behind the other: nothing to score
+        print(f"{stem}: skipped, {len(ys)} px of the photographed leg")
+        continue
     top, bot = ys.min(), ys.max()
     h = bot - top + 1
     w = int(0.75 * h)
-    cx = int(xs[(ys > top + 0.2 * h) & (ys < top + 0.7 * h)].mean())
+    band = (ys > top + 0.2 * h) & (ys < top + 0.7 * h)
+    cx = int(xs[band if band.any() else slice(None)].mean())  # a leg hidden mid-shank: centre on what shows
     x0 = max(0, cx - w // 2)
     crop = (np.ascontiguousarray(img[top:bot + 1, x0:x0 + w]), photo[top:bot + 1, x0:x0 + w])
     side = r.side if isinstance(r.side, str) else None
