@@ -1,5 +1,5 @@
 #!/bin/bash
-# Every figure of a candidate segmenter (docs/segmentation.md, "Branch seg4").
+# Every figure of a candidate segmenter (docs/segmentation.md, "Branch seg5").
 # usage: docs/scripts/seg/evalall.sh TAG WEIGHTS HELDOUT [REAL]
 #   copies this checkout's tracked files to /tmp/segeval-TAG, puts WEIGHTS there as the shipped segmenter and
 #   writes logs to /tmp/segeval-TAG.out: clinic and studio calf width vs truth, held-out wild IoU (HELDOUT: see
