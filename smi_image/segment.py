@@ -15,7 +15,9 @@ leg (or none), the classical finder's mask is taken instead, which is exact on t
 the learned leg's outline (:func:`classical_agrees`: above the foot no more than a few
 row sides reach more than :data:`AGREE_PX` px outside it, and no floor below its sole);
 where it reaches out (a skirting strip, floor, the far leg behind in a side view, which
-the classical finder takes with the near one) the learned mask stays. Where the learned
+the classical finder takes with the near one) the learned mask stays. The outline test
+applies only where the learned mask is itself leg-shaped: where it is not (it would be
+refused as "no leg found"), the classical mask is taken. Where the learned
 one sees two legs (both in frame, or one behind the other in a side view) the classical
 finder, which takes every foreground region, is not used. Without weights
 ``'auto'`` is the classical one. Whatever the method, a region
@@ -195,7 +197,8 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
                 if seg is None:  # a plain photo with nothing on it: "no leg", not "unsure"
                     raise exc from None
                 plain = None
-            if plain is not None and seg is not None and not classical_agrees(plain.work, seg.work):
+            if (plain is not None and seg is not None and leg_aspect(seg.work) >= MIN_LEG_ASPECT_LEARNED
+                    and not classical_agrees(plain.work, seg.work)):
                 plain = None  # it took in more than the learned leg: floor, skirting, the far leg
             if plain is not None:
                 seg = plain

@@ -68,6 +68,26 @@ def test_auto_refuses_a_classical_mask_that_reaches_into_the_floor_below_the_sol
     assert segment_leg(img, method="auto").method == "learned"
 
 
+def test_auto_takes_the_classical_mask_where_the_learned_one_is_not_leg_shaped(monkeypatch):
+    """The outline test guards against a classical mask that over-reaches a usable learned leg; where the
+    learned mask is no leg at all (a stubby blob on a drawn photo) and the classical one is, the classical
+    one is measured, as before the rule, instead of the photo being refused."""
+    import smi_image.learned as learned
+    from smi_image.segment import MIN_LEG_ASPECT_LEARNED, leg_aspect, segment_leg
+
+    q = np.zeros((128, 96), np.float32)
+    q[40:70, 30:60] = 0.99  # 30 x 30 network px: as long as wide
+    monkeypatch.setattr(learned, "leg_probabilities", lambda im, weights=None: np.stack([q, np.zeros_like(q)]))
+    img = _photo()
+    classical = segment_leg(img, method="classical")
+    blob = learned.learned_leg_mask(img, classical.work.shape).work
+    assert leg_aspect(blob) < MIN_LEG_ASPECT_LEARNED and not classical_agrees(classical.work, blob)
+    with pytest.raises(Exception, match="no leg found"):
+        segment_leg(img, method="learned")
+    seg = segment_leg(img, method="auto")
+    assert seg.method in ("canny", "otsu") and np.array_equal(seg.work, classical.work)
+
+
 def test_outline_excess_counts_only_what_reaches_outside_the_learned_leg():
     import cv2
 

@@ -12,7 +12,7 @@ runs = [("xgb-features, lateral (default features)", "xgb-lateral"), ("xgb-featu
         ("xgb-features, posterior (default features)", "xgb-posterior"),
         ("xgb-features, posterior, `feature_set=repeatable`", "xgbrep-posterior"),
         ("xgb-features, both views (default features)", "xgb-both"), ("xgb-features, both views, `feature_set=repeatable`", "xgbrep-both"),
-        ("cnn-geo, lateral", "geo-lateral"), ("cnn-geo, posterior", "geo-posterior"),
+        ("cnn-geo, lateral", "geo-lateral"), ("cnn-geo, posterior", "geo-posterior"), ("cnn-geo, both views", "geo-both"),
         ("tape, lateral", "tape-lateral"), ("cnn-lite, lateral", "cnn-lite-lateral")]
 print("| SMI estimate of | people × takes | ICC(2,1) [95 % CI] | ICC(3,1) | SEM (kg/m²) | MDC95 (kg/m²) | within-subject CV | Bland–Altman take 2 − 1: bias [95 % limits] |")
 print("|---|---|---|---|---|---|---|---|")
