@@ -113,7 +113,38 @@ def stack(Zg, Zc, y, Tg, Tc):
     g.fit(np.hstack([Zg, Zc]), r)
     return c.predict(Tc) + w * g.predict(np.hstack([Tg, Tc]))
 
-HEADS = {"covonly": covonly, "stack": stack, "ridge": ridge, "partial": partial, "quad": quad, "pls": pls, "lasso": lasso, "enet": enet, "gp": gp}
+def viewscale(Zg, Zc, y, Tg, Tc, scales=(0.0, 0.25, 0.5, 0.75, 1.0)):
+    """both views: the lateral block's standardised columns scaled by s before the ridge (a penalty of
+    alpha / s^2 on them), s and alpha chosen together by the ridge's leave-one-out error on the training
+    fold; one view: the ridge"""
+    if Zg.shape[1] != 2 * NT:
+        return ridge(Zg, Zc, y, Tg, Tc)
+    sc = StandardScaler().fit(np.hstack([Zg, Zc])); Z, T = sc.transform(np.hstack([Zg, Zc])), sc.transform(np.hstack([Tg, Tc]))
+    best = None
+    for s_ in scales:
+        w = np.ones(Z.shape[1]); w[:NT] = s_
+        m = RidgeCV(alphas=A, scoring="neg_mean_squared_error").fit(Z * w, y)
+        if best is None or m.best_score_ > best[0]:
+            best = (m.best_score_, w, m)
+    _, w, m = best
+    return m.predict(T * w)
+
+def viewscale2(Zg, Zc, y, Tg, Tc, scales=(0.25, 0.5, 1.0)):
+    """as viewscale, a scale for each view's block (the larger fixed at 1, the other from ``scales`` or 0)"""
+    if Zg.shape[1] != 2 * NT:
+        return ridge(Zg, Zc, y, Tg, Tc)
+    sc = StandardScaler().fit(np.hstack([Zg, Zc])); Z, T = sc.transform(np.hstack([Zg, Zc])), sc.transform(np.hstack([Tg, Tc]))
+    best = None
+    pairs = {(1.0, s_) for s_ in (0.0, *scales)} | {(s_, 1.0) for s_ in (0.0, *scales)}
+    for a, b in sorted(pairs):
+        w = np.ones(Z.shape[1]); w[:NT] = a; w[NT:2 * NT] = b
+        m = RidgeCV(alphas=A, scoring="neg_mean_squared_error").fit(Z * w, y)
+        if best is None or m.best_score_ > best[0]:
+            best = (m.best_score_, w, m)
+    _, w, m = best
+    return m.predict(T * w)
+
+HEADS = {"viewscale2": viewscale2, "viewscale": viewscale, "covonly": covonly, "stack": stack, "ridge": ridge, "partial": partial, "quad": quad, "pls": pls, "lasso": lasso, "enet": enet, "gp": gp}
 if only: HEADS = {k: v for k, v in HEADS.items() if k in only}
 
 def run(view, tier, head, emb_too=False):
