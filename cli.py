@@ -1191,6 +1191,7 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
 
     if minutes and cpu_minutes:
         raise click.UsageError("give --minutes or --cpu-minutes, not both")
+    budget = minutes or cpu_minutes
     try:
         size = input_size(input_px)
     except ValueError as exc:
@@ -1201,7 +1202,7 @@ def segmenter_train(out, data_dir, n_scenes, seed, epochs, minutes, batch_size, 
         _fail(str(exc))
     cfg = TrainConfig(epochs=epochs, batch_size=batch_size, seed=seed, threads=threads, lr=lr,
                       negative_p=negative_share, shoe_target=shoe_target, **size,
-                      time_budget_s=(minutes or cpu_minutes) * 60 if (minutes or cpu_minutes) else None,
+                      time_budget_s=budget * 60 if budget else None,
                       budget_clock="cpu" if cpu_minutes else "wall",
                       init_weights=str(Path(init_weights).resolve()) if init_weights else None)
     config = {"data": data_dir, "n_scenes": n_scenes, "train": cfg.to_dict()}

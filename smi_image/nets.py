@@ -22,6 +22,11 @@ def _block(cin: int, cout: int, n: int = 2) -> nn.Sequential:
     return nn.Sequential(*layers)
 
 
+def stride_of(widths) -> int:
+    """How many input px one pixel of :class:`TinyUNet`'s deepest level spans (the input must be a multiple)."""
+    return 2 ** (len(widths) - 1)
+
+
 class TinyUNet(nn.Module):
     """U-Net (Ronneberger et al. 2015, doi:10.1007/978-3-319-24574-4_28) with few channels.
 
@@ -49,7 +54,7 @@ class TinyUNet(nn.Module):
 
     @property
     def stride(self) -> int:
-        return 2 ** (len(self.widths) - 1)
+        return stride_of(self.widths)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         x = x - 0.5

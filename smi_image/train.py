@@ -108,7 +108,9 @@ def input_size(long_px: int, stride: int | None = None) -> dict:
     the leg is shrunk to the input, as a photo is at inference, not enlarged.
     """
     if stride is None:
-        stride = 2 ** (len(TrainConfig.widths) - 1)  # TinyUNet.stride of the default widths
+        from .nets import stride_of
+
+        stride = stride_of(TrainConfig.widths)
     long_px = int(long_px)
     if long_px < stride or long_px % stride:
         lo = max(stride, long_px // stride * stride)
@@ -553,8 +555,11 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
         aug = SceneAugmenter(c, c.seed + 1)
         negatives = negative_photos(long_px=c.load_long_px) if c.negative_p > 0 else None
         log = ["epoch,loss,val_leg_iou,val_target_iou,wall_s,cpu_s"]
-        clock = time.process_time if c.budget_clock == "cpu" else time.perf_counter
-        t_start, wall0, cpu0 = clock(), time.perf_counter(), time.process_time()
+        wall0, cpu0 = time.perf_counter(), time.process_time()
+
+        def spent() -> float:  # seconds of the budget's clock since training began
+            return time.process_time() - cpu0 if c.budget_clock == "cpu" else time.perf_counter() - wall0
+
         step = 0
         epochs_done = 0
         for epoch in range(c.epochs):
@@ -567,7 +572,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                     continue
                 x, leg, split, behind, valid, behind_valid = batch(aug, train, idx, negatives)
                 for group in opt.param_groups:
-                    group["lr"] = learning_rate(c, step / total, clock() - t_start)
+                    group["lr"] = learning_rate(c, step / total, spent())
                 loss = loss_fn(model(x), leg, split, behind, valid, c.split_pos_weight, c.behind_weight,
                                behind_valid)
                 opt.zero_grad()
@@ -577,7 +582,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                 losses.append(float(loss.detach()))
             epochs_done = epoch + 1
             ev = evaluate(model, val, c, c.seed + 1000)
-            secs = clock() - t_start
+            secs = spent()
             log.append(f"{epoch + 1},{np.mean(losses):.4f},{ev['val_leg_iou']:.4f},{ev['val_target_iou']:.4f},"
                        f"{time.perf_counter() - wall0:.1f},{time.process_time() - cpu0:.1f}")
             echo(f"epoch {epoch + 1}/{c.epochs}: loss {np.mean(losses):.4f}, held-out IoU leg "
@@ -587,7 +592,7 @@ def train_segmenter(scenes_dir: str | os.PathLike, out_dir: str | os.PathLike, c
                      f"{epoch + 1}")
                 break
         model.eval()
-        results = {"epochs_done": epochs_done, "train_s": round(clock() - t_start, 1), "clock": c.budget_clock,
+        results = {"epochs_done": epochs_done, "train_s": round(spent(), 1), "clock": c.budget_clock,
                    "train_wall_s": round(time.perf_counter() - wall0, 1),
                    "train_cpu_s": round(time.process_time() - cpu0, 1),
                    "n_train": len(train), "n_val": len(val), **evaluate(model, val, c, c.seed + 1000),
