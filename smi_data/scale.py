@@ -69,7 +69,10 @@ def detect_marker_px_per_cm(
         if window:
             params.adaptiveThreshWinSizeMin = window
             params.adaptiveThreshWinSizeMax = window
-        return cv2.aruco.ArucoDetector(dic, params).detectMarkers(img)[:2]
+        corners, ids = cv2.aruco.ArucoDetector(dic, params).detectMarkers(img)[:2]
+        # nothing found: OpenCV 4 returns None, OpenCV 5 an empty array (which let the fast pass's miss
+        # stop the search before the later passes ran: 19 of the 200 studio photos lost their marker)
+        return (corners, ids) if ids is not None and len(ids) else (None, None)
 
     corners, ids = None, None
     h, w = grey.shape[:2]

@@ -25,6 +25,29 @@ def test_marker_side_measured_to_subpixel(side_px, angle):
     assert corners.shape == (4, 2)
 
 
+@pytest.mark.parametrize("nothing", [None, np.zeros((0, 1), np.int32)], ids=["opencv4", "opencv5"])
+def test_a_pass_that_finds_nothing_lets_the_next_one_run(monkeypatch, nothing):
+    """OpenCV 4 says "no marker" with None, OpenCV 5 with an empty array: either way the search goes on."""
+    img = np.full((600, 450), 230, np.uint8)
+    img[200:240, 150:190] = marker_image(40)
+    real, calls = cv2.aruco.ArucoDetector, []
+
+    class FirstPassBlind:
+        def __init__(self, *a):
+            self.d = real(*a)
+
+        def detectMarkers(self, im):
+            calls.append(im.shape)
+            if len(calls) == 1:  # the half-size quick pass sees nothing
+                return (), nothing, ()
+            return self.d.detectMarkers(im)
+
+    monkeypatch.setattr(cv2.aruco, "ArucoDetector", FirstPassBlind)
+    ppc, _ = detect_marker_px_per_cm(img)
+    assert ppc == pytest.approx(40 / MARKER_SIZE_CM, rel=0.005)
+    assert calls[0] == (300, 225) and calls[1] == (600, 450)
+
+
 def test_no_marker_gives_none():
     assert detect_marker_px_per_cm(np.full((100, 100, 3), 128, np.uint8)) is None
 
