@@ -270,8 +270,11 @@ def splits(dataset, folds, seed, repeats, out, overwrite):
 @click.option("--retakes", default=1, show_default=True, type=click.IntRange(1, 99),
               help="Photo sessions per subject (camera, light, stance, scene drawn afresh; body unchanged); "
                    "adds a take column to the manifest.")
+@click.option("--one-leg", is_flag=True,
+              help="Scenes only: leave the other leg out of every photo (with its half of the shorts and its shoe); "
+                   "photos of one leg with nothing behind it, for training the segmenter (docs/segmentation.md).")
 @overwrite_option()
-def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overwrite):
+def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, one_leg, overwrite):
     """Render a synthetic cohort of lower-leg photos with known SMI from the Anny body model.
 
     Needs the optional extra: pip install '.[phantom]'. The first run builds Anny's model data
@@ -286,7 +289,8 @@ def phantom(n_subjects, seed, out, size, views, no_marker, scene, retakes, overw
     view_list = [v.strip() for v in views.split(",") if v.strip()]
     try:
         summary = generate_cohort(out, n_subjects=n_subjects, seed=seed, size=size, views=view_list,
-                                  marker=not no_marker, overwrite=overwrite, scene=scene, retakes=retakes)
+                                  marker=not no_marker, overwrite=overwrite, scene=scene, retakes=retakes,
+                                  one_leg=one_leg)
     except ImportError as exc:
         _fail(f"the phantom needs the optional extra ({exc}); install it with: pip install '.[phantom]'")
     except (OutputExistsError, ValueError) as exc:

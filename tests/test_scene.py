@@ -191,6 +191,31 @@ def test_widest_row_of_the_true_leg_mask_matches_the_mesh(body_model):
         assert widest / info["px_per_cm_true"] == pytest.approx(subj["row"][f"calf_width_{view}_cm"], rel=0.08)
 
 
+def test_one_leg_scene_leaves_out_the_other_leg_and_keeps_the_draws(body_model):
+    from smi_data.phantom import scene
+    from smi_data.phantom.generate import build_subject
+
+    subj = build_subject(body_model, 7, 0)
+    subj["scene_body"] = scene.scene_body(body_model, subj["body"])
+    with pytest.raises(ValueError, match="studio"):
+        from smi_data.phantom.generate import generate_cohort
+        generate_cohort("/nonexistent/never-written", n_subjects=1, scene="studio", one_leg=True, model=body_model)
+    other_seen = []
+    for view in ("lateral", "posterior"):
+        img2, lab2, info2, q2 = scene.render_scene_view(subj, view, seed=7, condition="wild", width=150, height=200)
+        img1, lab1, info1, q1 = scene.render_scene_view(subj, view, seed=7, condition="wild", width=150, height=200,
+                                                        one_leg=True)
+        other_seen.append((lab2 == scene.LABELS["other_leg"]).any())
+        assert not (lab1 == scene.LABELS["other_leg"]).any(), view
+        assert info1["one_leg"] is True and "one_leg" not in info2
+        # the same camera, light and scene: the photographed leg where it was, wherever the other did not hide it
+        shown = lab2 == scene.LABELS["leg"]
+        assert q1 == q2 and info1["px_per_cm_true"] == info2["px_per_cm_true"]
+        assert (lab1[shown] == scene.LABELS["leg"]).mean() > 0.97, view
+        assert (lab1 == scene.LABELS["leg"]).sum() >= shown.sum()
+    assert any(other_seen)  # the two-leg photos do show the other leg
+
+
 @pytest.mark.slow
 def test_cli_wild_scene_writes_photos_and_labels(tmp_path):
     pytest.importorskip("anny")

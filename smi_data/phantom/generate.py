@@ -243,7 +243,7 @@ def encode_png(labels: np.ndarray) -> bytes:
 
 
 def render_subject(subj: dict, *, seed: int, scene: str, views, take: int, retakes: int, width: int,
-                   height: int, marker: bool, supersample: int, sid: str) -> list:
+                   height: int, marker: bool, supersample: int, sid: str, one_leg: bool = False) -> list:
     """Every photo of one take of a subject: ``[(view, files {relpath: bytes}, truth info)]``."""
     out = []
     for view in views:
@@ -256,7 +256,7 @@ def render_subject(subj: dict, *, seed: int, scene: str, views, take: int, retak
         else:
             img, labels, info, quality = scene_mod.render_scene_view(
                 subj, view, seed=seed, take=take, condition=scene, width=width, height=height,
-                supersample=supersample, marker=marker)
+                supersample=supersample, marker=marker, one_leg=one_leg)
             lab_rel = f"labels/{stem}.png"
             files = {rel: encode_jpeg(img, quality), lab_rel: encode_png(labels)}
             info = {"label_map": lab_rel, **info}
@@ -267,7 +267,7 @@ def render_subject(subj: dict, *, seed: int, scene: str, views, take: int, retak
 def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
                     views=VIEWS, marker: bool = True, overwrite: bool = False, progress: bool | None = None,
                     supersample: int = 2, command: str = "phantom", model=None, scene: str = "studio",
-                    retakes: int = 1) -> dict:
+                    retakes: int = 1, one_leg: bool = False) -> dict:
     """Write a phantom dataset to ``out_dir`` and return a summary (counts, timings, failures).
 
     Parameters
@@ -313,8 +313,12 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
     config = {"n_subjects": n_subjects, "seed": seed, "size": width if scene == "studio" else [width, height],
               "views": list(views), "marker": marker, "supersample": supersample, "generator": "smi_data.phantom",
               "body_model": "anny (rest pose)"}
+    if one_leg and scene == "studio":
+        raise ValueError("one_leg is for the scenes (clinic, wild); a studio photo shows one leg already")
     if scene != "studio" or retakes > 1:
         config.update(scene=scene, retakes=retakes)
+    if one_leg:
+        config.update(one_leg=True)
     t_start = time.perf_counter()
     with RunRecord(out, command, config, seed, stage=stage) as rec:
         if model is None:
@@ -340,7 +344,7 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
                 for take in range(1, retakes + 1):
                     for view, rel, files, info in render_subject(
                             subj, seed=seed, scene=scene, views=views, take=take, retakes=retakes, width=width,
-                            height=height, marker=marker, supersample=supersample, sid=sid):
+                            height=height, marker=marker, supersample=supersample, sid=sid, one_leg=one_leg):
                         for path, data in files.items():
                             atomic_write_bytes(out / path, data)
                         rows.append((take, view, rel, info))

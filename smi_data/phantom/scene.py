@@ -463,11 +463,13 @@ def _background(cam: Camera, sess: dict, ph: dict, anchor, vdir, feet):
     return np.clip(rgb, 0, 1.2) * lit, ~floor
 
 
-def _foot_ellipses(vertices: np.ndarray, face_left: np.ndarray, faces: np.ndarray):
+def _foot_ellipses(vertices: np.ndarray, face_left: np.ndarray, faces: np.ndarray, *, only_left: bool | None = None):
+    """Each foot's floor contact as (centre, inverse covariance); ``only_left``: that foot alone (True: left)."""
     out = []
     vl = np.zeros(len(vertices), bool)
     vl[faces[face_left].ravel()] = True
-    for side_mask in (vl, ~vl):
+    sides = (vl, ~vl) if only_left is None else ((vl,) if only_left else (~vl,))
+    for side_mask in sides:
         p = vertices[side_mask & (vertices[:, 2] < 0.03), :2]
         if len(p) < 5:
             continue
@@ -639,10 +641,14 @@ def _facing(view: str, turn_deg: float) -> str:
 
 
 def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condition: str = "clinic",
-                      width: int = 600, height: int = 800, supersample: int = 2, marker: bool = True):
+                      width: int = 600, height: int = 800, supersample: int = 2, marker: bool = True,
+                      one_leg: bool = False):
     """Render one scene photo of a built subject (``subj["scene_body"]`` from :func:`scene_body`).
 
     ``marker=False`` leaves the card out of every photo (otherwise it is in most, as drawn).
+    ``one_leg=True`` leaves the other leg out (its skin, its half of the shorts, its shoe and its contact
+    shadow): a photo that shows one leg only, with nothing behind it, for training the segmenter's *behind*
+    map on single legs. Every random draw is the same as without it, so the photo differs only by the leg.
 
     Returns ``(bgr uint8 image, label map uint8, truth-row dict, jpeg quality)``.
     """
@@ -673,16 +679,19 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     photo_face = left == is_l
     skin_keep = V[F][:, :, 2].min(1) < hem_z + 0.02
     skin_rgb = cam_mod.skin_rgb(skin["skin_tone"])
-    parts = [(V, F[skin_keep & photo_face], normals, _SKIN_PHOTO, skin_rgb, True),
-             (V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True)]
+    parts = [(V, F[skin_keep & photo_face], normals, _SKIN_PHOTO, skin_rgb, True)]
+    if not one_leg:
+        parts.append((V, F[skin_keep & ~photo_face], normals, _SKIN_OTHER, skin_rgb, True))
+    F_worn = F[photo_face] if one_leg else F  # the surfaces the shorts and shoes are made from
     # the inside of the cloth shows near the hem (more of it from the low cameras of wild scenes)
     if sess.get("skirt"):
         parts.append((*skirt_mesh(V, hem_z, float(V[:, 2].max()) - 0.03, sess), _CLOTH, sess["cloth_rgb"], False))
     else:
         inside = hem_z + (0.12 if condition == "wild" else 0.04)
-        parts.append((*shorts_mesh(V, F, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], inside))
+        parts.append((*shorts_mesh(V, F_worn, normals, hem_z, sess), _CLOTH, sess["cloth_rgb"], inside))
     if sess.get("shoes"):
-        parts.append((*shoe_mesh(V, F, normals, sess["shoe_height_cm"] / 100.0), _SHOE, sess["shoe_rgb"], True))
+        parts.append((*shoe_mesh(V, F_worn, normals, sess["shoe_height_cm"] / 100.0), _SHOE, sess["shoe_rgb"],
+                      True))
     # ---- camera
     vdir = view_direction(view, side)
     used = np.unique(F[photo_face].ravel())
@@ -696,7 +705,7 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
         d = dict(d, depth_m=min(d["depth_m"], ph["wall_distance_m"] - 0.5 * max(d["size_m"][:2]) - 0.02))
         parts.append((*distractor_mesh(d, anchor, right, -vdir), _DISTRACTOR, d["rgb"], True))
     knee_plane = {"point": knee, "normal": (ankle - knee) / np.linalg.norm(ankle - knee), "hem_z": hem_z}
-    feet = _foot_ellipses(V, left, F)
+    feet = _foot_ellipses(V, left, F, only_left=is_l if one_leg else None)
     rgb, cover, wall = render_scene(cam, parts, sess, ph, skin, anchor, vdir, knee_plane, feet,
                                     supersample=supersample)
     rgb = wall_shadow(rgb, cover, wall, cam, ph, vdir)
@@ -765,5 +774,7 @@ def render_scene_view(subj: dict, view: str, *, seed: int, take: int = 1, condit
     if condition == "wild":  # what only wild scenes vary
         info.update(turn_deg=ph["turn_deg"], facing=_facing(view, ph["turn_deg"]), skirt=sess["skirt"],
                     shoes=sess["shoes"])
+    if one_leg:
+        info.update(one_leg=True)
     img = finish(rgb, rng, ph)
     return img, labels, info, ph["jpeg_quality"]
