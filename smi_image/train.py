@@ -139,8 +139,11 @@ class Scene:
         The renderer turns ``wild`` cameras around the subject (``turn_deg`` in its truth.csv): a side
         view turned by about 180 degrees looks at the inside of the photographed leg, with the other
         leg in front of it; one turned 20-140 degrees (or a back view turned 20-150) sees the legs
-        half behind each other. A render without ``turn_deg`` (older renderer) was not turned.
+        half behind each other. A render without ``turn_deg`` (older renderer) was not turned. A photo of
+        one leg (``one_leg``) has no leg behind another, whatever the turn.
         """
+        if self.meta.get("one_leg"):
+            return "none"
         turn = self.meta.get("turn_deg")
         t = 0.0 if turn is None or not np.isfinite(turn) else (float(turn) + 180.0) % 360.0 - 180.0
         if self.lateral:
@@ -167,7 +170,8 @@ def find_scenes(data_dir) -> list[tuple[Path, Path]]:
 
 
 def scene_meta(pairs) -> dict:
-    """``{image stem: {"turn_deg": ...}}`` from the ``truth.csv`` beside each pair's ``images/`` (where present)."""
+    """``{image stem: {"turn_deg": ..., "one_leg": ...}}`` from the ``truth.csv`` beside each pair's ``images/``
+    (where present; ``one_leg`` only where the render has that column: `legsmi phantom --one-leg`)."""
     import pandas as pd
 
     meta = {}
@@ -178,8 +182,9 @@ def scene_meta(pairs) -> dict:
         t = pd.read_csv(truth)
         if "image" not in t.columns or "turn_deg" not in t.columns:
             continue
-        for image, turn in zip(t["image"], t["turn_deg"]):
-            meta[Path(str(image)).stem] = {"turn_deg": float(turn)}
+        one = t["one_leg"].fillna(False).astype(bool) if "one_leg" in t.columns else np.zeros(len(t), bool)
+        for image, turn, single in zip(t["image"], t["turn_deg"], one):
+            meta[Path(str(image)).stem] = {"turn_deg": float(turn), **({"one_leg": True} if single else {})}
     return meta
 
 

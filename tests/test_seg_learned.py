@@ -159,6 +159,30 @@ def test_behind_target_follows_the_camera_turn():
         targets(lab, "lateral")
 
 
+def test_one_leg_scenes_train_no_leg_behind(tmp_path):
+    """A `phantom --one-leg` photo has nothing behind the leg, however the camera turned; truth.csv says which."""
+    import cv2
+
+    from smi_image.train import Scene, load_scenes
+
+    for turn in (0.0, 45.0, 185.0):
+        assert Scene(np.zeros((4, 3, 3), np.uint8), np.zeros((4, 3), np.uint8), "P001_lateral",
+                     {"turn_deg": turn, "one_leg": True}).behind == "none"
+    (tmp_path / "images").mkdir()
+    (tmp_path / "labels").mkdir()
+    lab = np.zeros((40, 30), np.uint8)
+    lab[5:35, 5:12] = 1
+    for stem in ("P001_lateral", "P002_lateral"):
+        cv2.imwrite(str(tmp_path / "images" / f"{stem}.jpg"), np.full((40, 30, 3), 128, np.uint8))
+        cv2.imwrite(str(tmp_path / "labels" / f"{stem}.png"), lab)
+    pd.DataFrame({"image": ["images/P001_lateral.jpg", "images/P002_lateral.jpg"], "turn_deg": [180.0, 180.0],
+                  "one_leg": [True, np.nan]}).to_csv(tmp_path / "truth.csv", index=False)
+    pairs = [(tmp_path / "images" / f"{s}.jpg", tmp_path / "labels" / f"{s}.png") for s in ("P001_lateral",
+                                                                                           "P002_lateral")]
+    scenes = {s.name: s.behind for s in load_scenes(pairs, 64)}
+    assert scenes == {"P001_lateral": "none", "P002_lateral": "photo"}
+
+
 def test_negative_samples_are_leg_free_windows_of_other_photos():
     from smi_image.train import NEGATIVE_PHOTOS, SceneAugmenter, TrainConfig, negative_photos
 

@@ -4,7 +4,7 @@ usage: python docs/scripts/seg/wilddata.py OUT SEED_DIR[:SKIP] ...
 
 For each render folder (named by its seed, for example /tmp/seg5-w1000), links its images and label maps
 into OUT/images/s<seed>_<stem>.jpg and OUT/labels/s<seed>_<stem>.png, and writes OUT/truth.csv (image,
-turn_deg) so that the trainer knows which side views were turned round. ``:SKIP`` leaves out the first SKIP
+turn_deg, one_leg) so that the trainer knows which side views were turned round. ``:SKIP`` leaves out the first SKIP
 subjects (P001 ... P<SKIP>) of that folder: the held-out renders of the same seed
 (`phantom --subjects 15 --seed 2000` draws the same first 15 people as `--subjects 300 --seed 2000`).
 The seed in the prefix is the folder name's trailing digits. Links, not copies: OUT is only valid while the
@@ -29,7 +29,8 @@ def main(out: str, sources: list[str]) -> None:
         seed = re.search(r"(\d+)$", folder.name).group(1)
         skip = int(skip or 0)
         truth = pd.read_csv(folder / "truth.csv")
-        for image, turn in zip(truth["image"], truth["turn_deg"]):
+        one = truth["one_leg"].fillna(False).astype(bool) if "one_leg" in truth.columns else [False] * len(truth)
+        for image, turn, single in zip(truth["image"], truth["turn_deg"], one):
             stem = Path(str(image)).stem
             if int(re.match(r"P(\d+)_", stem).group(1)) <= skip:
                 continue
@@ -39,7 +40,7 @@ def main(out: str, sources: list[str]) -> None:
             name = f"s{seed}_{stem}"
             (out / "images" / f"{name}{img.suffix}").symlink_to(img)
             (out / "labels" / f"{name}.png").symlink_to(lab)
-            rows.append({"image": f"images/{name}{img.suffix}", "turn_deg": float(turn)})
+            rows.append({"image": f"images/{name}{img.suffix}", "turn_deg": float(turn), "one_leg": bool(single)})
     pd.DataFrame(rows).to_csv(out / "truth.csv", index=False)
     print(f"{out}: {len(rows)} photos")
 
