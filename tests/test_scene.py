@@ -193,12 +193,11 @@ def test_widest_row_of_the_true_leg_mask_matches_the_mesh(body_model):
 
 def test_one_leg_scene_leaves_out_the_other_leg_and_keeps_the_draws(body_model):
     from smi_data.phantom import scene
-    from smi_data.phantom.generate import build_subject
+    from smi_data.phantom.generate import build_subject, generate_cohort
 
     subj = build_subject(body_model, 7, 0)
     subj["scene_body"] = scene.scene_body(body_model, subj["body"])
     with pytest.raises(ValueError, match="studio"):
-        from smi_data.phantom.generate import generate_cohort
         generate_cohort("/nonexistent/never-written", n_subjects=1, scene="studio", one_leg=True, model=body_model)
     other_seen = []
     for view in ("lateral", "posterior"):

@@ -289,6 +289,8 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
     retakes : int
         Photo sessions per subject; with more than one, the manifest gets a ``take`` column and the
         file names a ``_t<take>`` part.
+    one_leg : bool
+        Scenes only: the other leg left out of every photo (:func:`.scene.render_scene_view`).
     progress : bool or None
         Show a progress bar; None: only when stderr is a terminal.
     model : AnnyBody, optional
@@ -308,13 +310,13 @@ def generate_cohort(out_dir, *, n_subjects: int = 100, seed: int = 0, size=None,
     bad = [v for v in views if v not in VIEWS]
     if bad or not views:
         raise ValueError(f"views must be a non-empty subset of {VIEWS}, got {views}")
+    if one_leg and scene == "studio":
+        raise ValueError("one_leg is for the scenes (clinic, wild); a studio photo shows one leg already")
     stage = stage_output(out_dir, overwrite=overwrite)
     out = stage.path  # swapped into out_dir when the run ends ok
     config = {"n_subjects": n_subjects, "seed": seed, "size": width if scene == "studio" else [width, height],
               "views": list(views), "marker": marker, "supersample": supersample, "generator": "smi_data.phantom",
               "body_model": "anny (rest pose)"}
-    if one_leg and scene == "studio":
-        raise ValueError("one_leg is for the scenes (clinic, wild); a studio photo shows one leg already")
     if scene != "studio" or retakes > 1:
         config.update(scene=scene, retakes=retakes)
     if one_leg:
