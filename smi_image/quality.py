@@ -133,6 +133,18 @@ def outline_sharpness(grey: np.ndarray, leg: np.ndarray) -> float:
     """
     import cv2
 
+    h, w = grey.shape
+    scale = max(h, w) / 512.0
+    reach = max(3.0, 8.0 * scale)
+    # Every value is read within reach + 1 px of the outline, and the filters reach 9 px (the
+    # mask's blur of sigma 2 and its Sobel): on a crop that far around the leg the result is the
+    # whole photo's, at a fraction of the cost.
+    rows, cols = np.flatnonzero(leg.any(axis=1)), np.flatnonzero(leg.any(axis=0))
+    if rows.size == 0:
+        return float("nan")
+    pad = int(np.ceil(reach)) + 12
+    y0, x0 = max(0, rows[0] - pad), max(0, cols[0] - pad)
+    grey, leg = grey[y0:rows[-1] + pad + 1, x0:cols[-1] + pad + 1], leg[y0:rows[-1] + pad + 1, x0:cols[-1] + pad + 1]
     g = cv2.GaussianBlur(grey, (0, 0), 0.7).astype(np.float32)
     gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) / 8.0
     gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3) / 8.0
@@ -147,8 +159,6 @@ def outline_sharpness(grey: np.ndarray, leg: np.ndarray) -> float:
     norm = np.hypot(nx, ny) + 1e-6
     nx, ny = nx / norm, ny / norm  # points into the leg
     h, w = grey.shape
-    scale = max(h, w) / 512.0
-    reach = max(3.0, 8.0 * scale)
 
     def at(sx, sy):
         return g[np.clip(np.rint(sy), 0, h - 1).astype(int), np.clip(np.rint(sx), 0, w - 1).astype(int)]

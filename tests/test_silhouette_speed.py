@@ -118,3 +118,67 @@ def test_orientation_profile_and_fast_threshold_equal_numpy():
     edges = np.linspace(0, span.size, orientation.LEVELS + 1).round().astype(int)
     ref = np.array([span[a:b].mean() for a, b in zip(edges[:-1], edges[1:])])
     np.testing.assert_array_equal(orientation._profile(per_row, orientation.LEVELS), ref / np.median(ref))
+
+
+@pytest.mark.parametrize("angle", [0.0, 2.6, -7.9, 14.0])
+@pytest.mark.parametrize("shape, work", [((800, 600), (512, 384)), ((401, 333), (300, 249))])
+def test_warp_mask_equals_warping_the_whole_frame(angle, shape, work):
+    rng = np.random.default_rng(int(abs(angle) * 10) + shape[0])
+    leg = np.zeros(work, bool)
+    h, w = work
+    leg[int(0.1 * h):int(0.9 * h), int(0.4 * w):int(0.55 * w)] = True
+    leg[int(0.85 * h):int(0.9 * h), int(0.3 * w):int(0.6 * w)] = True  # a foot
+    leg &= rng.random(work) > 0.02  # ragged, with holes
+    fx, fy = work[1] / shape[1], work[0] / shape[0]
+    up = np.array([[1 / fx, 0.0, 0.5 / fx - 0.5], [0.0, 1 / fy, 0.5 / fy - 0.5], [0.0, 0.0, 1.0]])
+    affine = cv2.getRotationMatrix2D((0.47 * shape[1], 0.52 * shape[0]), angle, 1.0) @ up
+    whole = cv2.warpAffine(leg.astype(np.uint8) * 255, affine, (shape[1], shape[0]), flags=cv2.INTER_LINEAR,
+                           borderMode=cv2.BORDER_CONSTANT, borderValue=0) >= 128
+    got = silhouette._warp_mask(leg, affine, shape)
+    assert got.shape == shape and got.dtype == bool and whole.sum() > 1000
+    assert np.array_equal(got, whole)
+    assert not silhouette._warp_mask(np.zeros(work, bool), affine, shape).any()
+
+
+def _sharpness_on_the_whole_photo(grey, leg):
+    """outline_sharpness as it was: every filter over the whole photo."""
+    g = cv2.GaussianBlur(grey, (0, 0), 0.7).astype(np.float32)
+    gx = cv2.Sobel(g, cv2.CV_32F, 1, 0, ksize=3) / 8.0
+    gy = cv2.Sobel(g, cv2.CV_32F, 0, 1, ksize=3) / 8.0
+    m = leg.astype(np.uint8)
+    ys, xs = np.nonzero((m - cv2.erode(m, np.ones((3, 3), np.uint8))) > 0)
+    d = cv2.GaussianBlur(m.astype(np.float32), (0, 0), 2.0)
+    ny = cv2.Sobel(d, cv2.CV_32F, 0, 1, ksize=3)[ys, xs]
+    nx = cv2.Sobel(d, cv2.CV_32F, 1, 0, ksize=3)[ys, xs]
+    norm = np.hypot(nx, ny) + 1e-6
+    nx, ny = nx / norm, ny / norm
+    h, w = grey.shape
+    scale = max(h, w) / 512.0
+    reach = max(3.0, 8.0 * scale)
+
+    def at(sx, sy):
+        return g[np.clip(np.rint(sy), 0, h - 1).astype(int), np.clip(np.rint(sx), 0, w - 1).astype(int)]
+    step = np.abs(at(xs + reach * nx, ys + reach * ny) - at(xs - reach * nx, ys - reach * ny))
+    mag = np.hypot(gx, gy)
+    grad = np.maximum.reduce([mag[np.clip(np.rint(ys + k * ny), 0, h - 1).astype(int),
+                                  np.clip(np.rint(xs + k * nx), 0, w - 1).astype(int)] for k in (-1, 0, 1)])
+    ok = step >= 12
+    return float(np.median(grad[ok] / step[ok]) * scale)
+
+
+@pytest.mark.parametrize("size, blur, box", [(512, 0.0, (60, 470, 150, 240)), (512, 1.5, (0, 300, 100, 200)),
+                                             (1024, 0.8, (100, 1023, 0, 300))])
+def test_outline_sharpness_on_the_leg_crop_equals_the_whole_photo(size, blur, box):
+    from smi_image.quality import outline_sharpness
+
+    rng = np.random.default_rng(size + int(10 * blur))
+    grey = np.clip(rng.normal(170, 20, (size, int(0.75 * size))), 0, 255).astype(np.uint8)
+    leg = np.zeros(grey.shape, bool)
+    y0, y1, x0, x1 = box
+    leg[y0:y1, x0:x1] = True  # a bar touching the frame in two of the cases
+    grey[leg] = 90
+    if blur:
+        grey = cv2.GaussianBlur(grey, (0, 0), blur)
+    want = _sharpness_on_the_whole_photo(grey, leg)
+    assert np.isfinite(want)
+    assert outline_sharpness(grey, leg) == want
