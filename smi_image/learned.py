@@ -209,6 +209,21 @@ def leg_probabilities(img: np.ndarray, *, weights: str | None = None) -> np.ndar
     return np.ascontiguousarray(torch.sigmoid(logits).numpy())
 
 
+def network_input_source(img: np.ndarray, work_image: np.ndarray | None, weights: str | None = None) -> np.ndarray:
+    """The image to shrink to the network's input: the working copy when it is at least twice that size.
+
+    The trainer shrinks every scene to the working size first and the network's input from that
+    (:func:`smi_image.train.load_scenes`), so this is the input the network learned from. Area
+    averaging twice is area averaging once up to the rounding of the copy to whole grey levels
+    (exactly so when the second factor is a whole number, as 256 px to 128 px is), and shrinking a
+    256 px copy costs a fraction of shrinking a full photo (docs/scaling.md).
+    """
+    if work_image is None:
+        return img
+    _, meta = inference_network(weights)
+    return work_image if max(work_image.shape[:2]) >= 2 * meta["input_long_px"] else img
+
+
 #: Two legs touching: rows crossing the region as two runs (each at least TWO_RUN_MIN_PX wide,
 #: with a gap) make up this share of its rows, and at least TWO_RUN_MIN_ROWS of them.
 TWO_RUN_SHARE = 0.15
@@ -369,8 +384,12 @@ def outline_confidence(p_leg: np.ndarray, mask: np.ndarray) -> float:
 
 
 def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray | None = None,
-                     view: str | None = None, side: str | None = None, weights: str | None = None):
+                     view: str | None = None, side: str | None = None, weights: str | None = None,
+                     work_image: np.ndarray | None = None):
     """:class:`~smi_image.segment.LegSegmentation` of the photographed leg by the learned segmenter.
+
+    ``work_image``: the photo already shrunk to ``work_shape`` (:func:`smi_image.segment.working_image`);
+    the network's input may be shrunk from it rather than from the photo (:func:`network_input_source`).
 
     Raises
     ------
@@ -382,7 +401,7 @@ def learned_leg_mask(img: np.ndarray, work_shape: tuple, *, exclude: np.ndarray 
 
     from .segment import LegSegmentation
 
-    probs = leg_probabilities(img, weights=weights)
+    probs = leg_probabilities(network_input_source(img, work_image, weights), weights=weights)
     hs, ws = work_shape
     p = np.stack([cv2.resize(c, (ws, hs), interpolation=cv2.INTER_LINEAR) for c in probs])
     if exclude is not None:

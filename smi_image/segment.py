@@ -181,7 +181,7 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
 
         seg, learned_error = None, None
         try:
-            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side)
+            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side, work_image=small)
         except SegmentationError as exc:
             learned_error = exc
         dist = None

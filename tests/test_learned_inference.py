@@ -99,3 +99,27 @@ def test_split_inside_bounding_boxes_equals_the_whole_image_split():
     ref, n_ref = _split_on_whole_image(labels, n, p)
     assert n_got == n_ref == n + 1  # the touching pair was split
     np.testing.assert_array_equal(got, ref)
+
+
+@pytest.mark.skipif(not learned.WEIGHTS.is_file(), reason="no shipped segmenter weights")
+def test_network_input_from_the_working_copy_is_the_photos_own_within_a_grey_level():
+    import cv2
+
+    from smi_image.segment import working_image
+
+    model, meta = learned.inference_network()
+    rng = np.random.default_rng(3)
+    img = np.clip(rng.normal(150, 40, (800, 600, 3)), 0, 255).astype(np.uint8)
+    img = cv2.GaussianBlur(img, (0, 0), 1.2)
+    small, _, _ = working_image(img, 256)
+    src = learned.network_input_source(img, small)
+    assert src is small  # 256 px is twice the network's input
+    a, shape_a = learned.network_input(img, meta["input_long_px"], model.stride)
+    b, shape_b = learned.network_input(src, meta["input_long_px"], model.stride)
+    assert shape_a == shape_b and a.shape == b.shape
+    assert float(np.abs(a - b).max()) <= 1.0 / 255 + 1e-6
+    assert float(np.abs(a - b).mean()) < 0.5 / 255
+    # a working copy under twice the network's input is not used: the photo is
+    tiny = cv2.resize(img, (meta["input_long_px"] * 3 // 4, meta["input_long_px"]), interpolation=cv2.INTER_AREA)
+    assert learned.network_input_source(img, tiny) is img
+    assert learned.network_input_source(img, None) is img
