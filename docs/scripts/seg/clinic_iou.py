@@ -9,7 +9,7 @@ import numpy as np
 import pandas as pd
 
 sys.path.insert(0, ".")
-from smi_image.evaluate import segment_array  # noqa: E402
+from smi_image.evaluate import iou, segment_array  # noqa: E402
 
 d = sys.argv[1]
 rows = []
@@ -22,7 +22,7 @@ for r in pd.read_csv(f"{d}/manifest.csv").itertuples():
     if m is None:
         rows.append(dict(image=stem, view=r.view, status=status, iou=0.0, other=np.nan))
         continue
-    rows.append(dict(image=stem, view=r.view, status=status, iou=(m & t).sum() / (m | t).sum(),
+    rows.append(dict(image=stem, view=r.view, status=status, iou=iou(m, t),
                      other=(m & (lab == 2)).sum() / t.sum()))
 df = pd.DataFrame(rows)
 df.to_csv(sys.argv[2], index=False)

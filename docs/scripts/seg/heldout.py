@@ -14,6 +14,7 @@ import torch
 
 sys.path.insert(0, ".")
 from smi_image.errors import SegmentationError  # noqa: E402
+from smi_image.evaluate import iou  # noqa: E402
 from smi_image.segment import segment_leg  # noqa: E402
 
 torch.set_num_threads(1)
@@ -44,8 +45,7 @@ for r in pd.read_csv(f"{d}/manifest.csv").itertuples():
             m, status = s.full_mask(), "ok"
         except SegmentationError as e:
             m, status = None, e.code
-        iou = ((m & t).sum() / max(1, (m | t).sum())) if m is not None else 0.0
-        rows.append({"image": stem, "kind": kind, "status": status, "iou": iou})
+        rows.append({"image": stem, "kind": kind, "status": status, "iou": iou(m, t) if m is not None else 0.0})
 t = pd.DataFrame(rows)
 for k, g in t.groupby("kind"):
     ok = g[g.status == "ok"]
