@@ -7,6 +7,8 @@ metrics must be the same numbers, CNN included (every fit is seeded on its own).
 
 from __future__ import annotations
 
+import os
+
 import numpy as np
 import pandas as pd
 import pytest
@@ -191,3 +193,18 @@ def test_keep_worker_alive_raises_lokys_memory_guard_and_never_lowers_it(monkeyp
     monkeypatch.setattr(process_executor, "_MAX_MEMORY_LEAK_SIZE", 8 * 1024**3)
     keep_worker_alive()
     assert process_executor._MAX_MEMORY_LEAK_SIZE == 8 * 1024**3
+
+
+def test_local_workers_keep_the_thread_limits_without_dasks_malloc_trim_threshold():
+    pytest.importorskip("distributed")
+    from benchmarks.cluster import open_client, parse_cluster, worker_environ
+
+    env = worker_environ()
+    assert "MALLOC_TRIM_THRESHOLD_" not in env and env.get("OMP_NUM_THREADS") in (1, "1")
+
+    def probe():
+        return os.environ.get("MALLOC_TRIM_THRESHOLD_"), os.environ.get("OMP_NUM_THREADS")
+
+    with open_client(parse_cluster("local:1")) as client:
+        (got,) = client.run(probe).values()
+    assert got == (None, "1")
