@@ -172,40 +172,21 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
     """
     s = settings or SilhouetteSettings()
     img = to_uint8(image)
-    small, fx, fy = working_image(img, s.work_px)
-    exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
     requested = method or s.segmenter
-    m = resolve_method(requested)
-    if m == "learned":
-        from .learned import learned_leg_mask
-
-        seg, learned_error = None, None
-        try:
-            seg = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side, work_image=small)
-        except SegmentationError as exc:
-            learned_error = exc
-        dist = None
-        if requested == "auto" and (seg is None or seg.n_legs == 1):
-            from .classical import background_distance
-
-            dist = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
-        if dist is not None and plain_background(small, exclude, dist=dist):
-            # Studio look, one leg: the classical finder is exact there (same background model, made once).
-            try:
-                plain = _plain_classical(img, small, s, exclude, dist)
-            except SegmentationError as exc:
-                if seg is None:  # a plain photo with nothing on it: "no leg", not "unsure"
-                    raise exc from None
-                plain = None
-            if (plain is not None and seg is not None and leg_aspect(seg.work) >= MIN_LEG_ASPECT_LEARNED
-                    and not classical_agrees(plain.work, seg.work)):
-                plain = None  # it took in more than the learned leg: floor, skirting, the far leg
-            if plain is not None:
-                seg = plain
+    if resolve_method(requested) == "learned":
+        c = auto_candidates(img, s, exclude_polygons=exclude_polygons, view=view, side=side,
+                            with_classical=requested == "auto")
+        seg = c.learned
+        if c.plain is not None and (seg is None or leg_aspect(seg.work) < MIN_LEG_ASPECT_LEARNED
+                                    or classical_agrees(c.plain.work, seg.work)):
+            seg = c.plain  # else it took in more than the learned leg: floor, skirting, the far leg
         if seg is None:
-            raise learned_error
+            # a plain photo with nothing on it: "no leg" (the classical finder's), not "unsure"
+            raise c.plain_error if c.plain_error is not None and c.learned is None else c.learned_error
+        small = c.small
     else:
-        seg = _classical(img, small, s, exclude)
+        small, fx, fy = working_image(img, s.work_px)
+        seg = _classical(img, small, s, exclusion_mask(small.shape, exclude_polygons, fx, fy))
     seg.work_image = small
     aspect = leg_aspect(seg.work)
     need = MIN_LEG_ASPECT_LEARNED if seg.method == "learned" else MIN_LEG_ASPECT
@@ -214,6 +195,55 @@ def segment_leg(image: np.ndarray, *, settings: SilhouetteSettings | None = None
                                 f"leg-shaped (a lower leg is at least {need:g}); photograph the lower "
                                 "leg from above the knee to the floor", code="no_leg")
     return seg
+
+
+@dataclass
+class AutoCandidates:
+    """What the ``auto`` rule chooses between, for one photo (:func:`auto_candidates`).
+
+    ``small``: the working copy; ``exclude``: the marker's pixels there (or None); ``learned``:
+    the learned finder's segmentation, or None with ``learned_error``; ``plain``: the classical
+    finder's whole, in-frame, leg-shaped leg on a plain-background photo where the learned one
+    sees at most one leg, or None (with ``plain_error`` when the classical finder found nothing).
+    """
+
+    small: np.ndarray
+    exclude: np.ndarray | None
+    learned: LegSegmentation | None
+    learned_error: SegmentationError | None
+    plain: LegSegmentation | None = None
+    plain_error: SegmentationError | None = None
+
+
+def auto_candidates(img: np.ndarray, settings: SilhouetteSettings | None = None, *, exclude_polygons=None,
+                    view: str | None = None, side: str | None = None, with_classical: bool = True) -> AutoCandidates:
+    """The learned segmentation and, where the ``auto`` rule would consider it, the classical one.
+
+    ``img``: uint8 photo (:func:`smi_image.pixels.to_uint8`). The classical finder runs only with
+    ``with_classical``, on a plain-background photo (:func:`plain_background`) where the learned
+    finder saw at most one leg; :func:`segment_leg` then takes it where it follows the learned
+    outline (:func:`classical_agrees`). Analysis scripts call this to see both masks.
+    """
+    from .learned import learned_leg_mask
+
+    s = settings or SilhouetteSettings()
+    small, fx, fy = working_image(img, s.work_px)
+    exclude = exclusion_mask(small.shape, exclude_polygons, fx, fy)
+    c = AutoCandidates(small=small, exclude=exclude, learned=None, learned_error=None)
+    try:
+        c.learned = learned_leg_mask(img, small.shape[:2], exclude=exclude, view=view, side=side, work_image=small)
+    except SegmentationError as exc:
+        c.learned_error = exc
+    if with_classical and (c.learned is None or c.learned.n_legs == 1):
+        from .classical import background_distance
+
+        dist = background_distance(small, None if exclude is None else exclude.astype(np.uint8))
+        if plain_background(small, exclude, dist=dist):
+            try:
+                c.plain = _plain_classical(img, small, s, exclude, dist)
+            except SegmentationError as exc:
+                c.plain_error = exc
+    return c
 
 
 def _plain_classical(img, small, s, exclude, dist=None) -> LegSegmentation | None:

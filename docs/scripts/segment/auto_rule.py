@@ -25,10 +25,7 @@ import pandas as pd  # noqa: E402
 
 import smi_image.segment as S  # noqa: E402
 from smi_features.extractor import measure_leg  # noqa: E402
-from smi_image.classical import background_distance  # noqa: E402
-from smi_image.errors import SegmentationError  # noqa: E402
-from smi_image.learned import learned_leg_mask  # noqa: E402
-from smi_image.marker import exclusion_mask, find_marker  # noqa: E402
+from smi_image.marker import find_marker  # noqa: E402
 from smi_image.pixels import to_uint8  # noqa: E402
 from smi_image.settings import SilhouetteSettings  # noqa: E402
 
@@ -57,22 +54,11 @@ def photo_rows(d, views, limit):
         for tr in truth[truth["view"] == view].head(limit).to_dict("records"):
             img = to_uint8(cv2.imread(os.path.join(d, tr["image"]), cv2.IMREAD_COLOR))
             mk = find_marker(img)
-            small, fx, fy = S.working_image(img, s.work_px)
-            excl = exclusion_mask(small.shape, [mk[1]] if mk is not None else None, fx, fy)
-            try:
-                learned = learned_leg_mask(img, small.shape[:2], exclude=excl, view=view, side=tr["side"])
-            except SegmentationError:
-                learned = None
+            c = S.auto_candidates(img, s, exclude_polygons=[mk[1]] if mk is not None else None, view=view,
+                                  side=tr["side"])  # the two masks segment_leg's auto rule chooses between
+            small, learned, classical = c.small, c.learned, c.plain
             if learned is not None and S.leg_aspect(learned.work) < S.MIN_LEG_ASPECT_LEARNED:
                 learned = None  # segment_leg's "not leg-shaped"
-            classical = None
-            if learned is None or learned.n_legs == 1:
-                dist = background_distance(small, None if excl is None else excl.astype(np.uint8))
-                if S.plain_background(small, excl, dist=dist):
-                    try:
-                        classical = S._plain_classical(img, small, s, excl, dist)
-                    except SegmentationError:
-                        classical = None
             ref = tr.get("calf_width_seen_px")
             if ref is None or not np.isfinite(ref):  # studio: the slice at the true scale
                 ref = tr[f"calf_width_{view}_cm"] * tr["px_per_cm_true"]
