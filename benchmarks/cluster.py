@@ -113,12 +113,11 @@ def open_client(spec: ClusterSpec):
 def worker_environ() -> dict:
     """The environment Dask's nanny sets in a local worker before it starts, without ``MALLOC_TRIM_THRESHOLD_``.
 
-    Dask sets that variable (65 536) so that workers hand freed memory back to the system. Setting
-    it at all switches off glibc's adaptive thresholds, so every photo-sized array is mapped and
-    unmapped afresh: on the extraction of 200 clinic photos it cost 0.7 s of system time and 40 times
-    the page faults (docs/scaling.md), a quarter more CPU than the same work in this process. The
-    thread limits (``OMP_NUM_THREADS`` and the like) are kept. Read after ``distributed`` is
-    imported, which adds its defaults (dask/distributed#8143).
+    Dask sets that variable so that workers hand freed memory back to the system. Setting it at
+    all switches off glibc's adaptive malloc thresholds, so every photo-sized array is mapped and
+    unmapped afresh, and a worker spent markedly more CPU on the same photos than this process
+    (measured in docs/scaling.md, section 2). The thread limits (``OMP_NUM_THREADS`` and the like)
+    are kept. Read after ``distributed`` is imported, which adds its defaults (dask/distributed#8143).
     """
     import dask
 
