@@ -395,7 +395,7 @@ SNAP_SMOOTH_ROWS = 9
 
 
 def snap_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, m: int,
-               to_image: np.ndarray | None = None) -> tuple[np.ndarray, np.ndarray]:
+               to_image: np.ndarray | None = None, *, inward_only: bool = False) -> tuple[np.ndarray, np.ndarray]:
     """Each row's left and right edge moved to the photo's strongest colour step within ``m`` px.
 
     A coarse mask scaled up from the network's resolution can be a few of its pixels off the
@@ -404,6 +404,9 @@ def snap_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, m: int,
     weighted by ``1 - 0.5 |x - edge| / m`` (the coarse edge stays likelier), its best position
     taken, and the new edges median-filtered over :data:`SNAP_SMOOTH_ROWS` rows so that a row
     caught by a shadow or texture follows its neighbours. Returns integer columns (NaN kept).
+    With ``inward_only`` the outer half of each window is left out, so no edge moves outward (an
+    experiment for side views, where the strongest step beyond the near leg can be the far leg's
+    edge; not used by the pipeline: docs/segmentation.md, "Session 9").
     """
     from scipy.ndimage import median_filter
 
@@ -426,6 +429,10 @@ def snap_edges(img: np.ndarray, left: np.ndarray, right: np.ndarray, m: int,
     d = pair[:, 3:] - pair[:, :-3]
     sq = _channel_sum(d * d)
     step = np.sqrt(sq.astype(np.float32) if exact else sq) * prior[None, :]
+    if inward_only:
+        j = np.arange(-m, m + 1)
+        step[:n, j < 0] = -1  # a left edge does not move left
+        step[n:, j > 0] = -1  # a right edge does not move right
     best = np.where(ok, np.argmax(step, axis=1) - m, 0)
     out = []
     for k, edge in enumerate((left, right)):

@@ -75,6 +75,21 @@ def test_snap_edges_equals_the_plain_code(seed, rotated, grey):
         assert not np.array_equal(got[0][np.isfinite(left)], left[np.isfinite(left)])  # it did move edges
 
 
+def test_inward_only_snap_never_moves_an_edge_out():
+    img, left, right = _leg_photo(0)
+    m = 8
+    rows = np.flatnonzero(np.isfinite(left) & (right - left >= 2 * m + 6))
+    both = silhouette.snap_edges(img, left, right, m)
+    inward = silhouette.snap_edges(img, left, right, m, inward_only=True)
+    # every row's own move is inward (>= 0 on the left, <= 0 on the right) and a median of the moved edges
+    # is at least the median of the unmoved ones: no edge ends outside the smoothed coarse outline
+    base_l = median_filter(left[rows], size=SNAP_SMOOTH_ROWS, mode="nearest")
+    base_r = median_filter(right[rows], size=SNAP_SMOOTH_ROWS, mode="nearest")
+    assert np.all(inward[0][rows] >= base_l) and np.all(inward[1][rows] <= base_r)
+    assert np.any(both[0][rows] < base_l) or np.any(both[1][rows] > base_r)  # the plain snap does move out
+    np.testing.assert_array_equal(silhouette.snap_edges(img, left, right, m, inward_only=False)[0], both[0])
+
+
 @pytest.mark.parametrize("rotated", [False, True])
 def test_refine_edges_equals_the_plain_arithmetic(rotated, monkeypatch):
     img, left, right = _leg_photo(4)
